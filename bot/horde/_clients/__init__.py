@@ -1,0 +1,1 @@
+"""Implementation of bot.horde.clients; import from there."""

@@ -1,0 +1,717 @@
+"""The aiohttp application: the Horde routes under ``/api``, images under ``/_sim/r2`` and the
+``/_sim`` control surface."""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import json
+import logging
+import math
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bot.horde.consts import ANON_API_KEY
+from bot.horde.simulator import _errors as err
+from bot.horde.simulator import _images
+from bot.horde.simulator import _requests as build
+from bot.horde.simulator import _serialize as ser
+from bot.horde.simulator._counters import Counters
+from bot.horde.simulator._faults import Fault
+from bot.horde.simulator._kudos import form_kudos, image_tiles
+from bot.horde.simulator._ratelimit import RateLimiter, Verdict
+from bot.horde.simulator._schema import (
+    IMAGE_REQUEST,
+    INTERROGATE_REQUEST,
+    KNOWN_POST_PROCESSORS,
+    TEXT_REQUEST,
+    Schema,
+    validate,
+)
+from bot.horde.simulator._state import Form, GenRequest, Interrogation, Kind, SimWorker, State
+from bot.horde.simulator.config import SimUser
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_SOURCE_IMAGE_MAX_BYTES = 5 * 1024 * 1024
+_DROPPED = web.RequestKey("horde_sim_dropped", bool)
+_R2_PATH = re.compile(r"/_sim/r2/([^/?#]+?)(?:\.webp)?(?:[?#].*)?$")
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(body, status=status, headers=headers)
+
+
+class SimulatorApp:
+    """Holds the shared pieces and builds the ``web.Application``."""
+
+    def __init__(self, state: State, counters: Counters, limiter: RateLimiter, fault_rng_seed: int) -> None:
+        self.state = state
+        self.counters = counters
+        self.limiter = limiter
+        self._fault_rng = random.Random(fault_rng_seed)
+
+    def build(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
+        api: list[tuple[str, str, Handler, str]] = [
+            ("POST", "/api/v2/generate/async", self.generate_async, "generate_async"),
+            ("GET", "/api/v2/generate/check/{id}", self.generate_check, "generate_check"),
+            ("GET", "/api/v2/generate/status/{id}", self.generate_status, "generate_status"),
+            ("DELETE", "/api/v2/generate/status/{id}", self.generate_delete, "generate_delete"),
+            ("POST", "/api/v2/generate/text/async", self.text_async, "text_async"),
+            ("GET", "/api/v2/generate/text/status/{id}", self.text_status, "text_status"),
+            ("DELETE", "/api/v2/generate/text/status/{id}", self.text_delete, "text_delete"),
+            ("POST", "/api/v2/interrogate/async", self.interrogate_async, "interrogate_async"),
+            ("GET", "/api/v2/interrogate/status/{id}", self.interrogate_status, "interrogate_status"),
+            ("DELETE", "/api/v2/interrogate/status/{id}", self.interrogate_delete, "interrogate_delete"),
+            ("GET", "/api/v2/find_user", self.find_user, "find_user"),
+            ("GET", "/api/v2/users/{user_id}", self.user_details, "user_details"),
+            ("POST", "/api/v2/kudos/transfer", self.kudos_transfer, "kudos_transfer"),
+            ("GET", "/api/v2/status/models", self.status_models, "status_models"),
+            ("GET", "/api/v2/status/models/{name:.+}", self.status_model, "status_model"),
+            ("GET", "/api/v2/status/heartbeat", self.heartbeat, "heartbeat"),
+            ("GET", "/api/v2/status/performance", self.performance, "performance"),
+            ("GET", "/api/v2/status/news", self.news, "news"),
+            ("GET", "/api/v2/workers", self.workers, "workers"),
+            ("GET", "/api/v2/workers/name/{name}", self.worker_by_name, "worker_by_name"),
+            ("GET", "/api/v2/workers/{worker_id}", self.worker, "worker"),
+            ("GET", "/api/v2/styles/image", self._styles("image"), "styles_image"),
+            ("GET", "/api/v2/styles/image/{style_id}", self._style_by_id("image"), "style_image"),
+            (
+                "GET",
+                "/api/v2/styles/image_by_name/{name}",
+                self._style_by_name("image"),
+                "style_image_by_name",
+            ),
+            ("GET", "/api/v2/styles/text", self._styles("text"), "styles_text"),
+            ("GET", "/api/v2/styles/text/{style_id}", self._style_by_id("text"), "style_text"),
+            ("GET", "/api/v2/styles/text_by_name/{name}", self._style_by_name("text"), "style_text_by_name"),
+            ("GET", "/_sim/r2/{id}", self.r2_image, "r2_image"),
+            ("GET", "/_sim/counters", self.sim_counters, "sim_counters"),
+            ("POST", "/_sim/reset", self.sim_reset, "sim_reset"),
+            ("GET", "/_sim/config", self.sim_get_config, "sim_get_config"),
+            ("POST", "/_sim/config", self.sim_config, "sim_config"),
+            ("POST", "/_sim/users", self.sim_users, "sim_users"),
+            ("POST", "/_sim/expire", self.sim_expire, "sim_expire"),
+        ]
+        for method, path, handler, name in api:
+            app.router.add_route(method, path, handler, name=name)
+        return app
+
+    # -- middleware: counting, faults, rate limits, error bodies -----------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        route_name = request.match_info.route.name
+        if route_name is None or route_name.startswith("sim_"):
+            return await self._answer(request, handler)
+        request_id = request.match_info.get("id")
+        if route_name == "r2_image" and request_id is not None:
+            request_id = request_id.removesuffix(".webp")
+        self.counters.record_call(route_name, request_id)
+        response = await self._process(request, handler, route_name, request_id)
+        self.counters.record_status(route_name, 0 if request.get(_DROPPED) else response.status)
+        return response
+
+    async def _process(
+        self, request: web.Request, handler: Handler, endpoint: str, request_id: str | None
+    ) -> web.StreamResponse:
+        fault = self.state.faults.draw(endpoint, request_id, self._fault_rng)
+        if fault is not None:
+            self.counters.record_fault(endpoint)
+            answered = await self._apply_fault(request, fault, request_id)
+            if answered is not None:
+                return answered
+        api_key = request.headers.get("apikey")
+        verdict = self.limiter.check(
+            self.state.knobs.rate_limits,
+            endpoint,
+            ip=request.remote or "unknown",
+            method=request.method,
+            path=request.path,
+            api_key=api_key,
+            anonymous=api_key in (None, ANON_API_KEY),
+        )
+        if verdict is not None and not verdict.allowed:
+            self.counters.record_rate_limited(endpoint, request_id)
+            return limiter_response(
+                verdict.limit.text, verdict.limit.amount, verdict.reset_in, verdict.reset_in
+            )
+        response = await self._answer(request, handler)
+        if verdict is not None:
+            response.headers.update(_limit_headers(verdict))
+        return response
+
+    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except err.HordeError as exc:
+            return json_response(exc.body(), exc.status)
+        except err.SchemaError as exc:
+            return json_response(exc.body(), 400)
+        except PlainError as exc:
+            return json_response(exc.body, exc.status)
+        except web.HTTPNotFound:
+            return json_response(err.NOT_FOUND_BODY, 404)
+        except web.HTTPMethodNotAllowed:
+            return json_response(err.METHOD_NOT_ALLOWED_BODY, 405)
+
+    async def _apply_fault(
+        self, request: web.Request, fault: Fault, request_id: str | None
+    ) -> web.StreamResponse | None:
+        if fault.kind == "delay":
+            await asyncio.sleep(fault.seconds)
+            return None
+        if fault.kind == "expire":
+            if request_id is not None:
+                self.state.expire(request_id)
+            return None
+        if fault.kind == "drop":
+            request[_DROPPED] = True
+            return await _drop_connection(request)
+        retry_after = fault.retry_after
+        if fault.kind == "rate_limit":
+            amount = int(fault.limit_text.split(" ", 1)[0]) if fault.limit_text[:1].isdigit() else 1
+            wait = retry_after if retry_after is not None else 1.0
+            return limiter_response(fault.limit_text, amount, wait, wait)
+        headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after is not None else {}
+        phrase = http.HTTPStatus(fault.status).phrase
+        if fault.html:
+            page = (
+                f"<html>\r\n<head><title>{fault.status} {phrase}</title></head>\r\n<body>\r\n"
+                f"<center><h1>{fault.status} {phrase}</h1></center>\r\n<hr><center>cloudflare</center>\r\n"
+                "</body>\r\n</html>\r\n"
+            )
+            return web.Response(status=fault.status, text=page, content_type="text/html", headers=headers)
+        return json_response({"message": phrase}, fault.status, headers)
+
+    # -- image generation ------------------------------------------------------------------------
+
+    async def generate_async(self, request: web.Request) -> web.Response:
+        state = self.state
+        body = await _json_body(request)
+        _validate(body, IMAGE_REQUEST)
+        api_key = _required_header(request, "apikey", "The API Key corresponding to a registered user.")
+        user = self._generation_user(api_key, body)
+        build.apply_style(state, "image", body)
+        if body["prompt"] == "":
+            raise err.missing_prompt()
+        params = build.image_params(body.get("params") or {})
+        models = list(body["models"]) if "models" in body else ["stable_diffusion"]
+        build.check_workers(state, list(body.get("workers") or []))
+        build.check_concurrency(state, user, "image", models, int(params["n"]))
+        build.check_image_request(
+            body, params, user, request.headers.get("Client-Agent", "unknown:0:unknown")
+        )
+        per_image, required = build.price_image(state, user, body, params, models)
+        if body.get("dry_run"):
+            return json_response({"kudos": float(round(required))}, 200)
+        record = build.new_request(state, "image", user, body, params, models, per_image)
+        state.add_request(record)
+        answer: dict[str, Any] = {"id": record.id, "kudos": float(round(per_image))}
+        if not state.can_serve(record):
+            answer["message"] = ser.IMAGE_NO_WORKER_MESSAGE
+            answer["warnings"] = [{"code": "NoAvailableWorker", "message": ser.IMAGE_NO_WORKER_MESSAGE}]
+        return json_response(answer, 202)
+
+    def _generation_user(self, api_key: str, body: dict[str, Any]) -> SimUser:
+        if self.state.knobs.maintenance_mode:
+            raise err.maintenance_mode()
+        webhook = body.get("webhook")
+        if isinstance(webhook, str) and not webhook.startswith("https://"):
+            raise err.bad_request("webhooks need to point to an https endpoint.")
+        user = self.state.user_by_key(api_key)
+        if user is None:
+            raise err.invalid_api_key()
+        return user
+
+    async def generate_check(self, request: web.Request) -> web.Response:
+        with self.state.lock:
+            record = self._get(request, "image", "Image Waiting Prompt (Check)")
+            return json_response(ser.check(self.state, record))
+
+    async def generate_status(self, request: web.Request) -> web.Response:
+        with self.state.lock:
+            record = self._get(request, "image", "Image Waiting Prompt (Status)")
+            return json_response(ser.image_status(self.state, record, _origin(request)))
+
+    async def generate_delete(self, request: web.Request) -> web.Response:
+        with self.state.lock:
+            record = self._get(request, "image", "Image Waiting Prompt (Delete)")
+            answer = ser.image_status(self.state, record, _origin(request))
+            self.state.cancel_request(record)
+            return json_response(answer)
+
+    def _get(self, request: web.Request, kind: Kind, request_type: str) -> GenRequest:
+        request_id = request.match_info["id"]
+        record = self.state.get_request(request_id, kind)
+        if record is None:
+            raise err.request_not_found(request_type, request_id)
+        return record
+
+    # -- text generation -------------------------------------------------------------------------
+
+    async def text_async(self, request: web.Request) -> web.Response:
+        state = self.state
+        body = await _json_body(request)
+        _validate(body, TEXT_REQUEST)
+        api_key = _required_header(request, "apikey", "The API Key corresponding to a registered user.")
+        if "prompt" not in body:
+            raise err.missing_parameter("prompt", "The prompt to generate from.", "the JSON body")
+        user = self._generation_user(api_key, body)
+        build.apply_style(state, "text", body)
+        if body["prompt"] == "":
+            raise err.missing_prompt()
+        params = {**build.TEXT_DEFAULTS, **(body.get("params") or {})}
+        models = list(body.get("models") or [])
+        build.check_workers(state, list(body.get("workers") or []))
+        build.check_concurrency(state, user, "text", models, int(params["n"]))
+        build.check_text_request(body, params)
+        per_generation = build.price_text(state, user, body, params)
+        if body.get("dry_run"):
+            return json_response({"kudos": float(round(per_generation * int(params["n"]) + 1))}, 200)
+        record = build.new_request(state, "text", user, body, params, models, per_generation)
+        state.add_request(record)
+        answer: dict[str, Any] = {"id": record.id, "kudos": float(round(per_generation))}
+        if not state.can_serve(record):
+            answer["message"] = ser.TEXT_NO_WORKER_MESSAGE
+        return json_response(answer, 202)
+
+    async def text_status(self, request: web.Request) -> web.Response:
+        with self.state.lock:
+            record = self._get(request, "text", "Text Waiting Prompt (Status)")
+            return json_response(ser.text_status(self.state, record))
+
+    async def text_delete(self, request: web.Request) -> web.Response:
+        with self.state.lock:
+            record = self._get(request, "text", "Text Waiting Prompt (Delete)")
+            answer = ser.text_status(self.state, record)
+            self.state.cancel_request(record)
+            return json_response(answer)
+
+    # -- alchemy ---------------------------------------------------------------------------------
+
+    async def interrogate_async(self, request: web.Request) -> web.Response:
+        state = self.state
+        body = await _json_body(request)
+        _validate(body, INTERROGATE_REQUEST)
+        api_key = _required_header(request, "apikey", "A User API key")
+        if "source_image" not in body:
+            raise err.missing_parameter("source_image", None, "the JSON body")
+        if state.knobs.maintenance_mode:
+            raise err.maintenance_mode()
+        webhook = body.get("webhook")
+        if isinstance(webhook, str) and not webhook.startswith("https://"):
+            raise err.bad_request("webhooks need to point to an https endpoint.")
+        user = state.user_by_key(api_key)
+        if user is None:
+            raise err.invalid_api_key()
+        requested = list(body.get("forms") or [])
+        count, limit = state.active_forms(user) + len(requested), user.concurrency * 10
+        if count > limit:
+            raise err.too_many_prompts(count, limit)
+        source = await self._load_source_image(str(body["source_image"]))
+        try:
+            width, height = _images.probe_size(source)
+            tiles = image_tiles(width, height)
+            if tiles > 255:
+                raise err.image_validation_failed(
+                    f"Image is too large ({tiles} tiles) and would cause horde alchemists to run out of VRAM "
+                    "trying to process it.",
+                    "SourceImageResolutionExceeded",
+                )
+            await asyncio.to_thread(_images.decode, source)
+        except ValueError as exc:
+            raise err.image_validation_failed() from exc
+        forms: list[Form] = []
+        for item in requested:
+            if any(form.name == item["name"] for form in forms):
+                continue
+            forms.append(
+                Form(
+                    id=state.new_id(),
+                    name=item["name"],
+                    payload=item.get("payload"),
+                    kudos=form_kudos(item["name"], tiles, KNOWN_POST_PROCESSORS),
+                )
+            )
+        now = state.now()
+        record = Interrogation(
+            id=state.new_id(),
+            user=user,
+            image=source,
+            width=width,
+            height=height,
+            forms=forms,
+            created=now,
+            expires_at=now + state.knobs.request_lifetime,
+            slow_workers=bool(body.get("slow_workers", True)),
+            queued_at=now,
+        )
+        state.add_interrogation(record)
+        return json_response({"id": record.id}, 202)
+
+    async def _load_source_image(self, source: str) -> bytes:
+        if not source.startswith(("http://", "https://")):
+            return build.decode_base64(source)
+        own = _R2_PATH.search(source)
+        if own is not None:
+            stored = self.state.get_image(own[1])
+            if stored is None:
+                raise err.image_validation_failed()
+            return stored
+        try:
+            timeout = aiohttp.ClientTimeout(total=10)
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(source) as reply:
+                data = await reply.content.read(_SOURCE_IMAGE_MAX_BYTES + 1)
+                if reply.status != 200 or len(data) > _SOURCE_IMAGE_MAX_BYTES:
+                    raise err.image_validation_failed()
+                return data
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise err.image_validation_failed() from exc
+
+    async def interrogate_status(self, request: web.Request) -> web.Response:
+        with self.state.lock:
+            record = self._get_interrogation(request)
+            return json_response(ser.interrogation_status(record, _origin(request)))
+
+    async def interrogate_delete(self, request: web.Request) -> web.Response:
+        with self.state.lock:
+            record = self._get_interrogation(request)
+            self.state.cancel_interrogation(record)
+            return json_response(ser.interrogation_status(record, _origin(request)))
+
+    def _get_interrogation(self, request: web.Request) -> Interrogation:
+        request_id = request.match_info["id"]
+        record = self.state.get_interrogation(request_id)
+        if record is None:
+            raise err.request_not_found("Interrogation", request_id)
+        return record
+
+    # -- users and kudos -------------------------------------------------------------------------
+
+    async def find_user(self, request: web.Request) -> web.Response:
+        api_key = request.headers.get("apikey")
+        if not api_key:
+            raise err.invalid_api_key()
+        user = self.state.user_by_key(api_key)
+        if user is None:
+            raise err.unknown_api_key(api_key)
+        return json_response(ser.user_details(self.state, user, privileged=True))
+
+    async def user_details(self, request: web.Request) -> web.Response:
+        raw_id = request.match_info["user_id"]
+        user = self.state.users.get(int(raw_id)) if raw_id.isdigit() else None
+        if user is None:
+            raise err.user_not_found(raw_id)
+        privileged = False
+        api_key = request.headers.get("apikey")
+        if api_key:
+            requester = self.state.user_by_key(api_key)
+            if requester is None:
+                raise err.invalid_api_key()
+            privileged = requester is user or requester.moderator
+        return json_response(ser.user_details(self.state, user, privileged=privileged))
+
+    async def kudos_transfer(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        api_key = _required_header(request, "apikey", "The sending user's API key.")
+        if "username" not in body:
+            raise err.missing_parameter(
+                "username", "The user ID which will receive the kudos.", "the JSON body"
+            )
+        amount = _as_int(body.get("amount", 100), "amount", "The amount of kudos to transfer.")
+        user = self.state.user_by_key(api_key)
+        if user is None:
+            raise err.invalid_api_key()
+        if user.is_anon:
+            raise err.bad_request(
+                "You cannot transfer Kudos from Anonymous, smart-ass.", "KudosTransferFromAnon"
+            )
+        transferred = self.state.transfer_kudos(
+            user, str(body["username"]), amount, request.headers.get("Idempotency-Key")
+        )
+        return json_response({"transferred": transferred})
+
+    # -- information -----------------------------------------------------------------------------
+
+    async def status_models(self, request: web.Request) -> web.Response:
+        query = request.query
+        requested_type = query.get("type", "image")
+        if requested_type not in ("image", "text"):
+            raise err.bad_request("'type' needs to be one of ['image', 'text']")
+        kind: Kind = "text" if requested_type == "text" else "image"
+        model_state = query.get("model_state", "all")
+        if model_state not in ("known", "custom", "all"):
+            raise err.bad_request("'model_state' needs to be one of ['known', 'custom', 'all']")
+        min_count = _query_int(query.get("min_count"), "min_count")
+        max_count = _query_int(query.get("max_count"), "max_count")
+        known = set(
+            self.state.knobs.advertised_image_models
+            if kind == "image"
+            else self.state.knobs.advertised_text_models
+        )
+        answer = []
+        for name in self.state.listed_models(kind):
+            if (model_state == "known" and name not in known) or (model_state == "custom" and name in known):
+                continue
+            stats = ser.model_stats(self.state, kind, name)
+            if (min_count is not None and stats["count"] < min_count) or (
+                max_count is not None and stats["count"] > max_count
+            ):
+                continue
+            answer.append(stats)
+        return json_response(answer)
+
+    async def status_model(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        kinds: tuple[Kind, ...] = ("image", "text")
+        found = [
+            ser.model_stats(self.state, kind, name)
+            for kind in kinds
+            if name in self.state.listed_models(kind)
+        ]
+        return json_response(found[:1])
+
+    async def heartbeat(self, request: web.Request) -> web.Response:
+        return json_response(ser.heartbeat(self.state))
+
+    async def performance(self, request: web.Request) -> web.Response:
+        return json_response(ser.performance(self.state))
+
+    async def news(self, request: web.Request) -> web.Response:
+        return json_response(list(ser.NEWS))
+
+    async def workers(self, request: web.Request) -> web.Response:
+        kind, name = request.query.get("type"), request.query.get("name")
+        chosen = [
+            w
+            for w in self.state.workers
+            if (kind is None or w.type == kind) and (name is None or w.name.lower() == name.lower())
+        ]
+        with self.state.lock:
+            return json_response([ser.worker_details(self.state, w) for w in chosen])
+
+    async def worker(self, request: web.Request) -> web.Response:
+        worker_id = request.match_info["worker_id"]
+        return self._worker_answer(
+            next((w for w in self.state.workers if w.id == worker_id), None), worker_id
+        )
+
+    async def worker_by_name(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        found = next((w for w in self.state.workers if w.name.lower() == name.lower()), None)
+        return self._worker_answer(found, name)
+
+    def _worker_answer(self, worker: SimWorker | None, key: str) -> web.Response:
+        if worker is None:
+            raise err.worker_not_found(key)
+        with self.state.lock:
+            return json_response(ser.worker_details(self.state, worker))
+
+    def _styles(self, kind: Kind) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            sort = request.query.get("sort", "popular")
+            if sort not in ("popular", "age"):
+                raise err.bad_request("'model_state' needs to be one of ['popular', 'age']")
+            page = _query_int(request.query.get("page"), "page") or 1
+            tag, model = request.query.get("tag"), request.query.get("model")
+            with self.state.lock:
+                chosen = [
+                    s
+                    for s in self.state.styles
+                    if s.kind == kind and s.public and tag in (None, *s.tags) and model in (None, *s.models)
+                ]
+                if sort == "popular":
+                    chosen.sort(key=lambda s: s.use_count, reverse=True)
+                else:
+                    chosen.sort(key=lambda s: s.created, reverse=True)
+                start = max(page - 1, 0) * 25
+                return json_response([ser.style(s) for s in chosen[start : start + 25]])
+
+        return handler
+
+    def _style_by_id(self, kind: Kind) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            style_id = request.match_info["style_id"]
+            found = next((s for s in self.state.styles if s.id == style_id), None)
+            if found is None:
+                raise err.thing_not_found(f"{kind} Style", style_id)
+            return _style_answer(found.kind, kind, ser.style(found))
+
+        return handler
+
+    def _style_by_name(self, kind: Kind) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            name = request.match_info["name"]
+            found = self.state.find_style(None, name)
+            if found is None:
+                raise err.thing_not_found("Style", name)
+            return _style_answer(found.kind, kind, ser.style(found))
+
+        return handler
+
+    async def r2_image(self, request: web.Request) -> web.Response:
+        image_id = request.match_info["id"].removesuffix(".webp")
+        data = self.state.get_image(image_id)
+        if data is None:
+            return web.Response(status=404, text="NoSuchKey", content_type="text/plain")
+        return web.Response(body=data, content_type="image/webp")
+
+    # -- control surface ---------------------------------------------------------------------------
+
+    async def sim_counters(self, request: web.Request) -> web.Response:
+        return json_response(self.counters.snapshot())
+
+    async def sim_reset(self, request: web.Request) -> web.Response:
+        options = await _json_body(request) if request.can_read_body else {}
+        if options.get("counters", True):
+            self.counters.reset()
+        if options.get("rate_limits", True):
+            self.limiter.reset()
+        if options.get("faults", True):
+            self.state.faults.clear()
+        if options.get("requests", False):
+            with self.state.lock:
+                self.state.requests.clear()
+                self.state.interrogations.clear()
+        return json_response({"reset": True})
+
+    async def sim_get_config(self, request: web.Request) -> web.Response:
+        return json_response({"knobs": self.state.knobs.to_json(), "faults": self.state.faults.to_json()})
+
+    async def sim_config(self, request: web.Request) -> web.Response:
+        patch = await _json_body(request)
+        faults = patch.pop("faults", None)
+        try:
+            if faults is not None:
+                if not isinstance(faults, dict):
+                    raise ValueError("'faults' must be an object")
+                self.state.faults.apply_json(faults)
+            with self.state.lock:
+                self.state.knobs.apply_patch(patch)
+        except ValueError as exc:
+            raise PlainError(400, {"message": str(exc)}) from exc
+        self.state.changed()
+        return await self.sim_get_config(request)
+
+    async def sim_users(self, request: web.Request) -> web.Response:
+        data = await _json_body(request)
+        try:
+            user = SimUser.from_json(data, default_id=self.state.next_user_id())
+            self.state.add_user(user)
+        except ValueError as exc:
+            raise PlainError(400, {"message": str(exc)}) from exc
+        return json_response({"username": user.username, "id": user.id}, 201)
+
+    async def sim_expire(self, request: web.Request) -> web.Response:
+        data = await _json_body(request)
+        request_id = data.get("id")
+        if not isinstance(request_id, str) or not self.state.expire(request_id):
+            raise PlainError(404, {"message": f"no request with id {request_id!r}"})
+        return json_response({"expired": request_id})
+
+
+class PlainError(Exception):
+    """An error whose body is not the Horde's ``{"message", "rc"}``."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(f"{status}: {body}")
+        self.status = status
+        self.body = body
+
+
+def limiter_response(text: str, amount: int, retry_after: float, reset_in: float) -> web.Response:
+    """flask-limiter's 429: the limit as the message, no rc, and its headers."""
+    headers = {
+        "Retry-After": str(max(1, math.ceil(retry_after))),
+        "X-Ratelimit-Limit": str(amount),
+        "X-Ratelimit-Remaining": "0",
+        "X-Ratelimit-Reset": str(math.ceil(time.time() + reset_in)),
+    }
+    return json_response({"message": text}, 429, headers)
+
+
+def _limit_headers(verdict: Verdict) -> dict[str, str]:
+    return {
+        "X-Ratelimit-Limit": str(verdict.limit.amount),
+        "X-Ratelimit-Remaining": str(verdict.remaining),
+        "X-Ratelimit-Reset": str(math.ceil(time.time() + verdict.reset_in)),
+    }
+
+
+async def _drop_connection(request: web.Request) -> web.StreamResponse:
+    """Send headers and a few bytes of a promised longer body, then hang up."""
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    response.content_length = 4096
+    await response.prepare(request)
+    await response.write(b'{"finished": ')
+    if request.transport is not None:
+        request.transport.close()
+    return response
+
+
+def _style_answer(found_kind: str, wanted: Kind, body: dict[str, Any]) -> web.Response:
+    if found_kind != wanted:
+        raise err.bad_request(
+            f"Style was found but was of the wrong type: {found_kind} != {wanted}", "StyleGetMistmatch"
+        )
+    return json_response(body)
+
+
+def _origin(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PlainError(400, err.BAD_JSON_BODY) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise err.SchemaError({"": f"{data!r} is not of type 'object'"})
+    return data
+
+
+def _validate(body: dict[str, Any], schema: Schema) -> None:
+    errors = validate(body, schema)
+    if errors:
+        raise err.SchemaError(errors)
+
+
+def _required_header(request: web.Request, name: str, help_text: str) -> str:
+    value = request.headers.get(name)
+    if value is None:
+        raise err.missing_parameter(name, help_text, "the HTTP headers")
+    return value
+
+
+def _as_int(value: Any, name: str, help_text: str) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float):
+        return int(value)
+    try:
+        return int(str(value))
+    except ValueError as exc:
+        raise err.SchemaError(
+            {name: f"{help_text} invalid literal for int() with base 10: {value!r}"}
+        ) from exc
+
+
+def _query_int(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise err.SchemaError({name: f"invalid literal for int() with base 10: {value!r}"}) from exc

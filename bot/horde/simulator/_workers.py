@@ -1,0 +1,176 @@
+"""The simulated workers: a scheduler that hands jobs to at most ``worker_threads`` runners per kind."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from typing import Any, Literal
+
+from bot.horde.simulator import _content, _images
+from bot.horde.simulator._schema import KNOWN_POST_PROCESSORS
+from bot.horde.simulator._state import Form, Generation, GenRequest, Interrogation, Job, State
+
+log = logging.getLogger(__name__)
+Lane = Literal["image", "text", "interrogation"]
+
+
+class WorkerPool:
+    def __init__(self, state: State, tick: float) -> None:
+        self._state = state
+        self._tick = tick
+        self._wake = asyncio.Event()
+        self._running: dict[Lane, set[asyncio.Task[None]]] = {
+            "image": set(),
+            "text": set(),
+            "interrogation": set(),
+        }
+        self._scheduler: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._loop = asyncio.get_running_loop()
+        state.on_change(self.poke)
+
+    def start(self) -> None:
+        self._scheduler = asyncio.create_task(self._schedule(), name="horde-sim-scheduler")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        tasks = [t for lane in self._running.values() for t in lane]
+        if self._scheduler is not None:
+            tasks.append(self._scheduler)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def poke(self) -> None:
+        """Wake the scheduler; safe from any thread, and a no-op once the loop is gone."""
+        if not self._stopping and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def _schedule(self) -> None:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races
+        # with the event being set, and the scheduler would then never stop.
+        while not self._stopping:
+            self._start_jobs()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._tick):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    def _start_jobs(self) -> None:
+        threads = self._state.knobs.worker_threads
+        for lane in ("image", "text"):
+            while len(self._running[lane]) < threads:
+                job = self._state.pop_job(lane)
+                if job is None:
+                    break
+                self._spawn(lane, self._run_job(job))
+        while len(self._running["interrogation"]) < threads:
+            popped = self._state.pop_form()
+            if popped is None:
+                break
+            self._spawn("interrogation", self._run_form(*popped[:2]))
+
+    def _spawn(self, lane: Lane, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._running[lane].add(task)
+
+        def _done(finished: asyncio.Task[None]) -> None:
+            self._running[lane].discard(finished)
+            if not finished.cancelled() and finished.exception() is not None:
+                log.error("simulated worker crashed", exc_info=finished.exception())
+            self.poke()
+
+        task.add_done_callback(_done)
+
+    async def _until(self, due: float) -> None:
+        # Polled, not awaited on an event: the clock may be a ManualClock that nothing signals.
+        while (remaining := due - self._state.now()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(min(remaining, self._tick))
+
+    async def _run_job(self, job: Job) -> None:
+        request = job.request
+        censorship = self._state.censorship_for(request)
+        max_side = self._state.knobs.max_image_side
+        made = asyncio.create_task(asyncio.to_thread(_make_output, request, job.seed, censorship, max_side))
+        try:
+            await self._until(job.due)
+            result = await made
+        except Exception:
+            log.exception("a simulated worker failed to make %s", job.id)
+            self._state.fault_job(job)
+            return
+        finally:
+            made.cancel()
+        if self._state.should_fault_job():
+            self._state.fault_job(job)
+            return
+        generation = Generation(
+            id=job.id,
+            worker=job.worker,
+            model=job.model,
+            seed=job.seed,
+            kudos=request.kudos_per_generation,
+            image=result if isinstance(result, bytes) else None,
+            text=result if isinstance(result, str) else None,
+            censorship=censorship,
+        )
+        if self._state.finish_job(job, generation) and generation.image is not None:
+            self._state.store_image(generation.id, generation.image)
+
+    async def _run_form(self, interrogation: Interrogation, form: Form) -> None:
+        max_side = self._state.knobs.max_image_side
+        made = asyncio.create_task(asyncio.to_thread(_make_form, interrogation.image, form.name, max_side))
+        try:
+            await self._until(form.due if form.due is not None else self._state.now())
+            result, picture = await made
+        except Exception:
+            log.exception("a simulated alchemist failed on form %s", form.id)
+            self._state.fault_form(interrogation, form)
+            return
+        finally:
+            made.cancel()
+        if self._state.should_fault_job():
+            self._state.fault_form(interrogation, form)
+            return
+        if self._state.finish_form(interrogation, form, result) and picture is not None:
+            self._state.store_image(form.id, picture)
+
+
+def _make_output(request: GenRequest, seed: int, censorship: str | None, max_side: int) -> bytes | str:
+    if request.kind == "image":
+        return _make_image(request.prompt, request.params, seed, censorship, max_side)
+    return _make_text(request.prompt, request.params, seed)
+
+
+def _make_image(
+    prompt: str, params: dict[str, object], seed: int, censorship: str | None, max_side: int
+) -> bytes:
+    factor = max(
+        (_content.upscale_factor(pp) for pp in _as_strings(params.get("post_processing"))), default=1
+    )
+    width, height = int(str(params["width"])) * factor, int(str(params["height"])) * factor
+    if censorship is not None:
+        return _images.render_censored(width, height, max_side)
+    positive = prompt.split("###", 1)[0].strip()
+    return _images.render_generation(positive, seed, width, height, max_side)
+
+
+def _make_text(prompt: str, params: dict[str, object], seed: int) -> str:
+    max_length = int(str(params.get("max_length", 80)))
+    return _content.continue_text(prompt, seed, max_length, _as_strings(params.get("stop_sequence")))
+
+
+def _make_form(source: bytes, form: str, max_side: int) -> tuple[dict[str, object], bytes | None]:
+    image = _images.decode(source)
+    result = _content.alchemy_result(form, image, KNOWN_POST_PROCESSORS)
+    if form not in KNOWN_POST_PROCESSORS:
+        return result, None
+    return result, _images.upscale(source, _content.upscale_factor(form), max_side)
+
+
+def _as_strings(value: object) -> list[str]:
+    return [str(item) for item in value] if isinstance(value, list) else []

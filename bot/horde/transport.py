@@ -1,0 +1,316 @@
+"""The HTTP transport: one aiohttp session, the Horde's headers, retries and rate limits.
+
+Retry rules (and why):
+
+* 429 from the rate limiter (no rc) and 503 are explicit refusals: nothing was done, so they
+  are retried for every request, honouring ``Retry-After`` (integer seconds or an HTTP date).
+* 429 with rc ``TooManyPrompts`` is the user's *concurrency* limit: it only clears when their
+  other generations finish, which takes far longer than a retry budget, so it is returned at
+  once (``RetryPolicy.retry_too_many_prompts`` turns retrying on).
+* 502, 504, timeouts and dropped connections are retried for idempotent requests only. A POST
+  (``generate/async``, ``kudos/transfer`` …) may already have been accepted when the
+  connection drops mid-response or a gateway times out, and retrying it would queue a duplicate
+  generation and spend the user's kudos twice. Such a POST is retried only when the failure
+  provably happened before the request was sent (the connection could not be opened), or when
+  it carries an ``Idempotency-Key`` header.
+* Other 4xx are never retried.
+
+After the last attempt the last error is returned as a ``RequestErrorResponse``; a connection
+failure becomes one with ``http_status`` 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import os
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import aiohttp
+from pydantic import ValidationError
+
+from bot.horde.apimodels.base import HordeRequest, HordeResponse, WireRequest
+from bot.horde.apimodels.errors import RequestErrorResponse
+from bot.horde.consts import (
+    BASE_URL_ENV_VAR,
+    CLIENT_AGENT_HEADER,
+    DEFAULT_BASE_URL,
+    DEFAULT_CLIENT_AGENT,
+    IDEMPOTENCY_KEY_HEADER,
+    RC,
+)
+from bot.horde.ratelimit import DEFAULT_RATE_LIMITS, HordeRateLimits, RateLimiter
+
+logger = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=HordeResponse)
+
+_RETRY_STATUSES = frozenset({429, 502, 503, 504})
+_REFUSED_STATUSES = frozenset({429, 503})
+_SNIPPET_CHARS = 200
+_IDEMPOTENCY_KEY = IDEMPOTENCY_KEY_HEADER.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how long to retry; backoff is exponential with full jitter.
+
+    ``retry_after_scale`` multiplies the server's ``Retry-After`` (tests shrink it); a
+    ``Retry-After`` longer than ``max_retry_after`` is not waited for: the error is returned.
+    """
+
+    max_attempts: int = 4
+    base_delay: float = 0.5
+    factor: float = 2.0
+    max_delay: float = 30.0
+    max_retry_after: float = 120.0
+    retry_after_scale: float = 1.0
+    retry_too_many_prompts: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+
+    def backoff(self, retry_number: int, rng: random.Random) -> float:
+        """Delay before retry ``retry_number`` (1-based)."""
+        ceiling = min(self.max_delay, self.base_delay * self.factor ** (retry_number - 1))
+        return rng.uniform(0.0, ceiling)
+
+
+DEFAULT_RETRY_POLICY = RetryPolicy()
+
+
+def resolve_base_url(base_url: str | None) -> str:
+    url = base_url or os.environ.get(BASE_URL_ENV_VAR) or DEFAULT_BASE_URL
+    return url if url.endswith("/") else url + "/"
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    status: int
+    body: str
+    content_type: str
+    retry_after: str | None
+
+
+# The connection was never established, so the server cannot have seen the request.
+_NOT_SENT_ERRORS: tuple[type[BaseException], ...] = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ConnectionTimeoutError,
+)
+_NOT_RETRYABLE_CONNECT_ERRORS: tuple[type[BaseException], ...] = (
+    aiohttp.ClientSSLError,
+    aiohttp.ClientConnectorCertificateError,
+)
+_IN_FLIGHT_ERRORS: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    aiohttp.ClientConnectionError,
+    aiohttp.ClientPayloadError,
+)
+
+
+class HordeTransport:
+    """Sends :class:`HordeRequest` objects and maps the replies to response models.
+
+    ``aiohttp_session`` is used as given and never closed here; without one, the transport
+    creates its own on first use and closes it in :meth:`close`. The base URL is the argument,
+    else the ``AI_HORDE_URL`` environment variable (read now), else the public AI Horde.
+    ``apikey`` is used for requests that take one but were built without setting it.
+    """
+
+    def __init__(
+        self,
+        aiohttp_session: aiohttp.ClientSession | None = None,
+        *,
+        base_url: str | None = None,
+        client_agent: str = DEFAULT_CLIENT_AGENT,
+        retry: RetryPolicy = DEFAULT_RETRY_POLICY,
+        apikey: str | None = None,
+        rate_limits: HordeRateLimits | None = DEFAULT_RATE_LIMITS,
+        rate_limiter: RateLimiter | None = None,
+        request_timeout: float = 60.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._session = aiohttp_session
+        self._owns_session = aiohttp_session is None
+        self.base_url = resolve_base_url(base_url)
+        self.client_agent = client_agent
+        self.retry = retry
+        self._apikey = apikey
+        self._rate_limits = rate_limits
+        self.rate_limiter = rate_limiter or RateLimiter()
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, client_agent={self.client_agent!r})"
+
+    @property
+    def closed(self) -> bool:
+        return self._session is not None and self._session.closed
+
+    async def get_session(self) -> aiohttp.ClientSession:
+        """The aiohttp session (created here, inside the running loop, if none was given)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None and not self._session.closed:
+            await self._session.close()
+
+    async def send(self, request: HordeRequest, expected_response_type: type[R]) -> R | RequestErrorResponse:
+        wire = request.to_wire()
+        headers = self._headers(request, wire)
+        idempotent = wire.method != "POST" or any(h.lower() == _IDEMPOTENCY_KEY for h in headers)
+        limits = (
+            self._rate_limits.for_request(wire.method, wire.path, type(request).path, headers.get("apikey"))
+            if self._rate_limits is not None
+            else []
+        )
+        attempt = 0
+        while True:
+            attempt += 1
+            await self.rate_limiter.acquire(limits)
+            delay: float | None = None
+            try:
+                reply = await self._exchange(wire, headers)
+            except _NOT_RETRYABLE_CONNECT_ERRORS as exc:
+                return _connection_error(wire, exc)
+            except _NOT_SENT_ERRORS as exc:
+                error = _connection_error(wire, exc)
+                retryable = True
+            except _IN_FLIGHT_ERRORS as exc:
+                error = _connection_error(wire, exc)
+                retryable = idempotent
+            else:
+                if reply.status < 400:
+                    return _parse_success(reply, expected_response_type)
+                error = RequestErrorResponse.from_http(reply.status, reply.body, reply.content_type)
+                retryable = self._status_is_retryable(reply.status, error, idempotent)
+                if retryable and reply.retry_after is not None:
+                    delay = self._retry_after_delay(reply.retry_after)
+                    retryable = delay is not None
+            if not retryable or attempt >= self.retry.max_attempts:
+                return error
+            if delay is None:
+                delay = self.retry.backoff(attempt, self._rng)
+            logger.warning(
+                "%s %s failed (%s, attempt %d/%d); retrying in %.2fs",
+                wire.method,
+                wire.path,
+                error.http_status or error.message,
+                attempt,
+                self.retry.max_attempts,
+                delay,
+            )
+            await self._sleep(delay)
+
+    def _headers(self, request: HordeRequest, wire: WireRequest) -> dict[str, str]:
+        headers = dict(wire.headers)
+        apikey_header = type(request).header_fields.get("apikey")
+        if self._apikey and apikey_header and "apikey" not in request.model_fields_set:
+            headers[apikey_header] = self._apikey
+        headers[CLIENT_AGENT_HEADER] = self.client_agent
+        return headers
+
+    async def _exchange(self, wire: WireRequest, headers: dict[str, str]) -> _Reply:
+        session = await self.get_session()
+        async with session.request(
+            wire.method,
+            self.base_url + wire.path.lstrip("/"),
+            headers=headers,
+            params=wire.query or None,
+            json=wire.json,
+            timeout=self._timeout,
+        ) as response:
+            raw = await response.read()
+            logger.debug("%s %s -> %d", wire.method, wire.path, response.status)
+            return _Reply(
+                status=response.status,
+                body=_decode(raw, response.charset),
+                content_type=response.content_type,
+                retry_after=response.headers.get("Retry-After"),
+            )
+
+    def _status_is_retryable(self, status: int, error: RequestErrorResponse, idempotent: bool) -> bool:
+        if status not in _RETRY_STATUSES:
+            return False
+        if status == 429 and error.rc == RC.TooManyPrompts:
+            return self.retry.retry_too_many_prompts
+        return idempotent or status in _REFUSED_STATUSES
+
+    def _retry_after_delay(self, header: str) -> float | None:
+        seconds = parse_retry_after(header)
+        if seconds is None:
+            return self.retry.backoff(1, self._rng)
+        delay = seconds * self.retry.retry_after_scale
+        return delay if delay <= self.retry.max_retry_after else None
+
+
+def _decode(raw: bytes, charset: str | None) -> str:
+    try:
+        return raw.decode(charset or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return raw.decode("utf-8", errors="replace")
+
+
+def _connection_error(wire: WireRequest, exc: BaseException) -> RequestErrorResponse:
+    reason = str(exc) or type(exc).__name__
+    return RequestErrorResponse(
+        message=f"Could not complete {wire.method} {wire.path} with the AI Horde: "
+        f"{type(exc).__name__}: {reason}",
+        rc=RC.RC_MISSING,
+        http_status=0,
+        errors=None,
+    )
+
+
+def _parse_success(reply: _Reply, expected: type[R]) -> R | RequestErrorResponse:
+    try:
+        data = json.loads(reply.body)
+    except ValueError:
+        return RequestErrorResponse(
+            message=f"The AI Horde answered {reply.status} with a body that is not JSON "
+            f"({reply.content_type or 'no content type'}): {reply.body[:_SNIPPET_CHARS]!r}",
+            rc=RC.RC_MISSING,
+            http_status=reply.status,
+            errors=None,
+        )
+    try:
+        return expected.model_validate(data)
+    except ValidationError as exc:
+        errors = {".".join(str(part) for part in err["loc"]) or "(body)": err["msg"] for err in exc.errors()}
+        details = "; ".join(f"{field}: {reason}" for field, reason in errors.items())
+        return RequestErrorResponse(
+            message=f"The AI Horde's {reply.status} response does not match {expected.__name__}: {details}",
+            rc=RC.RC_MISSING,
+            http_status=reply.status,
+            errors=errors,
+        )

@@ -1,0 +1,267 @@
+"""The storage layer's contract: frozen row models, errors and the repository protocols."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal, Protocol, TypeAlias, TypedDict, Unpack
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bot.crypto import is_encrypted_token
+
+
+class StorageError(Exception):
+    """Base class of the storage layer's errors."""
+
+
+class SchemaError(StorageError):
+    """The database schema cannot be used: too new for this code, or a migration failed."""
+
+
+class NotFoundError(StorageError, LookupError):
+    pass
+
+
+class InvalidTransitionError(StorageError, ValueError):
+    """A job update would leave a terminal state or go back to ``pending``."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+class JobState(StrEnum):
+    PENDING = "pending"  # created, not yet accepted by the Horde
+    SUBMITTED = "submitted"  # accepted: has a horde_id
+    DONE = "done"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL_STATES
+
+
+_TERMINAL_STATES = frozenset({JobState.DONE, JobState.CANCELLED, JobState.FAILED})
+UNFINISHED_STATES: tuple[JobState, ...] = (JobState.PENDING, JobState.SUBMITTED)
+
+JobKind: TypeAlias = Literal["image", "text", "alchemy"]
+KeyOwner: TypeAlias = Literal["user", "anonymous", "sponsor"]
+RowKey: TypeAlias = int | str
+
+
+def check_transition(old: JobState, new: JobState) -> None:
+    if old == new:
+        return
+    if old.is_terminal:
+        raise InvalidTransitionError(f"job state {old} is terminal; it cannot become {new}")
+    if new is JobState.PENDING:
+        raise InvalidTransitionError(f"job state {old} cannot go back to {new}")
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class UserRecord(_Record):
+    """A Discord user's registered Horde account. The API key is stored only as a KeyRing token."""
+
+    discord_id: int = Field(gt=0)
+    encrypted_api_key: str = Field(repr=False)
+    horde_user_id: int = Field(ge=0)
+    horde_username: str
+    created_at: AwareDatetime = Field(default_factory=utcnow)
+    updated_at: AwareDatetime = Field(default_factory=utcnow)
+
+    @field_validator("encrypted_api_key")
+    @classmethod
+    def _must_be_ciphertext(cls, value: str) -> str:
+        # Guards against a caller handing over the plaintext key by mistake.
+        if not is_encrypted_token(value):
+            raise ValueError("must be a KeyRing token (v<version>:<token>), never a plaintext key")
+        return value
+
+
+class GuildSettingsRecord(_Record):
+    """A guild's overridden settings (name → JSON value); ``updated_at`` is ``None`` when there are none."""
+
+    guild_id: int
+    values: Mapping[str, Any]
+    updated_at: AwareDatetime | None
+
+
+class GuildSettingAuditRecord(_Record):
+    """One change of a guild setting. A ``None`` JSON side means the setting was (or became) unset."""
+
+    id: int
+    guild_id: int
+    key: str
+    old_value_json: str | None
+    new_value_json: str | None
+    actor_id: int
+    at: AwareDatetime
+
+
+def _check_json(value: str | None) -> str | None:
+    if value is not None:
+        json.loads(value)
+    return value
+
+
+class JobRecord(_Record):
+    """One generation in the journal, enough to resume polling after a restart or to rerun it."""
+
+    id: str = Field(default_factory=new_job_id, pattern=r"^[0-9a-f]{32}$")
+    kind: JobKind
+    state: JobState = JobState.PENDING
+    guild_id: int | None = None
+    channel_id: int
+    message_id: int | None = None
+    user_id: int
+    key_owner: KeyOwner
+    horde_id: str | None = None
+    request_json: str
+    params_json: str
+    result_json: str | None = None
+    error: str | None = None
+    kudos: float | None = None
+    shard_id: int | None = None
+    created_at: AwareDatetime = Field(default_factory=utcnow)
+    updated_at: AwareDatetime = Field(default_factory=utcnow)
+
+    @field_validator("request_json")
+    @classmethod
+    def _request_without_apikey(cls, value: str) -> str:
+        body = json.loads(value)
+        if isinstance(body, dict) and "apikey" in body:
+            raise ValueError("the journalled request must not contain the apikey")
+        return value
+
+    @field_validator("params_json", "result_json")
+    @classmethod
+    def _valid_json(cls, value: str | None) -> str | None:
+        return _check_json(value)
+
+    @model_validator(mode="after")
+    def _submitted_has_horde_id(self) -> JobRecord:
+        if self.state is JobState.SUBMITTED and not self.horde_id:
+            raise ValueError("a submitted job must have a horde_id")
+        return self
+
+
+class JobChanges(TypedDict, total=False):
+    """The job fields :meth:`JobRepository.update` may change; ``updated_at`` is set by the storage."""
+
+    state: JobState
+    message_id: int | None
+    horde_id: str | None
+    result_json: str | None
+    error: str | None
+    kudos: float | None
+    shard_id: int | None
+
+
+class EncryptedColumn(Protocol):
+    """A column of KeyRing tokens; ``bot.crypto.rotate_all`` re-encrypts each registered one."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def read_tokens(self) -> dict[RowKey, str]: ...
+
+    async def write_tokens(self, tokens: Mapping[RowKey, str]) -> None: ...
+
+
+class UserRepository(Protocol):
+    async def get(self, discord_id: int) -> UserRecord | None: ...
+
+    async def upsert(self, record: UserRecord) -> UserRecord:
+        """Insert or replace; keeps the first ``created_at`` and stamps ``updated_at``."""
+        ...
+
+    async def delete(self, discord_id: int) -> bool: ...
+
+    def iter_all(self) -> AsyncIterator[UserRecord]: ...
+
+    async def update_encrypted_keys(self, keys: Mapping[int, str]) -> None:
+        """Replace the encrypted keys of the given users atomically."""
+        ...
+
+
+class GuildSettingsRepository(Protocol):
+    async def get(self, guild_id: int) -> GuildSettingsRecord: ...
+
+    async def get_all(self, guild_id: int) -> dict[str, Any]: ...
+
+    async def set(self, guild_id: int, key: str, value: Any, actor_id: int) -> bool:
+        """Returns whether the value changed; only a change writes an audit row."""
+        ...
+
+    async def set_many(self, guild_id: int, values: Mapping[str, Any], actor_id: int) -> list[str]:
+        """Atomically set several values; returns the keys that changed."""
+        ...
+
+    async def reset(self, guild_id: int, key: str, actor_id: int) -> bool:
+        """Back to the default (row removed); returns whether a value was set."""
+        ...
+
+    async def audit(self, guild_id: int, limit: int = 50) -> list[GuildSettingAuditRecord]:
+        """Newest first."""
+        ...
+
+
+class JobRepository(Protocol):
+    async def create(self, record: JobRecord) -> JobRecord: ...
+
+    async def get(self, job_id: str) -> JobRecord | None: ...
+
+    async def get_by_horde_id(self, horde_id: str) -> JobRecord | None: ...
+
+    async def update(self, job_id: str, **changes: Unpack[JobChanges]) -> JobRecord:
+        """Raises NotFoundError, InvalidTransitionError, or ValueError for an invalid value."""
+        ...
+
+    async def list_unfinished(self, shard_id: int | None = None) -> list[JobRecord]:
+        """Pending and submitted jobs, oldest first; ``shard_id=None`` means every shard."""
+        ...
+
+    async def list_recent(self, user_id: int, limit: int = 10) -> list[JobRecord]:
+        """Newest first."""
+        ...
+
+
+class Storage(Protocol):
+    """Use as ``async with open_storage(url) as storage:`` or call connect()/close() yourself."""
+
+    @property
+    def users(self) -> UserRepository: ...
+
+    @property
+    def guild_settings(self) -> GuildSettingsRepository: ...
+
+    @property
+    def jobs(self) -> JobRepository: ...
+
+    @property
+    def encrypted_columns(self) -> Sequence[EncryptedColumn]: ...
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        """Atomic multi-statement work; the repositories' calls inside it join it. Nests as savepoints."""
+        ...
+
+    async def __aenter__(self) -> Storage: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...

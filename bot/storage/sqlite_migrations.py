@@ -1,0 +1,76 @@
+"""The SQLite schema as numbered migrations, tracked with ``PRAGMA user_version``.
+
+Append new migrations; never edit one that has shipped. Kept in Python rather than ``.sql`` files so
+they need no package-data configuration to be installed.
+"""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple
+
+
+class Migration(NamedTuple):
+    number: int
+    name: str
+    sql: str
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(
+        1,
+        "initial",
+        """
+        CREATE TABLE users (
+            discord_id INTEGER PRIMARY KEY,
+            encrypted_api_key TEXT NOT NULL,
+            horde_user_id INTEGER NOT NULL,
+            horde_username TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        ) STRICT;
+
+        CREATE TABLE guild_settings (
+            guild_id INTEGER NOT NULL,
+            key TEXT NOT NULL,
+            value_json TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            updated_by INTEGER NOT NULL,
+            PRIMARY KEY (guild_id, key)
+        ) STRICT;
+
+        CREATE TABLE guild_settings_audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            guild_id INTEGER NOT NULL,
+            key TEXT NOT NULL,
+            old_value_json TEXT,
+            new_value_json TEXT,
+            actor_id INTEGER NOT NULL,
+            at TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX guild_settings_audit_by_guild ON guild_settings_audit (guild_id, id);
+
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('image', 'text', 'alchemy')),
+            state TEXT NOT NULL CHECK (state IN ('pending', 'submitted', 'done', 'cancelled', 'failed')),
+            guild_id INTEGER,
+            channel_id INTEGER NOT NULL,
+            message_id INTEGER,
+            user_id INTEGER NOT NULL,
+            key_owner TEXT NOT NULL CHECK (key_owner IN ('user', 'anonymous', 'sponsor')),
+            horde_id TEXT,
+            request_json TEXT NOT NULL,
+            params_json TEXT NOT NULL,
+            result_json TEXT,
+            error TEXT,
+            kudos REAL,
+            shard_id INTEGER,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        ) STRICT;
+        CREATE UNIQUE INDEX jobs_by_horde_id ON jobs (horde_id) WHERE horde_id IS NOT NULL;
+        CREATE INDEX jobs_unfinished ON jobs (created_at) WHERE state IN ('pending', 'submitted');
+        CREATE INDEX jobs_by_user ON jobs (user_id, created_at);
+        """,
+    ),
+)

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from bot.storage import (
+    InvalidTransitionError,
+    JobRecord,
+    JobState,
+    NotFoundError,
+    SQLiteStorage,
+    SQLiteURL,
+    StorageError,
+)
+
+pytest_plugins = ("storage_fixtures",)
+
+TERMINAL = [JobState.DONE, JobState.CANCELLED, JobState.FAILED]
+
+
+def job(**overrides: Any) -> JobRecord:
+    fields: dict[str, Any] = {
+        "kind": "image",
+        "guild_id": 100,
+        "channel_id": 200,
+        "user_id": 300,
+        "key_owner": "user",
+        "request_json": json.dumps({"prompt": "a cat", "params": {"steps": 30}}),
+        "params_json": json.dumps({"prompt": "a cat", "steps": 30}),
+    }
+    return JobRecord(**(fields | overrides))
+
+
+def test_job_state_terminality() -> None:
+    assert {state for state in JobState if state.is_terminal} == set(TERMINAL)
+
+
+def test_job_record_refuses_an_apikey_in_the_journalled_request() -> None:
+    with pytest.raises(ValidationError, match="must not contain the apikey"):
+        job(request_json=json.dumps({"prompt": "x", "apikey": "0123456789"}))
+
+
+def test_job_record_requires_json_and_a_horde_id_when_submitted() -> None:
+    with pytest.raises(ValidationError, match="request_json"):
+        job(request_json="{not json")
+    with pytest.raises(ValidationError, match="params_json"):
+        job(params_json="")
+    with pytest.raises(ValidationError, match="submitted job must have a horde_id"):
+        job(state=JobState.SUBMITTED)
+    with pytest.raises(ValidationError, match="kind"):
+        job(kind="video")
+
+
+async def test_create_and_get(storage: SQLiteStorage) -> None:
+    record = job()
+    assert len(record.id) == 32
+    assert await storage.jobs.create(record) == record
+    assert await storage.jobs.get(record.id) == record
+    assert await storage.jobs.get("f" * 32) is None
+    with pytest.raises(StorageError, match=f"cannot create job {record.id}"):
+        await storage.jobs.create(record)
+
+
+async def test_lifecycle_pending_submitted_done(storage: SQLiteStorage, clock: Any) -> None:
+    record = await storage.jobs.create(job())
+    submitted = await storage.jobs.update(record.id, state=JobState.SUBMITTED, horde_id="h-1", kudos=12.0)
+    assert submitted.state is JobState.SUBMITTED
+    assert submitted.updated_at == clock.now
+    assert await storage.jobs.get_by_horde_id("h-1") == submitted
+
+    done = await storage.jobs.update(
+        record.id, state=JobState.DONE, result_json=json.dumps({"generations": []}), message_id=999
+    )
+    stored = await storage.jobs.get(record.id)
+    assert stored == done
+    assert stored.state is JobState.DONE
+    assert stored.horde_id == "h-1"
+    assert stored.kudos == 12.0
+    assert stored.message_id == 999
+    assert stored.created_at == record.created_at
+    assert stored.updated_at > submitted.updated_at
+
+
+async def test_update_accepts_state_strings(storage: SQLiteStorage) -> None:
+    record = await storage.jobs.create(job())
+    failed = await storage.jobs.update(record.id, state="failed", error="KudosUpfront")  # type: ignore[typeddict-item]
+    assert failed.state is JobState.FAILED
+    assert failed.error == "KudosUpfront"
+
+
+@pytest.mark.parametrize("terminal", TERMINAL)
+async def test_a_terminal_state_is_never_left(storage: SQLiteStorage, terminal: JobState) -> None:
+    record = await storage.jobs.create(job())
+    await storage.jobs.update(record.id, state=JobState.SUBMITTED, horde_id="h")
+    ended = await storage.jobs.update(record.id, state=terminal)
+    for target in JobState:
+        if target is terminal:
+            continue
+        with pytest.raises(InvalidTransitionError, match=f"{terminal} is terminal"):
+            await storage.jobs.update(record.id, state=target, horde_id="h")
+    assert await storage.jobs.get(record.id) == ended
+    # Other fields may still change, e.g. the message that shows the result.
+    later = await storage.jobs.update(record.id, message_id=5)
+    assert later.state is terminal
+    assert later.message_id == 5
+
+
+async def test_a_submitted_job_cannot_go_back_to_pending(storage: SQLiteStorage) -> None:
+    record = await storage.jobs.create(job())
+    await storage.jobs.update(record.id, state=JobState.SUBMITTED, horde_id="h")
+    with pytest.raises(InvalidTransitionError, match="cannot go back to pending"):
+        await storage.jobs.update(record.id, state=JobState.PENDING)
+
+
+async def test_invalid_updates_are_rejected_and_change_nothing(storage: SQLiteStorage) -> None:
+    record = await storage.jobs.create(job())
+    with pytest.raises(ValueError, match="cannot be updated: id, user_id"):
+        await storage.jobs.update(record.id, id="0" * 32, user_id=1)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="submitted job must have a horde_id"):
+        await storage.jobs.update(record.id, state=JobState.SUBMITTED)
+    with pytest.raises(ValidationError, match="state"):
+        await storage.jobs.update(record.id, state="exploded")  # type: ignore[typeddict-item]
+    with pytest.raises(ValidationError, match="result_json"):
+        await storage.jobs.update(record.id, result_json="{")
+    assert await storage.jobs.get(record.id) == record
+    with pytest.raises(NotFoundError, match="does not exist"):
+        await storage.jobs.update("e" * 32, state=JobState.FAILED)
+
+
+async def test_list_unfinished_by_shard(storage: SQLiteStorage, clock: Any) -> None:
+    pending0 = await storage.jobs.create(job(shard_id=0, created_at=clock()))
+    submitted1 = await storage.jobs.create(
+        job(shard_id=1, state=JobState.SUBMITTED, horde_id="h1", created_at=clock())
+    )
+    pending1 = await storage.jobs.create(job(shard_id=1, created_at=clock()))
+    for state in TERMINAL:
+        await storage.jobs.create(job(shard_id=1, state=state, created_at=clock()))
+    assert [j.id for j in await storage.jobs.list_unfinished()] == [pending0.id, submitted1.id, pending1.id]
+    assert [j.id for j in await storage.jobs.list_unfinished(shard_id=1)] == [submitted1.id, pending1.id]
+    assert await storage.jobs.list_unfinished(shard_id=7) == []
+    await storage.jobs.update(pending1.id, state=JobState.CANCELLED)
+    assert [j.id for j in await storage.jobs.list_unfinished(shard_id=1)] == [submitted1.id]
+
+
+async def test_list_recent_is_per_user_newest_first(storage: SQLiteStorage, clock: Any) -> None:
+    mine = [
+        await storage.jobs.create(job(user_id=1, kind=kind, created_at=clock()))
+        for kind in ("image", "text", "alchemy")
+    ]
+    await storage.jobs.create(job(user_id=2, created_at=clock()))
+    assert [j.id for j in await storage.jobs.list_recent(1)] == [j.id for j in reversed(mine)]
+    assert [j.id for j in await storage.jobs.list_recent(1, limit=2)] == [mine[2].id, mine[1].id]
+
+
+async def test_unfinished_jobs_survive_a_restart(db_path: Path) -> None:
+    async with SQLiteStorage(SQLiteURL(db_path)) as storage:
+        record = await storage.jobs.create(job(key_owner="anonymous"))
+        await storage.jobs.update(record.id, state=JobState.SUBMITTED, horde_id="resume-me")
+    async with SQLiteStorage(SQLiteURL(db_path)) as storage:
+        (resumed,) = await storage.jobs.list_unfinished()
+    assert resumed.id == record.id
+    assert resumed.horde_id == "resume-me"
+    assert resumed.key_owner == "anonymous"
