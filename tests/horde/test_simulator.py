@@ -695,7 +695,10 @@ async def test_images_appear_one_by_one_and_the_queue_is_meaningful(http: aiohtt
         assert (check_b["waiting"], check_b["queue_position"], check_b["wait_time"]) == (1, 2, 30)
 
         clock.advance(10)
-        check_a = await poll(http, sim, f"v2/generate/check/{first}", lambda c: c["finished"] == 1)
+        # The worker thread picks up the second image on its next tick, a moment after the first ends.
+        check_a = await poll(
+            http, sim, f"v2/generate/check/{first}", lambda c: (c["finished"], c["processing"]) == (1, 1)
+        )
         assert (check_a["processing"], check_a["waiting"], check_a["queue_position"], check_a["done"]) == (
             1,
             0,

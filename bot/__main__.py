@@ -1,0 +1,162 @@
+"""Command line: ``python -m bot`` (or ``horde-bot``).
+
+::
+
+    horde-bot [--config config.toml] [run]          start the bot (commands are NOT synced)
+    horde-bot [--config config.toml] sync [--guild ID]
+                                                    publish the slash commands, globally or to one guild
+    horde-bot [--config config.toml] rotate-key     re-encrypt stored API keys with the newest key
+    horde-bot gen-key [--key-version N]             print a new entry for HORDE_BOT_SECRET_KEYS
+
+A configuration error prints one line to stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Protocol
+
+import aiohttp
+import discord
+
+from bot.app import HordeBot, create_bot
+from bot.config import ConfigError, Settings, load_settings
+from bot.crypto import ENV_VAR as SECRET_KEYS_ENV_VAR
+from bot.crypto import CryptoError, generate_key_value, rotate_all
+from bot.logging import SecretRedactor, setup_logging
+from bot.storage import open_storage
+
+log = logging.getLogger("bot")
+
+EXIT_CONFIG_ERROR = 2
+EXIT_FAILURE = 1
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Runnable(Protocol):
+    async def start(self, token: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="horde-bot", description="A Discord bot for the AI Horde.")
+    parser.add_argument("--config", default="config.toml", help="settings file (default: %(default)s)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("run", help="start the bot (the default)")
+    sync = commands.add_parser("sync", help="publish the slash commands to Discord and exit")
+    sync.add_argument(
+        "--guild",
+        type=int,
+        metavar="ID",
+        help="sync to this server only (instant; copies the global commands)",
+    )
+    commands.add_parser("rotate-key", help="re-encrypt every stored API key with the newest key and exit")
+    gen_key = commands.add_parser("gen-key", help=f"print a new {SECRET_KEYS_ENV_VAR} entry and exit")
+    gen_key.add_argument("--key-version", type=int, default=1, metavar="N", help="version number of the key")
+    parser.set_defaults(command="run")
+    return parser
+
+
+async def run_until_stopped(bot: Runnable, token: str) -> None:
+    """Run the bot until it stops by itself or SIGINT/SIGTERM asks it to; it is always closed."""
+    loop = asyncio.get_running_loop()
+    stopping: set[asyncio.Task[None]] = set()
+
+    def request_stop(sig: signal.Signals) -> None:
+        log.info("Received %s; shutting down", sig.name)
+        task = loop.create_task(bot.close())
+        stopping.add(task)
+        task.add_done_callback(stopping.discard)
+
+    installed = []
+    for sig in STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError):  # no loop signal handlers on Windows
+            loop.add_signal_handler(sig, request_stop, sig)
+            installed.append(sig)
+    try:
+        await bot.start(token)
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        await bot.close()
+
+
+async def run_bot(settings: Settings, redactor: SecretRedactor) -> None:
+    token = settings.require_token()
+    bot = await create_bot(settings, redactor=redactor)
+    await run_until_stopped(bot, token)
+
+
+async def sync_commands(bot: HordeBot, guild_id: int | None) -> list[discord.app_commands.AppCommand]:
+    """Publish the tree's commands: globally, or to one guild (a copy of the global commands)."""
+    if guild_id is None:
+        return await bot.tree.sync()
+    guild = discord.Object(guild_id)
+    bot.tree.copy_global_to(guild=guild)
+    return await bot.tree.sync(guild=guild)
+
+
+async def _sync(settings: Settings, redactor: SecretRedactor, guild_id: int | None) -> int:
+    token = settings.require_token()
+    bot = await create_bot(settings, redactor=redactor)
+    try:
+        await bot.login(token)  # HTTP only: runs setup_hook, which loads the extensions' commands
+        synced = await sync_commands(bot, guild_id)
+    finally:
+        await bot.close()
+    where = "globally" if guild_id is None else f"to guild {guild_id}"
+    print(f"Synced {len(synced)} command(s) {where}: {', '.join(sorted(c.name for c in synced))}")
+    return 0
+
+
+async def rotate_keys(settings: Settings) -> int:
+    """Re-encrypt every stored secret with the newest key; returns how many changed."""
+    keyring = settings.require_keyring()
+    async with open_storage(settings.database.url) as storage:
+        return await rotate_all(storage, keyring)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "gen-key":
+        try:
+            print(generate_key_value(args.key_version))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG_ERROR
+        return 0
+    try:
+        settings = load_settings(args.config)
+        redactor = setup_logging(settings.bot.log_level, redactor=SecretRedactor(settings.secret_values()))
+        if args.command == "sync":
+            return asyncio.run(_sync(settings, redactor, args.guild))
+        if args.command == "rotate-key":
+            count = asyncio.run(rotate_keys(settings))
+            current = settings.require_keyring().current_version
+            print(f"Re-encrypted {count} stored value(s) with key version {current}.")
+            return 0
+        asyncio.run(run_bot(settings, redactor))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    except discord.LoginFailure:
+        print("error: Discord rejected the token (DISCORD_TOKEN)", file=sys.stderr)
+        return EXIT_FAILURE
+    except aiohttp.ClientConnectionError as exc:  # Discord unreachable before the gateway retries begin
+        print(f"error: cannot reach Discord: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except CryptoError as exc:  # its messages never contain key material
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

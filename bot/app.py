@@ -1,0 +1,228 @@
+"""The bot: one ``commands.Bot`` subclass wired with shared resources, and the factory that builds it.
+
+Every shared resource (the aiohttp session, the storage, the key ring, the AI Horde client session and
+simple client) is created once, in :func:`create_bot`, and injected; tests pass their own.
+``setup_hook`` connects them and loads :data:`EXTENSIONS`; :meth:`HordeBot.close` is the one place
+that shuts everything down. Slash commands are never synced at start (see ``python -m bot sync``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Final
+
+import aiohttp
+import discord
+from discord.ext import commands
+
+from bot.config import Settings
+from bot.crypto import KeyRing
+from bot.horde import AIHordeAPIAsyncClientSession, AIHordeAPIAsyncSimpleClient, PollPolicy
+from bot.logging import SecretRedactor
+from bot.services.accounts import AccountService
+from bot.services.jobs import JobManager
+from bot.storage import Storage, open_storage
+from bot.tree import HordeCommandTree
+
+log = logging.getLogger(__name__)
+
+# The extensions loaded at start, in order. Add new cogs here.
+EXTENSIONS: Final[tuple[str, ...]] = ("cogs.meta", "cogs.accounts", "cogs.imagine")
+
+DISTRIBUTION: Final = "horde-discord-bot"
+
+ShutdownHook = Callable[[], Awaitable[None]]
+
+
+def app_version() -> str:
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+def bot_intents() -> discord.Intents:
+    """Only what the bot uses: guilds (channels, permissions) and reactions (re-run by reacting).
+
+    No message content and no members: both are privileged, and slash commands need neither.
+    """
+    return discord.Intents(guilds=True, guild_reactions=True)
+
+
+class HordeBot(commands.Bot):
+    """The bot. Construct it with :func:`create_bot`, which creates and injects the resources."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        http_session: aiohttp.ClientSession,
+        storage: Storage,
+        keyring: KeyRing,
+        horde_session: AIHordeAPIAsyncClientSession,
+        horde: AIHordeAPIAsyncSimpleClient,
+        redactor: SecretRedactor,
+        owns_http_session: bool,
+        extensions: Sequence[str] = EXTENSIONS,
+    ) -> None:
+        super().__init__(
+            # No prefix commands: without the message content intent a mention is the only prefix
+            # that could ever match, and the bot registers none.
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            description=settings.bot.description,
+            intents=bot_intents(),
+            owner_ids=set(settings.bot.owner_ids),
+            tree_cls=HordeCommandTree,
+            # Prompts are user text: nothing the bot posts may ping anyone unless a call opts in.
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self.settings: Final = settings
+        self.http_session: Final = http_session
+        self.storage: Final = storage
+        self.keyring: Final = keyring
+        self.horde_session: Final = horde_session
+        self.horde: Final = horde
+        self.redactor: Final = redactor
+        # Services: built on the shared resources, no I/O until used.
+        self.accounts: Final = AccountService(storage, keyring, horde, redactor=redactor)
+        self.jobs: Final = JobManager.from_settings(storage, horde, settings)
+        self.extensions_to_load: Final = tuple(extensions)
+        self.version: Final = app_version()
+        self.started_at: float | None = None
+        self._shutdown_hooks: list[ShutdownHook] = []
+        self._shutdown_task: asyncio.Task[None] | None = None
+        self.add_shutdown_hook(self._shutdown_jobs)
+        # Closed last-in first-out: the Horde session (which DELETEs every generation still
+        # pending), then the storage, then the HTTP session they both used. Each is safe to close
+        # even if setup_hook never ran.
+        self._resources = contextlib.AsyncExitStack()
+        if owns_http_session:
+            self._resources.push_async_callback(http_session.close)
+        self._resources.push_async_callback(storage.close)
+        self._resources.push_async_exit(horde_session)
+
+    @property
+    def uptime(self) -> datetime.timedelta:
+        if self.started_at is None:
+            return datetime.timedelta(0)
+        return datetime.timedelta(seconds=time.monotonic() - self.started_at)
+
+    def add_shutdown_hook(self, hook: ShutdownHook) -> None:
+        """Run ``hook`` first thing in :meth:`close` (hooks run last-added first).
+
+        All hooks share ``settings.bot.shutdown_deadline_s``; a hook still running then is cancelled.
+        Services use this to stop accepting work and wind down what is in flight while Discord,
+        the AI Horde session and the storage are still open.
+        """
+        self._shutdown_hooks.append(hook)
+
+    async def _shutdown_jobs(self) -> None:
+        # A margin inside the shared deadline, so the journal is written before the hook is cut off.
+        await self.jobs.shutdown(self.settings.bot.shutdown_deadline_s * 0.9)
+
+    async def setup_hook(self) -> None:
+        self.started_at = time.monotonic()
+        await self.storage.connect()
+        for extension in self.extensions_to_load:
+            await self.load_extension(extension)
+        log.info(
+            "Loaded %d extension(s): %s", len(self.extensions_to_load), ", ".join(self.extensions_to_load)
+        )
+
+    async def close(self) -> None:
+        """Shut down once, in order: services, Discord, the Horde session, storage, the HTTP session.
+
+        Safe to call again and concurrently: later calls wait for the first one to finish.
+        """
+        if self._shutdown_task is None:
+            self._shutdown_task = asyncio.create_task(self._shutdown(), name="HordeBot.shutdown")
+        # Shielded so a caller being cancelled (a second Ctrl-C) does not abandon half the cleanup.
+        await asyncio.shield(self._shutdown_task)
+
+    async def _shutdown(self) -> None:
+        log.info("Shutting down")
+        await self._run_shutdown_hooks()
+        try:
+            # Services have wound down; stop taking new interactions before their resources go.
+            await super().close()
+        finally:
+            try:
+                await self._resources.aclose()
+            except Exception:
+                log.exception("Error while closing the bot's resources")
+        log.info("Shut down")
+
+    async def _run_shutdown_hooks(self) -> None:
+        deadline = asyncio.get_running_loop().time() + self.settings.bot.shutdown_deadline_s
+        while self._shutdown_hooks:
+            hook = self._shutdown_hooks.pop()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await hook()
+            except TimeoutError:
+                log.warning(
+                    "Shutdown hook %r did not finish within %gs",
+                    hook,
+                    self.settings.bot.shutdown_deadline_s,
+                )
+            except Exception:
+                log.exception("Shutdown hook %r failed", hook)
+
+
+async def create_bot(
+    settings: Settings,
+    *,
+    http_session: aiohttp.ClientSession | None = None,
+    storage: Storage | None = None,
+    keyring: KeyRing | None = None,
+    redactor: SecretRedactor | None = None,
+    poll_policy: PollPolicy = PollPolicy(),  # noqa: B008 - frozen, so one shared default is safe
+    extensions: Sequence[str] = EXTENSIONS,
+) -> HordeBot:
+    """Build the bot and its shared resources; nothing is connected until the bot logs in.
+
+    Anything not passed is created from ``settings``. The bot closes everything on :meth:`HordeBot.close`,
+    except an ``http_session`` passed in, which stays the caller's. The settings' secrets are
+    registered with ``redactor`` (a new one if not given; pass the one from ``setup_logging``).
+    ``poll_policy`` paces the polling of generations (tests pass a fast one).
+    """
+    if keyring is None:
+        keyring = settings.require_keyring()
+    if storage is None:
+        storage = open_storage(settings.database.url)
+    if redactor is None:
+        redactor = SecretRedactor()
+    for secret in settings.secret_values():
+        redactor.register_secret(secret)
+    owns_http_session = http_session is None
+    if http_session is None:
+        http_session = aiohttp.ClientSession()
+    horde_session = AIHordeAPIAsyncClientSession(
+        http_session,
+        base_url=settings.horde.api_url,
+        client_agent=settings.horde.client_agent,
+        request_timeout=settings.horde.request_timeout_s,
+    )
+    horde = AIHordeAPIAsyncSimpleClient(
+        horde_client_session=horde_session,
+        aiohttp_session=http_session,
+        poll_policy=poll_policy,
+    )
+    return HordeBot(
+        settings,
+        http_session=http_session,
+        storage=storage,
+        keyring=keyring,
+        horde_session=horde_session,
+        horde=horde,
+        redactor=redactor,
+        owns_http_session=owns_http_session,
+        extensions=extensions,
+    )

@@ -1,0 +1,224 @@
+"""Image jobs: poll ``check``, fetch ``status`` only when new images are ready, download them once.
+
+The status endpoint allows 10 calls a minute per request, so mid-job fetches are spaced by
+``status_interval_s``; images that arrive in between are picked up by a later fetch or by the
+final status the client fetches anyway. A final status (or the DELETE's answer) never costs an
+extra call here: it comes back from the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from bot.horde import (
+    AIHordeError,
+    ImageGenerateAsyncRequest,
+    ImageGenerateCheckResponse,
+    ImageGenerateStatusResponse,
+    ImageGeneration,
+    RequestErrorResponse,
+)
+from bot.services._jobs import messages
+from bot.services._jobs.kinds import JobContext, RunEnd
+from bot.services._jobs.models import DeliveredImage
+from bot.storage import JobKind
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageDeliverySettings:
+    """``status_interval_s``: least time between two mid-job status fetches (the Horde allows 10
+    a minute per request; 7.5 s leaves room for the final one). A download is tried
+    ``download_attempts`` times, waiting ``download_retry_delay_s`` × attempt in between."""
+
+    status_interval_s: float = 7.5
+    download_attempts: int = 3
+    download_retry_delay_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.download_attempts < 1:
+            raise ValueError("download_attempts must be at least 1")
+        if self.status_interval_s < 0 or self.download_retry_delay_s < 0:
+            raise ValueError("intervals must not be negative")
+
+
+class ImageJobs:
+    """The image kind: a :class:`~bot.services._jobs.kinds.JobKindHandler` plus ``submit``."""
+
+    kind: ClassVar[JobKind] = "image"
+
+    def __init__(
+        self, settings: ImageDeliverySettings, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+
+    def expected_results(self, request_body: Mapping[str, Any]) -> int:
+        params = request_body.get("params")
+        n = params.get("n", 1) if isinstance(params, Mapping) else 1
+        return n if isinstance(n, int) and n >= 1 else 1
+
+    def submit(self, ctx: JobContext, request: ImageGenerateAsyncRequest) -> ImageRun:
+        return ImageRun(ctx, self._settings, self._clock, request)
+
+    def resume(self, ctx: JobContext) -> ImageRun:
+        return ImageRun(ctx, self._settings, self._clock, None)
+
+
+class ImageRun:
+    """One image job: submits ``request`` (or, without one, follows ``ctx.horde_id`` again)."""
+
+    def __init__(
+        self,
+        ctx: JobContext,
+        settings: ImageDeliverySettings,
+        clock: Callable[[], float],
+        request: ImageGenerateAsyncRequest | None,
+    ) -> None:
+        self._ctx = ctx
+        self._settings = settings
+        self._clock = clock
+        self._request = request
+        self._seen: set[str] = set()
+        self._images: list[DeliveredImage] = []
+        self._lost: list[ImageGeneration] = []
+        self._faulted = False
+        self._fetched_for = 0
+        self._last_fetch: float | None = None
+
+    @property
+    def images(self) -> Sequence[DeliveredImage]:
+        return tuple(self._images)
+
+    @property
+    def received(self) -> int:
+        return len(self._seen)
+
+    def notes(self) -> tuple[str, ...]:
+        return (messages.lost_images(len(self._lost)),) if self._lost else ()
+
+    def result_json(self) -> dict[str, Any]:
+        return {
+            "n": self._ctx.n,
+            "images": [image.summary() for image in self._images],
+            "lost": [_lost_summary(generation) for generation in self._lost],
+            "faulted": self._faulted,
+        }
+
+    async def run(self) -> RunEnd:
+        ctx = self._ctx
+        if self._request is not None:
+            status, _ = await ctx.horde.image_generate_request(
+                self._request,
+                timeout=ctx.timeout_s,
+                progress_callback=self._on_check,
+                cancel_event=ctx.cancel_event,
+                on_submitted=ctx.submitted,
+            )
+        else:
+            status = await ctx.horde.poll_image_request(
+                _known_id(ctx),
+                n=ctx.n,
+                timeout=ctx.timeout_s,
+                progress_callback=self._on_check,
+                cancel_event=ctx.cancel_event,
+            )
+        self._faulted = status.faulted
+        await self._collect(status)
+        return RunEnd(complete=len(status.generations) >= ctx.n, faulted=status.faulted, kudos=status.kudos)
+
+    async def _on_check(self, check: ImageGenerateCheckResponse) -> None:
+        await self._ctx.progress(check)
+        # The client fetches the final status itself; only images finished before it are ours to get.
+        if check.is_final or check.finished <= self._fetched_for:
+            return
+        now = self._clock()
+        if self._last_fetch is not None and now - self._last_fetch < self._settings.status_interval_s:
+            return
+        self._last_fetch, self._fetched_for = now, check.finished
+        gen_id = _known_id(self._ctx)
+        status = await self._ctx.horde.horde_client_session.get_generate_status(gen_id)
+        if isinstance(status, RequestErrorResponse):
+            # Not fatal: the final status brings every image anyway.
+            log.warning(
+                "Job %s: fetching the status of %s failed: %s", self._ctx.job_id, gen_id, status.message
+            )
+            return
+        await self._collect(status)
+
+    async def _collect(self, status: ImageGenerateStatusResponse) -> None:
+        new = [generation for generation in status.generations if generation.id_ not in self._seen]
+        if not new:
+            return
+        self._seen.update(generation.id_ for generation in new)
+        async with asyncio.TaskGroup() as group:
+            downloads = [group.create_task(self._download(generation)) for generation in new]
+        delivered: list[DeliveredImage] = []
+        for generation, download in zip(new, downloads, strict=True):
+            data = download.result()
+            if data is None:
+                self._lost.append(generation)
+                continue
+            image = _delivered(generation, len(self._images), data)
+            self._images.append(image)
+            delivered.append(image)
+        if delivered:
+            await self._ctx.deliver_images(delivered)
+
+    async def _download(self, generation: ImageGeneration) -> bytes | None:
+        attempts = self._settings.download_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._ctx.horde.download_image_bytes(generation)
+            except AIHordeError as exc:
+                if attempt == attempts:
+                    log.warning(
+                        "Job %s: image %s could not be downloaded (%d attempts): %s",
+                        self._ctx.job_id,
+                        generation.id_,
+                        attempts,
+                        exc,
+                    )
+                    return None
+            await asyncio.sleep(self._settings.download_retry_delay_s * attempt)
+        return None
+
+
+def _known_id(ctx: JobContext) -> str:
+    if ctx.horde_id is None:
+        raise RuntimeError(f"job {ctx.job_id} has no Horde id yet")
+    return ctx.horde_id
+
+
+def _censored(generation: ImageGeneration) -> bool:
+    return generation.censored or generation.is_censored
+
+
+def _delivered(generation: ImageGeneration, index: int, data: bytes) -> DeliveredImage:
+    return DeliveredImage(
+        generation_id=generation.id_,
+        index=index,
+        seed=generation.seed,
+        model=generation.model,
+        worker_name=generation.worker_name,
+        worker_id=generation.worker_id,
+        censored=_censored(generation),
+        data=data,
+    )
+
+
+def _lost_summary(generation: ImageGeneration) -> dict[str, Any]:
+    return {
+        "id": generation.id_,
+        "seed": generation.seed,
+        "model": generation.model,
+        "worker_name": generation.worker_name,
+        "worker_id": generation.worker_id,
+        "censored": _censored(generation),
+    }

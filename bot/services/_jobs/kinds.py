@@ -1,0 +1,101 @@
+"""The seam between the engine's core and the kind-specific work (image now; text and alchemy later).
+
+The core journals, owns the task, routes cancellation and talks to the listener. A kind only
+submits (or resumes), follows the request through the Horde client and collects its results,
+reporting through the :class:`JobContext` it is given. Adding a kind means writing a
+:class:`JobKindHandler` and registering it with the manager; the core does not change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bot.horde import AIHordeAPIAsyncSimpleClient, BaseGenerationProgressResponse
+from bot.services._jobs.models import DeliveredImage
+from bot.storage import JobKind
+
+
+class JobContext(Protocol):
+    """What the core gives a kind for one job."""
+
+    @property
+    def job_id(self) -> str: ...
+
+    @property
+    def horde_id(self) -> str | None:
+        """The Horde's id once journalled (always set for a resumed job)."""
+        ...
+
+    @property
+    def n(self) -> int:
+        """How many results the request asked for."""
+        ...
+
+    @property
+    def horde(self) -> AIHordeAPIAsyncSimpleClient: ...
+
+    @property
+    def cancel_event(self) -> asyncio.Event: ...
+
+    @property
+    def timeout_s(self) -> float: ...
+
+    async def submitted(self, horde_id: str) -> None:
+        """Journal the id; pass as the client's ``on_submitted``."""
+        ...
+
+    async def progress(self, response: BaseGenerationProgressResponse) -> None:
+        """Report one poll to the listener."""
+        ...
+
+    async def deliver_images(self, images: Sequence[DeliveredImage]) -> None:
+        """Hand newly finished images to the listener (each image once)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """How the Horde left the request: ``complete`` when every expected result came back."""
+
+    complete: bool
+    faulted: bool
+    kudos: float
+
+
+class JobRun(Protocol):
+    """One job's kind-specific work. Its accessors are valid at any time, also after ``run``
+    raised, so a failed or cancelled job still reports what it delivered."""
+
+    async def run(self) -> RunEnd: ...
+
+    @property
+    def images(self) -> Sequence[DeliveredImage]: ...
+
+    @property
+    def received(self) -> int:
+        """Results the Horde returned so far (delivered or not)."""
+        ...
+
+    def notes(self) -> tuple[str, ...]: ...
+
+    def result_json(self) -> dict[str, Any]:
+        """The journal's ``result_json``: ids, seeds, models, workers, flags, never bytes."""
+        ...
+
+
+class JobKindHandler(Protocol):
+    """A kind of job, as far as resuming it after a restart needs."""
+
+    @property
+    def kind(self) -> JobKind: ...
+
+    def expected_results(self, request_body: Mapping[str, Any]) -> int:
+        """How many results a journalled request (its wire body) asked for."""
+        ...
+
+    def resume(self, ctx: JobContext) -> JobRun:
+        """Follow ``ctx.horde_id`` again, without submitting anything."""
+        ...
