@@ -26,14 +26,25 @@ from bot.crypto import KeyRing
 from bot.horde import AIHordeAPIAsyncClientSession, AIHordeAPIAsyncSimpleClient, PollPolicy
 from bot.logging import SecretRedactor
 from bot.services.accounts import AccountService
+from bot.services.guild_settings import GuildSettingsService
 from bot.services.jobs import JobManager
+from bot.services.policy import Policy
 from bot.storage import Storage, open_storage
 from bot.tree import HordeCommandTree
 
 log = logging.getLogger(__name__)
 
 # The extensions loaded at start, in order. Add new cogs here.
-EXTENSIONS: Final[tuple[str, ...]] = ("cogs.meta", "cogs.accounts", "cogs.imagine")
+EXTENSIONS: Final[tuple[str, ...]] = (
+    "cogs.meta",
+    "cogs.accounts",
+    "cogs.write",
+    "cogs.alchemy",
+    "cogs.horde_info",
+    "cogs.kudos",
+    "cogs.imagine",
+    "cogs.config",
+)
 
 DISTRIBUTION: Final = "horde-discord-bot"
 
@@ -93,6 +104,10 @@ class HordeBot(commands.Bot):
         # Services: built on the shared resources, no I/O until used.
         self.accounts: Final = AccountService(storage, keyring, horde, redactor=redactor)
         self.jobs: Final = JobManager.from_settings(storage, horde, settings)
+        self.guild_settings: Final = GuildSettingsService(
+            storage, settings.defaults, keyring=keyring, horde=horde, redactor=redactor
+        )
+        self.policy: Final = Policy(self.guild_settings, self.accounts, storage)
         self.extensions_to_load: Final = tuple(extensions)
         self.version: Final = app_version()
         self.started_at: float | None = None

@@ -7,6 +7,8 @@ from bot.storage.base import (
     GuildSettingAuditRecord,
     GuildSettingsRecord,
     GuildSettingsRepository,
+    GuildSponsorKeyRecord,
+    GuildSponsorKeyRepository,
     InvalidTransitionError,
     JobChanges,
     JobKind,
@@ -22,25 +24,33 @@ from bot.storage.base import (
     UserRepository,
     new_job_id,
 )
+from bot.storage.postgres import PostgresStorage
 from bot.storage.sqlite import SQLiteStorage
-from bot.storage.url import DatabaseURLError, SQLiteURL, parse_database_url
+from bot.storage.url import DatabaseURL, DatabaseURLError, PostgresURL, SQLiteURL, parse_database_url
 
 
 def open_storage(url: str) -> Storage:
     """The storage for ``url``, not yet connected: ``async with open_storage(url) as storage: ...``.
 
-    Raises :class:`DatabaseURLError` for a malformed URL or an unsupported scheme.
+    ``sqlite:///<file path>`` or ``sqlite://:memory:`` for SQLite, ``postgresql://…`` (or
+    ``postgres://…``) for PostgreSQL. Raises :class:`DatabaseURLError` for a malformed URL or an
+    unsupported scheme.
     """
     location = parse_database_url(url)
+    if isinstance(location, PostgresURL):
+        return PostgresStorage(location)
     return SQLiteStorage(location)
 
 
 __all__ = [
+    "DatabaseURL",
     "DatabaseURLError",
     "EncryptedColumn",
     "GuildSettingAuditRecord",
     "GuildSettingsRecord",
     "GuildSettingsRepository",
+    "GuildSponsorKeyRecord",
+    "GuildSponsorKeyRepository",
     "InvalidTransitionError",
     "JobChanges",
     "JobKind",
@@ -49,6 +59,8 @@ __all__ = [
     "JobState",
     "KeyOwner",
     "NotFoundError",
+    "PostgresStorage",
+    "PostgresURL",
     "SQLiteStorage",
     "SQLiteURL",
     "SchemaError",

@@ -111,6 +111,23 @@ class GuildSettingAuditRecord(_Record):
     at: AwareDatetime
 
 
+class GuildSponsorKeyRecord(_Record):
+    """A server's sponsor key: the Horde key members without their own generate with. Ciphertext only."""
+
+    guild_id: int
+    encrypted_api_key: str = Field(repr=False)
+    horde_username: str
+    updated_at: AwareDatetime = Field(default_factory=utcnow)
+    updated_by: int
+
+    @field_validator("encrypted_api_key")
+    @classmethod
+    def _must_be_ciphertext(cls, value: str) -> str:
+        if not is_encrypted_token(value):
+            raise ValueError("must be a KeyRing token (v<version>:<token>), never a plaintext key")
+        return value
+
+
 def _check_json(value: str | None) -> str | None:
     if value is not None:
         json.loads(value)
@@ -219,6 +236,20 @@ class GuildSettingsRepository(Protocol):
         ...
 
 
+class GuildSponsorKeyRepository(Protocol):
+    """Each change is audited (key ``sponsor_key``) with the Horde username only, never the key."""
+
+    async def get(self, guild_id: int) -> GuildSponsorKeyRecord | None: ...
+
+    async def set(self, record: GuildSponsorKeyRecord) -> None:
+        """Insert or replace, and audit it as ``record.updated_by``, in one transaction."""
+        ...
+
+    async def delete(self, guild_id: int, actor_id: int) -> bool:
+        """Remove the key and audit it; returns whether there was one."""
+        ...
+
+
 class JobRepository(Protocol):
     async def create(self, record: JobRecord) -> JobRecord: ...
 
@@ -238,6 +269,18 @@ class JobRepository(Protocol):
         """Newest first."""
         ...
 
+    async def kudos_spent(
+        self,
+        *,
+        since: datetime,
+        guild_id: int | None = None,
+        user_id: int | None = None,
+        key_owners: Sequence[KeyOwner] | None = None,
+    ) -> float:
+        """The kudos the jobs created at or after ``since`` cost, filtered by whichever of guild,
+        user and key owners are given. Jobs without a recorded cost count as 0."""
+        ...
+
 
 class Storage(Protocol):
     """Use as ``async with open_storage(url) as storage:`` or call connect()/close() yourself."""
@@ -250,6 +293,9 @@ class Storage(Protocol):
 
     @property
     def jobs(self) -> JobRepository: ...
+
+    @property
+    def sponsor_keys(self) -> GuildSponsorKeyRepository: ...
 
     @property
     def encrypted_columns(self) -> Sequence[EncryptedColumn]: ...

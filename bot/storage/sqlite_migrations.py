@@ -6,14 +6,9 @@ they need no package-data configuration to be installed.
 
 from __future__ import annotations
 
-from typing import Final, NamedTuple
+from typing import Final
 
-
-class Migration(NamedTuple):
-    number: int
-    name: str
-    sql: str
-
+from bot.storage.sql import Migration
 
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
@@ -73,4 +68,21 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         CREATE INDEX jobs_by_user ON jobs (user_id, created_at);
         """,
     ),
+    Migration(
+        2,
+        "guild_sponsor_keys",
+        """
+        CREATE TABLE guild_sponsor_keys (
+            guild_id INTEGER PRIMARY KEY,
+            encrypted_api_key TEXT NOT NULL,
+            horde_username TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            updated_by INTEGER NOT NULL
+        ) STRICT;
+
+        CREATE INDEX jobs_by_guild ON jobs (guild_id, created_at);
+        """,
+    ),
 )
+
+__all__ = ["MIGRATIONS", "Migration"]

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeAlias
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 
 class DatabaseURLError(ValueError):
-    """The database URL is malformed or names an unsupported backend."""
+    """The database URL is malformed or names an unsupported backend. Never quotes a password."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +24,35 @@ class SQLiteURL:
         return self.path is None
 
 
-DatabaseURL: TypeAlias = SQLiteURL
+@dataclass(frozen=True, slots=True, repr=False)
+class PostgresURL:
+    """A ``postgresql://user:password@host:port/database?setting=value`` URL, as asyncpg takes it.
+
+    Query parameters that are not connection options (``sslmode``, ``host``, …) become server
+    settings of every connection, e.g. ``?search_path=bot`` or ``?idle_in_transaction_session_timeout=60000``.
+    The repr shows :attr:`redacted`, never the password.
+    """
+
+    dsn: str
+
+    @property
+    def redacted(self) -> str:
+        parts = urlsplit(self.dsn)
+        userinfo, at, hostinfo = parts.netloc.rpartition("@")
+        netloc = parts.netloc
+        if at and ":" in userinfo:
+            netloc = f"{userinfo.partition(':')[0]}:***@{hostinfo}"
+        query = parts.query
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(name == "password" for name, _ in pairs):
+            query = urlencode([(name, "***" if name == "password" else value) for name, value in pairs])
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+    def __repr__(self) -> str:
+        return f"PostgresURL({self.redacted!r})"
+
+
+DatabaseURL: TypeAlias = SQLiteURL | PostgresURL
 
 _MEMORY: Final = ":memory:"
 
@@ -42,13 +71,42 @@ def _parse_sqlite(rest: str) -> SQLiteURL:
     return SQLiteURL(path=Path(path))
 
 
-_PARSERS: Final[dict[str, Callable[[str], DatabaseURL]]] = {"sqlite": _parse_sqlite}
+def _parse_postgres(rest: str) -> PostgresURL:
+    # Normalised to postgresql://, which asyncpg and libpq both accept; the messages quote nothing.
+    dsn = f"postgresql://{rest}"
+    parts = urlsplit(dsn)
+    if parts.fragment or dsn.endswith("#"):
+        raise DatabaseURLError("fragments are not supported in a PostgreSQL URL")
+    if "/" in parts.path[1:]:
+        raise DatabaseURLError("a PostgreSQL URL names one database: postgresql://user@host:5432/database")
+    hostinfo = parts.netloc.rpartition("@")[2]
+    if "," not in hostinfo:  # several hosts (host1:5432,host2:5432) are checked by the driver
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        if port is not None and not 1 <= port <= 65535:
+            raise DatabaseURLError("the port of a PostgreSQL URL must be a number from 1 to 65535")
+    try:
+        parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise DatabaseURLError("a PostgreSQL URL's query must look like ?name=value&name=value") from None
+    return PostgresURL(dsn)
+
+
+_PARSERS: Final[dict[str, Callable[[str], DatabaseURL]]] = {
+    "sqlite": _parse_sqlite,
+    "postgresql": _parse_postgres,
+    "postgres": _parse_postgres,
+}
 
 
 def parse_database_url(url: str) -> DatabaseURL:
     scheme, sep, rest = url.strip().partition("://")
     if not sep or not scheme:
-        raise DatabaseURLError("must look like sqlite:///<file path> or sqlite://:memory:")
+        raise DatabaseURLError(
+            "must look like sqlite:///<file path>, sqlite://:memory: or postgresql://user@host/database"
+        )
     parser = _PARSERS.get(scheme.lower())
     if parser is None:
         supported = ", ".join(f"{name}://" for name in sorted(_PARSERS))

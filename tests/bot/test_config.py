@@ -182,7 +182,7 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
             "horde.generation_timeout_s: Input should be less than or equal",
         ),
         ("[horde]\nrequest_timeout_s = 0", "horde.request_timeout_s: Input should be greater than 0"),
-        ('[database]\nurl = "postgresql://db/bot"', "database.url: unsupported database scheme 'postgresql'"),
+        ('[database]\nurl = "mysql://db/bot"', "database.url: unsupported database scheme 'mysql'"),
         ('[database]\nurl = "sqlite://host/x"', "database.url: a SQLite URL must be"),
         (
             "[progress]\nedit_interval_s = 0.5",

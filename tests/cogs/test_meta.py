@@ -73,7 +73,12 @@ async def test_help_shows_what_each_member_may_use(server: Server) -> None:
 
     assert "`/hello` — Say hello." in member_lines
     assert "`/settings show` — Show this server's settings." in admin_lines
-    assert sorted([*member_lines, "`/settings show` — Show this server's settings."]) == admin_lines
+    # /config is for members with Manage Server only.
+    config_lines = [line for line in admin_lines if line.startswith("`/config ")]
+    assert config_lines
+    assert not any(line.startswith("`/config ") for line in member_lines)
+    extra = "`/settings show` — Show this server's settings."
+    assert sorted([*member_lines, *config_lines, extra]) == admin_lines
     assert _names(member_lines) == set(server.alice.available_commands(server.channel))
     assert _names(admin_lines) == set(server.admin.available_commands(server.channel))
     # The guild-only group is not offered in DMs.

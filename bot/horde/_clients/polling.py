@@ -6,7 +6,10 @@ import asyncio
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from bot.horde._clients.scheduler import PollScheduler
 
 S = TypeVar("S")
 
@@ -15,31 +18,85 @@ S = TypeVar("S")
 class PollPolicy:
     """The next poll follows the Horde's own estimate instead of a fixed sleep.
 
-    ``delay = clamp(wait_time * wait_fraction, min_interval, max_interval)``; once every job is
-    with a worker (``queue_position == 0`` and ``processing > 0``) the delay is further capped
-    at ``processing_max_interval`` because the estimate then only covers the generation itself.
-    Without an estimate (alchemy) ``unknown_wait_interval`` is used. ``min_interval`` of one
-    second matches the server's 1 s cache on ``generate/check``; the rate limiter keeps the
+    While some job still waits in the queue, ``delay = wait_time * wait_fraction``: the queue
+    estimate is rough, and a worker may pick the job up early. Once every job is with a worker
+    (``queue_position == 0`` and ``processing > 0``), ``wait_time`` is the worker's own estimate
+    of the time left, so the next poll is aimed at that moment
+    (``wait_time * processing_wait_fraction``, at most ``processing_max_interval``). A job still
+    running when its estimate ran out (``wait_time == 0``) is *overdue*: it is polled after
+    ``min_interval``, backing off by ``overdue_backoff`` per further overdue poll up to
+    ``overdue_max_interval``. Without an estimate (alchemy) ``unknown_wait_interval`` is used.
+    Every delay ends up within ``[min_interval, max_interval]``; ``min_interval`` of one second
+    matches the server's 1 s cache on ``generate/check``, and the rate limiter keeps the
     per-endpoint budgets (e.g. 60/min for text status) whatever the policy says.
     """
 
     min_interval: float = 1.0
     max_interval: float = 15.0
     wait_fraction: float = 0.5
-    processing_max_interval: float = 3.0
+    processing_max_interval: float = 15.0
     unknown_wait_interval: float = 1.0
+    processing_wait_fraction: float = 1.0
+    overdue_backoff: float = 1.5
+    overdue_max_interval: float = 4.0
 
     def __post_init__(self) -> None:
         if not 0 < self.min_interval <= self.max_interval:
             raise ValueError("need 0 < min_interval <= max_interval")
+        if self.overdue_backoff < 1:
+            raise ValueError("overdue_backoff must be at least 1")
 
     def next_delay(
-        self, wait_time: float | None, *, queue_position: int | None = None, processing: int = 0
+        self,
+        wait_time: float | None,
+        *,
+        queue_position: int | None = None,
+        processing: int = 0,
+        overdue_polls: int = 0,
     ) -> float:
-        delay = self.unknown_wait_interval if wait_time is None else max(0.0, wait_time) * self.wait_fraction
-        if queue_position == 0 and processing > 0:
-            delay = min(delay, self.processing_max_interval)
+        if wait_time is None:
+            delay = self.unknown_wait_interval
+        elif queue_position == 0 and processing > 0:
+            if wait_time > 0:
+                delay = min(wait_time * self.processing_wait_fraction, self.processing_max_interval)
+            else:
+                backoff = self.min_interval * self.overdue_backoff ** max(0, overdue_polls)
+                delay = min(backoff, self.overdue_max_interval)
+        else:
+            delay = max(0.0, wait_time) * self.wait_fraction
         return min(max(delay, self.min_interval), self.max_interval)
+
+
+class Progress(Protocol):
+    """What :class:`ProgressDelay` reads from a check or status response."""
+
+    @property
+    def wait_time(self) -> int: ...
+    @property
+    def queue_position(self) -> int: ...
+    @property
+    def processing(self) -> int: ...
+
+
+class ProgressDelay:
+    """The policy's delays for one generation, counting the polls in a row that found it overdue."""
+
+    __slots__ = ("overdue_polls", "policy")
+
+    def __init__(self, policy: PollPolicy) -> None:
+        self.policy = policy
+        self.overdue_polls = 0
+
+    def __call__(self, progress: Progress) -> float:
+        delay = self.policy.next_delay(
+            progress.wait_time,
+            queue_position=progress.queue_position,
+            processing=progress.processing,
+            overdue_polls=self.overdue_polls,
+        )
+        overdue = progress.queue_position == 0 and progress.processing > 0 and progress.wait_time <= 0
+        self.overdue_polls = self.overdue_polls + 1 if overdue else 0
+        return delay
 
 
 class PollEnd(enum.Enum):
@@ -63,26 +120,29 @@ async def poll_until(
     progress_callback: Callable[[S], Awaitable[object]] | None = None,
     cancel_event: asyncio.Event | None = None,
     clock: Callable[[], float] | None = None,
+    scheduler: PollScheduler | None = None,
 ) -> PollOutcome[S]:
     """Fetch until ``is_final``, ``cancel_event`` is set, or ``time_limit`` seconds pass.
 
-    After the deadline one more fetch is made, so a job finishing right at the end still counts.
+    The first fetch is made at once; after the deadline one more fetch is made, so a job
+    finishing right at the end still counts. Runs on ``scheduler`` (see
+    :class:`~bot.horde._clients.scheduler.PollScheduler`), else on a private one.
     """
-    now = clock or asyncio.get_running_loop().time
-    deadline = now() + time_limit
-    last: S | None = None
-    while True:
-        if cancel_event is not None and cancel_event.is_set():
-            return PollOutcome(PollEnd.CANCELLED, last)
-        last = await fetch()
-        if progress_callback is not None:
-            await progress_callback(last)
-        if is_final(last):
-            return PollOutcome(PollEnd.FINAL, last)
-        remaining = deadline - now()
-        if remaining <= 0:
-            return PollOutcome(PollEnd.TIMED_OUT, last)
-        await pause(min(next_delay(last), remaining), cancel_event)
+    from bot.horde._clients.scheduler import PollScheduler  # the scheduler imports this module
+
+    runner = scheduler or PollScheduler(clock=clock)
+    try:
+        return await runner.poll(
+            fetch,
+            is_final=is_final,
+            next_delay=next_delay,
+            time_limit=time_limit,
+            progress_callback=progress_callback,
+            cancel_event=cancel_event,
+        )
+    finally:
+        if scheduler is None:
+            await runner.close()
 
 
 async def pause(delay: float, cancel_event: asyncio.Event | None) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from bot.horde._clients.manual import AIHordeAPIAsyncManualClient
+from bot.horde._clients.scheduler import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_RATE, PollScheduler
 from bot.horde.apimodels.alchemy import AlchemyStatusResponse
 from bot.horde.apimodels.base import (
     BaseAsyncRequest,
@@ -42,17 +43,41 @@ class AIHordeAPIAsyncClientSession(AIHordeAPIAsyncManualClient):
     ``n`` generations; alchemy: every form finished), when its cleanup succeeds, or when the
     Horde no longer knows it (404). ``__aexit__`` runs the cleanups concurrently, whether or
     not the body raised, waits for them (at most ``cleanup_timeout`` seconds), and never
-    suppresses the exception, ``CancelledError`` included. :meth:`close` does the same.
+    suppresses the exception, ``CancelledError`` included. :meth:`close` does the same, then
+    stops the :attr:`poll_scheduler`.
     """
 
-    def __init__(self, *args: Any, cleanup_timeout: float = DEFAULT_CLEANUP_TIMEOUT, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        cleanup_timeout: float = DEFAULT_CLEANUP_TIMEOUT,
+        max_checks_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        max_checks_per_second: float = DEFAULT_MAX_RATE,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.cleanup_timeout = cleanup_timeout
+        self.max_checks_in_flight = max_checks_in_flight
+        self.max_checks_per_second = max_checks_per_second
         self._pending: dict[str, PendingFollowUp] = {}
+        self._scheduler: PollScheduler | None = None
 
     @property
     def pending(self) -> tuple[str, ...]:
         return tuple(self._pending)
+
+    @property
+    def poll_scheduler(self) -> PollScheduler:
+        """The one scheduler polling every generation followed through this session.
+
+        Made on first use (its task starts with the first poll); :meth:`close` stops it, and a
+        later use makes a new one.
+        """
+        if self._scheduler is None:
+            self._scheduler = PollScheduler(
+                max_in_flight=self.max_checks_in_flight, max_rate=self.max_checks_per_second
+            )
+        return self._scheduler
 
     def pending_follow_up(self, gen_id: str) -> PendingFollowUp | None:
         return self._pending.get(gen_id)
@@ -92,11 +117,17 @@ class AIHordeAPIAsyncClientSession(AIHordeAPIAsyncManualClient):
                 logger.warning("Could not cancel AI Horde request %s: %s", gen_id, _describe(result))
 
     async def close(self) -> None:
-        """Cancel every pending generation, then close the connection pool if this session owns it."""
+        """Cancel every pending generation, stop polling, then close the connection pool if this
+        session owns it."""
         try:
             await self.cancel_all_pending()
         finally:
-            await super().close()
+            scheduler, self._scheduler = self._scheduler, None
+            try:
+                if scheduler is not None:
+                    await scheduler.close()
+            finally:
+                await super().close()
 
     def _track(self, request: HordeRequest, response: HordeResponse | RequestErrorResponse) -> None:
         if isinstance(request, BaseAsyncRequest):

@@ -32,7 +32,8 @@ from bot.horde._clients.download import (
     decode_image_async,
     fetch_url_bytes,
 )
-from bot.horde._clients.polling import DEFAULT_POLL_POLICY, PollEnd, PollPolicy, poll_until
+from bot.horde._clients.polling import DEFAULT_POLL_POLICY, PollEnd, PollPolicy, ProgressDelay
+from bot.horde._clients.scheduler import PollSchedulerClosedError
 from bot.horde._clients.session import AIHordeAPIAsyncClientSession, is_final_status
 from bot.horde.apimodels.alchemy import (
     AlchemyAsyncRequest,
@@ -44,7 +45,6 @@ from bot.horde.apimodels.alchemy import (
 from bot.horde.apimodels.base import (
     BaseAsyncRequest,
     BaseGenerateAsyncRequest,
-    BaseGenerationProgressResponse,
     BaseJobRequest,
     HordeRequest,
     HordeResponse,
@@ -118,6 +118,8 @@ class AIHordeAPIAsyncSimpleClient:
     Without ``horde_client_session`` the client makes its own (on ``aiohttp_session`` when
     given); close it with ``async with`` or :meth:`close`, which also cancels what is pending.
     Image downloads use ``aiohttp_session`` when given, else the session's own connection pool.
+    Generations are followed by the session's :class:`PollScheduler` (one task for all of them),
+    with the delays of ``poll_policy``.
     """
 
     def __init__(
@@ -212,7 +214,7 @@ class AIHordeAPIAsyncSimpleClient:
             poll=ImageGenerateCheckRequest(id_=gen_id),
             poll_type=ImageGenerateCheckResponse,
             is_final=lambda check: is_final_status(check, n),
-            next_delay=self._progress_delay,
+            next_delay=ProgressDelay(self.poll_policy),
             collect=collect,
             cleanup=DeleteImageGenerateRequest(id_=gen_id),
             cleanup_type=ImageGenerateStatusResponse,
@@ -265,7 +267,7 @@ class AIHordeAPIAsyncSimpleClient:
             poll=TextGenerateStatusRequest(id_=gen_id),
             poll_type=TextGenerateStatusResponse,
             is_final=lambda status: is_final_status(status, n),
-            next_delay=self._progress_delay,
+            next_delay=ProgressDelay(self.poll_policy),
             collect=_as_is,
             cleanup=DeleteTextGenerateRequest(id_=gen_id),
             cleanup_type=TextGenerateStatusResponse,
@@ -432,11 +434,6 @@ class AIHordeAPIAsyncSimpleClient:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _progress_delay(self, progress: BaseGenerationProgressResponse) -> float:
-        return self.poll_policy.next_delay(
-            progress.wait_time, queue_position=progress.queue_position, processing=progress.processing
-        )
-
     async def _fetch(self, url: str) -> bytes:
         session = self._aiohttp_session or await self.horde_client_session.transport.get_session()
         return await fetch_url_bytes(
@@ -501,18 +498,20 @@ class AIHordeAPIAsyncSimpleClient:
         cancel_event: asyncio.Event | None,
     ) -> F:
         try:
-            outcome = await poll_until(
+            outcome = await self.horde_client_session.poll_scheduler.poll(
                 lambda: self._call_known(poll, poll_type, gen_id),
                 is_final=is_final,
                 next_delay=next_delay,
                 time_limit=_time_limit(timeout),
                 progress_callback=progress_callback,
                 cancel_event=cancel_event,
+                min_gap=self.poll_policy.min_interval,
             )
             if outcome.end is PollEnd.FINAL:
                 assert outcome.last is not None
                 return await collect(outcome.last)
-        except AIHordeRequestExpiredError:
+        except (AIHordeRequestExpiredError, PollSchedulerClosedError):
+            # Expired: nothing left to cancel. Closed: the session's close() cancels what it tracks.
             raise
         except BaseException:
             await self._cleanup_quietly(cleanup)

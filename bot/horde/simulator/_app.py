@@ -100,6 +100,7 @@ class SimulatorApp:
             ("POST", "/_sim/config", self.sim_config, "sim_config"),
             ("POST", "/_sim/users", self.sim_users, "sim_users"),
             ("POST", "/_sim/expire", self.sim_expire, "sim_expire"),
+            ("GET", "/_sim/requests", self.sim_requests, "sim_requests"),
         ]
         for method, path, handler, name in api:
             app.router.add_route(method, path, handler, name=name)
@@ -617,6 +618,17 @@ class SimulatorApp:
         if not isinstance(request_id, str) or not self.state.expire(request_id):
             raise PlainError(404, {"message": f"no request with id {request_id!r}"})
         return json_response({"expired": request_id})
+
+
+    async def sim_requests(self, request: web.Request) -> web.Response:
+        """Image and text requests with their ``created`` and ``finished_at`` times, and ``now``,
+        all on the simulator's clock (``time.monotonic`` unless configured otherwise)."""
+        with self.state.lock:
+            records = {
+                record.id: {"kind": record.kind, "created": record.created, "finished_at": record.finished_at}
+                for record in self.state.requests.values()
+            }
+            return json_response({"now": self.state.now(), "requests": records})
 
 
 class PlainError(Exception):

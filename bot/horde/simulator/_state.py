@@ -92,6 +92,8 @@ class GenRequest:
     cancelled: bool = False
     consumed: float = 0.0
     seeds_issued: int = 0
+    finished_at: float | None = None
+    """When ``done`` first became true (simulator clock): benchmarks measure delivery lag from it."""
 
     @property
     def finished(self) -> int:
@@ -512,6 +514,7 @@ class State:
             if self.requests.get(request.id) is not request:
                 return False
             request.generations.append(generation)
+            self._mark_finished(request)
             request.consumed = round(request.consumed + generation.kudos, 2)
             request.user.kudos = round(request.user.kudos - generation.kudos, 2)
             worker = job.worker
@@ -536,10 +539,15 @@ class State:
             if request.fault_count > 2:
                 request.faulted = True
                 request.waiting = 0
+                self._mark_finished(request)
             elif not request.cancelled:
                 request.waiting += 1
                 request.queued_at = self.now()
         self.changed()
+
+    def _mark_finished(self, request: GenRequest) -> None:
+        if request.done and request.finished_at is None:
+            request.finished_at = self.now()
 
     def should_fault_job(self) -> bool:
         with self.lock:
@@ -620,6 +628,7 @@ class State:
             request.cancelled = True
             if request.kind == "image":
                 request.jobs = request.finished
+            self._mark_finished(request)
 
     def cancel_interrogation(self, interrogation: Interrogation) -> None:
         with self.lock:

@@ -8,8 +8,9 @@ import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from pydantic import ValidationError
 
@@ -17,10 +18,15 @@ from bot.config import Settings
 from bot.horde import (
     AIHordeAPIAsyncSimpleClient,
     AIHordeRequestError,
+    AlchemyAsyncRequest,
+    BaseAsyncRequest,
+    BaseGenerateAsyncRequest,
     BaseGenerationProgressResponse,
     ImageGenerateAsyncRequest,
+    TextGenerateAsyncRequest,
 )
 from bot.services._jobs import messages
+from bot.services._jobs.alchemy import AlchemyJobs
 from bot.services._jobs.image import ImageDeliverySettings, ImageJobs
 from bot.services._jobs.kinds import JobContext, JobKindHandler, JobRun, RunEnd
 from bot.services._jobs.models import (
@@ -33,6 +39,7 @@ from bot.services._jobs.models import (
     JobProgress,
     JobsShuttingDownError,
 )
+from bot.services._jobs.text import TextJobs
 from bot.storage import InvalidTransitionError, JobKind, JobRecord, JobState, KeyOwner, Storage
 
 log = logging.getLogger(__name__)
@@ -171,7 +178,12 @@ class JobManager:
         self._clock = clock
         self._listener_timeout_s = listener_timeout_s
         self._image = ImageJobs(image_delivery)
-        self._kinds: dict[JobKind, JobKindHandler] = {self._image.kind: self._image}
+        self._text = TextJobs()
+        self._alchemy = AlchemyJobs(image_delivery)
+        self._kinds: dict[JobKind, JobKindHandler] = {
+            handler.kind: handler for handler in (self._image, self._text, self._alchemy)
+        }
+        self._listener_factories: dict[JobKind, ListenerFactory] = {}
         self._jobs: dict[str, _Job] = {}
         self._closing = False
 
@@ -216,18 +228,101 @@ class JobManager:
         kept for reruns. Raises :class:`JobsShuttingDownError` once :meth:`shutdown` has begun.
         """
         self._refuse_if_closing()
-        if request.dry_run:
-            raise ValueError("a dry-run request is not a job: use the client's dry-run call")
+        _refuse_dry_run(request)
         keyed = _with_key(request, key)
+        return await self._start(
+            _Start(self._image.kind, keyed.to_wire().json, keyed.get_number_of_results_expected()),
+            lambda ctx: self._image.submit(ctx, keyed),
+            key_owner=key_owner,
+            user_id=user_id,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            message_id=message_id,
+            params=params,
+            listener=listener,
+        )
+
+    async def start_text_job(
+        self,
+        *,
+        request: TextGenerateAsyncRequest,
+        key: str,
+        key_owner: KeyOwner,
+        user_id: int,
+        guild_id: int | None,
+        channel_id: int,
+        message_id: int | None,
+        params: Mapping[str, Any],
+        listener: JobListener,
+    ) -> JobRecord:
+        """Like :meth:`start_image_job`, for a text request; the texts are journalled as results."""
+        self._refuse_if_closing()
+        _refuse_dry_run(request)
+        keyed = _with_key(request, key)
+        return await self._start(
+            _Start(self._text.kind, keyed.to_wire().json, keyed.get_number_of_results_expected()),
+            lambda ctx: self._text.submit(ctx, keyed),
+            key_owner=key_owner,
+            user_id=user_id,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            message_id=message_id,
+            params=params,
+            listener=listener,
+        )
+
+    async def start_alchemy_job(
+        self,
+        *,
+        request: AlchemyAsyncRequest,
+        key: str,
+        key_owner: KeyOwner,
+        user_id: int,
+        guild_id: int | None,
+        channel_id: int,
+        message_id: int | None,
+        params: Mapping[str, Any],
+        listener: JobListener,
+    ) -> JobRecord:
+        """Like :meth:`start_image_job`, for an alchemy request (the source image is not journalled)."""
+        self._refuse_if_closing()
+        keyed = _with_key(request, key)
+        return await self._start(
+            _Start(
+                self._alchemy.kind, self._alchemy.journal_body(keyed), keyed.get_number_of_results_expected()
+            ),
+            lambda ctx: self._alchemy.submit(ctx, keyed),
+            key_owner=key_owner,
+            user_id=user_id,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            message_id=message_id,
+            params=params,
+            listener=listener,
+        )
+
+    async def _start(
+        self,
+        start: _Start,
+        make_run: Callable[[JobContext], JobRun],
+        *,
+        key_owner: KeyOwner,
+        user_id: int,
+        guild_id: int | None,
+        channel_id: int,
+        message_id: int | None,
+        params: Mapping[str, Any],
+        listener: JobListener,
+    ) -> JobRecord:
         now = self._clock()
         record = JobRecord(
-            kind=self._image.kind,
+            kind=start.kind,
             guild_id=guild_id,
             channel_id=channel_id,
             message_id=message_id,
             user_id=user_id,
             key_owner=key_owner,
-            request_json=json.dumps(keyed.to_wire().json),
+            request_json=json.dumps(start.body),
             params_json=json.dumps(dict(params)),
             shard_id=self._shard_id,
             created_at=now,
@@ -239,8 +334,8 @@ class JobManager:
                 record.id, JobState.CANCELLED, error=messages.CANCELLED[CancelReason.SHUTDOWN]
             )
             raise JobsShuttingDownError()
-        job = _Job(record, listener, n=keyed.get_number_of_results_expected(), timeout_s=self._timeout_s)
-        self._launch(job, lambda ctx: self._image.submit(ctx, keyed))
+        job = _Job(record, listener, n=start.n, timeout_s=self._timeout_s)
+        self._launch(job, make_run)
         return record
 
     def _refuse_if_closing(self) -> None:
@@ -465,8 +560,16 @@ class JobManager:
 
     # -- resuming --------------------------------------------------------------------------------
 
+    def set_listener_factory(self, kind: JobKind, factory: ListenerFactory) -> None:
+        """Rebuild the listeners of resumed ``kind`` jobs with ``factory`` rather than with the one
+        passed to :meth:`resume_unfinished` (each kind's cog registers its own)."""
+        self._listener_factories[kind] = factory
+
     async def resume_unfinished(self, listener_factory: ListenerFactory) -> int:
         """Pick up this shard's unfinished jobs after a restart; returns how many are followed again.
+
+        A job's listener comes from the factory registered for its kind
+        (:meth:`set_listener_factory`), else from ``listener_factory``.
 
         * SUBMITTED: polled again by its Horde id and delivered into ``listener_factory(record)``
           (which may be async, and may raise :class:`JobAbandoned` when the message is gone: the
@@ -484,7 +587,8 @@ class JobManager:
                 break
             if record.id in self._jobs:
                 continue
-            listener, reachable = await self._listener_for(record, listener_factory)
+            factory = self._listener_factories.get(record.kind, listener_factory)
+            listener, reachable = await self._listener_for(record, factory)
             handler = self._kinds.get(record.kind)
             if record.state is JobState.PENDING or record.horde_id is None:
                 await self._end_unstarted(record, listener, messages.RESTARTED_BEFORE_ACCEPTED)
@@ -546,7 +650,25 @@ def _snapshot(job: _Job) -> ActiveJob:
     )
 
 
-def _with_key(request: ImageGenerateAsyncRequest, key: str) -> ImageGenerateAsyncRequest:
+_Request = TypeVar("_Request", bound=BaseAsyncRequest)
+
+
+@dataclass(frozen=True, slots=True)
+class _Start:
+    """What the journal and the core need of a new job: its kind, the body to journal (never the
+    key: it travels as a header), and how many results it asks for."""
+
+    kind: JobKind
+    body: Any
+    n: int
+
+
+def _refuse_dry_run(request: BaseGenerateAsyncRequest) -> None:
+    if request.dry_run:
+        raise ValueError("a dry-run request is not a job: use the client's dry-run call")
+
+
+def _with_key(request: _Request, key: str) -> _Request:
     """The request with ``key`` set (re-validated; the model never echoes a key in its errors)."""
     fields = {name: getattr(request, name) for name in request.model_fields_set}
     try:

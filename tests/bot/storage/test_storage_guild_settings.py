@@ -1,14 +1,19 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.storage import SQLiteStorage, SQLiteURL
+from bot.storage.sql import SQLStorage
+
+if TYPE_CHECKING:
+    from storage_fixtures import Backend
 
 pytest_plugins = ("storage_fixtures",)
 
@@ -30,7 +35,7 @@ json_values = st.recursive(
 )
 
 
-async def test_empty_guild_has_no_overrides(storage: SQLiteStorage) -> None:
+async def test_empty_guild_has_no_overrides(storage: SQLStorage[Any]) -> None:
     record = await storage.guild_settings.get(GUILD)
     assert record.values == {}
     assert record.updated_at is None
@@ -38,7 +43,7 @@ async def test_empty_guild_has_no_overrides(storage: SQLiteStorage) -> None:
     assert await storage.guild_settings.audit(GUILD) == []
 
 
-async def test_set_and_reset_write_audit_rows(storage: SQLiteStorage, clock: Any) -> None:
+async def test_set_and_reset_write_audit_rows(storage: SQLStorage[Any], clock: Any) -> None:
     settings_repo = storage.guild_settings
     assert await settings_repo.set(GUILD, "steps", 30, actor_id=ADMIN) is True
     first_change = clock.now
@@ -60,14 +65,14 @@ async def test_set_and_reset_write_audit_rows(storage: SQLiteStorage, clock: Any
     assert audit[0].id > audit[1].id > audit[2].id
 
 
-async def test_no_op_changes_are_not_audited(storage: SQLiteStorage) -> None:
+async def test_no_op_changes_are_not_audited(storage: SQLStorage[Any]) -> None:
     await storage.guild_settings.set(GUILD, "model", "a", actor_id=ADMIN)
     assert await storage.guild_settings.set(GUILD, "model", "a", actor_id=ADMIN) is False
     assert await storage.guild_settings.reset(GUILD, "never-set", actor_id=ADMIN) is False
     assert len(await storage.guild_settings.audit(GUILD)) == 1
 
 
-async def test_guilds_are_isolated_and_audit_is_limited(storage: SQLiteStorage) -> None:
+async def test_guilds_are_isolated_and_audit_is_limited(storage: SQLStorage[Any]) -> None:
     for steps in range(5):
         await storage.guild_settings.set(GUILD, "steps", steps, actor_id=ADMIN)
     await storage.guild_settings.set(OTHER_GUILD, "steps", 99, actor_id=ADMIN)
@@ -78,7 +83,7 @@ async def test_guilds_are_isolated_and_audit_is_limited(storage: SQLiteStorage) 
     assert {a.guild_id for a in await storage.guild_settings.audit(GUILD)} == {GUILD}
 
 
-async def test_set_many_changes_and_audits_only_what_differs(storage: SQLiteStorage) -> None:
+async def test_set_many_changes_and_audits_only_what_differs(storage: SQLStorage[Any]) -> None:
     await storage.guild_settings.set(GUILD, "steps", 30, actor_id=ADMIN)
     changed = await storage.guild_settings.set_many(
         GUILD, {"steps": 30, "width": 768, "nsfw": False}, actor_id=OTHER_ADMIN
@@ -92,7 +97,7 @@ async def test_set_many_changes_and_audits_only_what_differs(storage: SQLiteStor
 
 
 async def test_set_many_is_atomic_when_a_write_fails(
-    storage: SQLiteStorage, monkeypatch: pytest.MonkeyPatch
+    storage: SQLStorage[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await storage.guild_settings.set(GUILD, "steps", 30, actor_id=ADMIN)
     original_write = storage.guild_settings._write
@@ -110,7 +115,7 @@ async def test_set_many_is_atomic_when_a_write_fails(
     assert len(await storage.guild_settings.audit(GUILD)) == 1
 
 
-async def test_set_many_validates_every_value_before_writing(storage: SQLiteStorage) -> None:
+async def test_set_many_validates_every_value_before_writing(storage: SQLStorage[Any]) -> None:
     with pytest.raises(ValueError, match="'bad': the value is not JSON-serialisable"):
         await storage.guild_settings.set_many(GUILD, {"good": 1, "bad": object()}, actor_id=ADMIN)
     with pytest.raises(ValueError, match="not JSON-serialisable"):
@@ -120,7 +125,7 @@ async def test_set_many_validates_every_value_before_writing(storage: SQLiteStor
     assert await storage.guild_settings.get_all(GUILD) == {}
 
 
-async def test_an_outer_transaction_rolls_back_settings_and_audit(storage: SQLiteStorage) -> None:
+async def test_an_outer_transaction_rolls_back_settings_and_audit(storage: SQLStorage[Any]) -> None:
     async def failing_transaction() -> None:
         async with storage.transaction():
             await storage.guild_settings.set_many(GUILD, {"a": 1, "b": 2}, actor_id=ADMIN)
@@ -133,12 +138,35 @@ async def test_an_outer_transaction_rolls_back_settings_and_audit(storage: SQLit
     assert await storage.guild_settings.audit(GUILD) == []
 
 
-@settings(max_examples=40, deadline=None)
-@given(values=st.dictionaries(st.text(min_size=1, max_size=20).filter(str.strip), json_values, max_size=5))
-def test_json_values_round_trip(values: dict[str, Any]) -> None:
+@pytest.fixture
+def guild_ids() -> Iterator[int]:
+    return itertools.count(1000)
+
+
+# The database outlives the examples: each example writes to a guild of its own.
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    values=st.dictionaries(
+        st.text(min_size=1, max_size=20).filter(lambda key: bool(key.strip()) and key.isprintable()),
+        json_values,
+        max_size=5,
+    )
+)
+def test_json_values_round_trip(backend: Backend, guild_ids: Iterator[int], values: dict[str, Any]) -> None:
+    guild_id = next(guild_ids)
+
     async def scenario() -> dict[str, Any]:
-        async with SQLiteStorage(SQLiteURL(None)) as storage:
-            await storage.guild_settings.set_many(GUILD, values, actor_id=ADMIN)
-            return await storage.guild_settings.get_all(GUILD)
+        async with backend.open() as storage:
+            await storage.guild_settings.set_many(guild_id, values, actor_id=ADMIN)
+            return await storage.guild_settings.get_all(guild_id)
 
     assert json.dumps(asyncio.run(scenario()), sort_keys=True) == json.dumps(values, sort_keys=True)
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "tab\there", "line\nbreak", "nbsp\u00a0"])
+async def test_setting_names_must_be_printable(storage: SQLStorage[Any], name: str) -> None:
+    with pytest.raises(ValueError, match="must be printable"):
+        await storage.guild_settings.set(GUILD, name, 1, actor_id=ADMIN)
+    with pytest.raises(ValueError, match="must be printable"):
+        await storage.guild_settings.reset(GUILD, name, actor_id=ADMIN)
+    assert await storage.guild_settings.set(GUILD, "model#123 (ünïcode ok)", 1, actor_id=ADMIN) is True

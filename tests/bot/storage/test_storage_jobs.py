@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from pydantic import ValidationError
@@ -12,10 +12,12 @@ from bot.storage import (
     JobRecord,
     JobState,
     NotFoundError,
-    SQLiteStorage,
-    SQLiteURL,
     StorageError,
 )
+from bot.storage.sql import SQLStorage
+
+if TYPE_CHECKING:
+    from storage_fixtures import Backend
 
 pytest_plugins = ("storage_fixtures",)
 
@@ -55,7 +57,7 @@ def test_job_record_requires_json_and_a_horde_id_when_submitted() -> None:
         job(kind="video")
 
 
-async def test_create_and_get(storage: SQLiteStorage) -> None:
+async def test_create_and_get(storage: SQLStorage[Any]) -> None:
     record = job()
     assert len(record.id) == 32
     assert await storage.jobs.create(record) == record
@@ -65,7 +67,7 @@ async def test_create_and_get(storage: SQLiteStorage) -> None:
         await storage.jobs.create(record)
 
 
-async def test_lifecycle_pending_submitted_done(storage: SQLiteStorage, clock: Any) -> None:
+async def test_lifecycle_pending_submitted_done(storage: SQLStorage[Any], clock: Any) -> None:
     record = await storage.jobs.create(job())
     submitted = await storage.jobs.update(record.id, state=JobState.SUBMITTED, horde_id="h-1", kudos=12.0)
     assert submitted.state is JobState.SUBMITTED
@@ -85,7 +87,7 @@ async def test_lifecycle_pending_submitted_done(storage: SQLiteStorage, clock: A
     assert stored.updated_at > submitted.updated_at
 
 
-async def test_update_accepts_state_strings(storage: SQLiteStorage) -> None:
+async def test_update_accepts_state_strings(storage: SQLStorage[Any]) -> None:
     record = await storage.jobs.create(job())
     failed = await storage.jobs.update(record.id, state="failed", error="KudosUpfront")  # type: ignore[typeddict-item]
     assert failed.state is JobState.FAILED
@@ -93,7 +95,7 @@ async def test_update_accepts_state_strings(storage: SQLiteStorage) -> None:
 
 
 @pytest.mark.parametrize("terminal", TERMINAL)
-async def test_a_terminal_state_is_never_left(storage: SQLiteStorage, terminal: JobState) -> None:
+async def test_a_terminal_state_is_never_left(storage: SQLStorage[Any], terminal: JobState) -> None:
     record = await storage.jobs.create(job())
     await storage.jobs.update(record.id, state=JobState.SUBMITTED, horde_id="h")
     ended = await storage.jobs.update(record.id, state=terminal)
@@ -109,14 +111,14 @@ async def test_a_terminal_state_is_never_left(storage: SQLiteStorage, terminal: 
     assert later.message_id == 5
 
 
-async def test_a_submitted_job_cannot_go_back_to_pending(storage: SQLiteStorage) -> None:
+async def test_a_submitted_job_cannot_go_back_to_pending(storage: SQLStorage[Any]) -> None:
     record = await storage.jobs.create(job())
     await storage.jobs.update(record.id, state=JobState.SUBMITTED, horde_id="h")
     with pytest.raises(InvalidTransitionError, match="cannot go back to pending"):
         await storage.jobs.update(record.id, state=JobState.PENDING)
 
 
-async def test_invalid_updates_are_rejected_and_change_nothing(storage: SQLiteStorage) -> None:
+async def test_invalid_updates_are_rejected_and_change_nothing(storage: SQLStorage[Any]) -> None:
     record = await storage.jobs.create(job())
     with pytest.raises(ValueError, match="cannot be updated: id, user_id"):
         await storage.jobs.update(record.id, id="0" * 32, user_id=1)  # type: ignore[call-arg]
@@ -131,7 +133,7 @@ async def test_invalid_updates_are_rejected_and_change_nothing(storage: SQLiteSt
         await storage.jobs.update("e" * 32, state=JobState.FAILED)
 
 
-async def test_list_unfinished_by_shard(storage: SQLiteStorage, clock: Any) -> None:
+async def test_list_unfinished_by_shard(storage: SQLStorage[Any], clock: Any) -> None:
     pending0 = await storage.jobs.create(job(shard_id=0, created_at=clock()))
     submitted1 = await storage.jobs.create(
         job(shard_id=1, state=JobState.SUBMITTED, horde_id="h1", created_at=clock())
@@ -146,7 +148,7 @@ async def test_list_unfinished_by_shard(storage: SQLiteStorage, clock: Any) -> N
     assert [j.id for j in await storage.jobs.list_unfinished(shard_id=1)] == [submitted1.id]
 
 
-async def test_list_recent_is_per_user_newest_first(storage: SQLiteStorage, clock: Any) -> None:
+async def test_list_recent_is_per_user_newest_first(storage: SQLStorage[Any], clock: Any) -> None:
     mine = [
         await storage.jobs.create(job(user_id=1, kind=kind, created_at=clock()))
         for kind in ("image", "text", "alchemy")
@@ -156,12 +158,45 @@ async def test_list_recent_is_per_user_newest_first(storage: SQLiteStorage, cloc
     assert [j.id for j in await storage.jobs.list_recent(1, limit=2)] == [mine[2].id, mine[1].id]
 
 
-async def test_unfinished_jobs_survive_a_restart(db_path: Path) -> None:
-    async with SQLiteStorage(SQLiteURL(db_path)) as storage:
+async def test_unfinished_jobs_survive_a_restart(persistent_backend: Backend) -> None:
+    async with persistent_backend.open() as storage:
         record = await storage.jobs.create(job(key_owner="anonymous"))
         await storage.jobs.update(record.id, state=JobState.SUBMITTED, horde_id="resume-me")
-    async with SQLiteStorage(SQLiteURL(db_path)) as storage:
+    async with persistent_backend.open() as storage:
         (resumed,) = await storage.jobs.list_unfinished()
     assert resumed.id == record.id
     assert resumed.horde_id == "resume-me"
     assert resumed.key_owner == "anonymous"
+
+
+async def test_a_horde_id_belongs_to_one_job(storage: SQLStorage[Any]) -> None:
+    await storage.jobs.create(job(state=JobState.SUBMITTED, horde_id="same"))
+    with pytest.raises(StorageError, match="cannot create job"):
+        await storage.jobs.create(job(state=JobState.SUBMITTED, horde_id="same"))
+
+
+async def test_kudos_spent_sums_the_matching_jobs_created_since(storage: SQLStorage[Any], clock: Any) -> None:
+    since = clock()
+    spent = [
+        # (guild, user, key owner, kudos, created_at)
+        (1, 10, "sponsor", 5.0, since),  # at `since` exactly: counted
+        (1, 11, "anonymous", 7.5, clock()),
+        (1, 10, "user", 20.0, clock()),
+        (2, 10, "sponsor", 3.0, clock()),
+        (1, 10, "sponsor", None, clock()),  # no recorded cost: counts as 0
+        (1, 10, "sponsor", 100.0, since - timedelta(microseconds=1)),  # before `since`
+    ]
+    for guild_id, user_id, key_owner, kudos, created_at in spent:
+        await storage.jobs.create(
+            job(guild_id=guild_id, user_id=user_id, key_owner=key_owner, kudos=kudos, created_at=created_at)
+        )
+    kudos_spent = storage.jobs.kudos_spent
+    assert await kudos_spent(since=since) == 35.5
+    assert await kudos_spent(since=since, guild_id=1) == 32.5
+    assert await kudos_spent(since=since, guild_id=1, user_id=10) == 25.0
+    assert await kudos_spent(since=since, user_id=10) == 28.0
+    assert await kudos_spent(since=since, guild_id=1, key_owners=["sponsor", "anonymous"]) == 12.5
+    assert await kudos_spent(since=since, guild_id=1, user_id=10, key_owners=["sponsor"]) == 5.0
+    assert await kudos_spent(since=since, key_owners=[]) == 0.0
+    assert await kudos_spent(since=since, guild_id=3) == 0.0
+    assert await kudos_spent(since=since - timedelta(days=1)) == 135.5

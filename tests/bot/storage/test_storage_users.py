@@ -1,14 +1,18 @@
 from __future__ import annotations
 
-import sqlite3
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from pydantic import ValidationError
 
 from bot.crypto import KeyRing
 from bot.storage import SQLiteStorage, SQLiteURL, UserRecord
+from bot.storage.sql import SQLStorage
+
+if TYPE_CHECKING:
+    from storage_fixtures import Backend
 
 pytest_plugins = ("storage_fixtures",)
 
@@ -21,7 +25,7 @@ def user(ring: KeyRing, discord_id: int = 1, key: str = PLAINTEXT_KEY, name: str
     )
 
 
-async def test_crud(storage: SQLiteStorage, ring: KeyRing) -> None:
+async def test_crud(storage: SQLStorage[Any], ring: KeyRing) -> None:
     assert await storage.users.get(1) is None
     created = await storage.users.upsert(user(ring))
     assert await storage.users.get(1) == created
@@ -39,7 +43,7 @@ async def test_crud(storage: SQLiteStorage, ring: KeyRing) -> None:
 
 
 async def test_upsert_keeps_created_at_and_stamps_updated_at(
-    storage: SQLiteStorage, ring: KeyRing, clock: Any
+    storage: SQLStorage[Any], ring: KeyRing, clock: Any
 ) -> None:
     first = await storage.users.upsert(user(ring))
     second = await storage.users.upsert(user(ring, name="renamed"))
@@ -48,13 +52,13 @@ async def test_upsert_keeps_created_at_and_stamps_updated_at(
     assert second.updated_at == clock.now
 
 
-async def test_iter_all_lists_every_user_in_id_order(storage: SQLiteStorage, ring: KeyRing) -> None:
+async def test_iter_all_lists_every_user_in_id_order(storage: SQLStorage[Any], ring: KeyRing) -> None:
     for discord_id in (30, 10, 20):
         await storage.users.upsert(user(ring, discord_id=discord_id))
     assert [record.discord_id async for record in storage.users.iter_all()] == [10, 20, 30]
 
 
-async def test_update_encrypted_keys(storage: SQLiteStorage, ring: KeyRing) -> None:
+async def test_update_encrypted_keys(storage: SQLStorage[Any], ring: KeyRing) -> None:
     for discord_id in (1, 2, 3):
         await storage.users.upsert(user(ring, discord_id=discord_id, key=f"key-{discord_id}"))
     await storage.users.update_encrypted_keys({1: ring.encrypt("one"), 3: ring.encrypt("three")})
@@ -62,7 +66,7 @@ async def test_update_encrypted_keys(storage: SQLiteStorage, ring: KeyRing) -> N
     assert decrypted == {1: "one", 2: "key-2", 3: "three"}
 
 
-async def test_plaintext_keys_are_refused(storage: SQLiteStorage, ring: KeyRing) -> None:
+async def test_plaintext_keys_are_refused(storage: SQLStorage[Any], ring: KeyRing) -> None:
     with pytest.raises(ValidationError, match="never a plaintext key"):
         UserRecord(discord_id=1, encrypted_api_key=PLAINTEXT_KEY, horde_user_id=1, horde_username="a")
     await storage.users.upsert(user(ring, discord_id=1, key="old"))
@@ -79,14 +83,38 @@ def test_user_record_repr_hides_the_encrypted_key(ring: KeyRing) -> None:
     assert record.encrypted_api_key not in str(record)
 
 
-async def test_the_database_file_holds_only_ciphertext(db_path: Path, ring: KeyRing) -> None:
+async def test_discord_snowflakes_and_aware_timestamps_round_trip(
+    storage: SQLStorage[Any], ring: KeyRing
+) -> None:
+    biggest = 2**63 - 1  # Discord ids are 64-bit; the columns must not truncate them
+    created = datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=-5)))
+    record = UserRecord(
+        discord_id=biggest,
+        encrypted_api_key=ring.encrypt("k"),
+        horde_user_id=biggest,
+        horde_username="big",
+        created_at=created,
+    )
+    await storage.users.upsert(record)
+    stored = await storage.users.get(biggest)
+    assert stored is not None
+    assert (stored.discord_id, stored.horde_user_id) == (biggest, biggest)
+    assert stored.created_at == created  # the same instant, to the microsecond
+    assert stored.created_at.utcoffset() == timedelta(0)  # read back in UTC, never naive
+
+
+async def test_the_stored_column_holds_only_ciphertext(persistent_backend: Backend, ring: KeyRing) -> None:
+    async with persistent_backend.open() as storage:
+        stored = await storage.users.upsert(user(ring))
+    rows = await persistent_backend.query("SELECT encrypted_api_key FROM users WHERE discord_id = 1")
+    assert rows == [(stored.encrypted_api_key,)]
+    assert PLAINTEXT_KEY not in rows[0][0]
+
+
+async def test_the_sqlite_files_hold_only_ciphertext(db_path: Path, ring: KeyRing) -> None:
     async with SQLiteStorage(SQLiteURL(db_path)) as storage:
         stored = await storage.users.upsert(user(ring))
         # While open, the row may still be in the WAL file: check every file of the database.
         raw = b"".join(path.read_bytes() for path in db_path.parent.iterdir())
         assert stored.encrypted_api_key.encode() in raw  # the check looks at the right bytes
         assert PLAINTEXT_KEY.encode() not in raw
-    with sqlite3.connect(db_path) as conn:
-        (column,) = conn.execute("SELECT encrypted_api_key FROM users WHERE discord_id = 1").fetchone()
-    assert column == stored.encrypted_api_key
-    assert PLAINTEXT_KEY not in column

@@ -1,0 +1,104 @@
+"""Text jobs: the text status is both the progress poll and the result (there is no ``check``).
+
+The client polls the status within its 60-a-minute limit and returns the final one (or the
+DELETE's answer with the partial results); the generated texts are journalled in ``result_json``,
+so a result can be shown and continued after a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from bot.horde import TextGenerateAsyncRequest, TextGenerateStatusResponse, TextGeneration
+from bot.services._jobs.kinds import JobContext, RunEnd
+from bot.services._jobs.models import DeliveredImage
+from bot.storage import JobKind
+
+
+class TextJobs:
+    """The text kind: a :class:`~bot.services._jobs.kinds.JobKindHandler` plus ``submit``."""
+
+    kind: ClassVar[JobKind] = "text"
+
+    def expected_results(self, request_body: Mapping[str, Any]) -> int:
+        params = request_body.get("params")
+        n = params.get("n", 1) if isinstance(params, Mapping) else 1
+        return n if isinstance(n, int) and n >= 1 else 1
+
+    def submit(self, ctx: JobContext, request: TextGenerateAsyncRequest) -> TextRun:
+        return TextRun(ctx, request)
+
+    def resume(self, ctx: JobContext) -> TextRun:
+        return TextRun(ctx, None)
+
+
+class TextRun:
+    def __init__(self, ctx: JobContext, request: TextGenerateAsyncRequest | None) -> None:
+        self._ctx = ctx
+        self._request = request
+        self._generations: tuple[TextGeneration, ...] = ()
+        self._faulted = False
+
+    @property
+    def images(self) -> Sequence[DeliveredImage]:
+        return ()
+
+    @property
+    def received(self) -> int:
+        return len(self._generations)
+
+    def notes(self) -> tuple[str, ...]:
+        return ()
+
+    def result_json(self) -> dict[str, Any]:
+        return {
+            "n": self._ctx.n,
+            "texts": [_summary(generation) for generation in self._generations],
+            "faulted": self._faulted,
+        }
+
+    async def run(self) -> RunEnd:
+        ctx = self._ctx
+        if self._request is not None:
+            status, _ = await ctx.horde.text_generate_request(
+                self._request,
+                timeout=ctx.timeout_s,
+                progress_callback=self._on_status,
+                cancel_event=ctx.cancel_event,
+                on_submitted=ctx.submitted,
+            )
+        else:
+            if ctx.horde_id is None:
+                raise RuntimeError(f"job {ctx.job_id} has no Horde id yet")
+            status = await ctx.horde.poll_text_request(
+                ctx.horde_id,
+                n=ctx.n,
+                timeout=ctx.timeout_s,
+                progress_callback=self._on_status,
+                cancel_event=ctx.cancel_event,
+            )
+        self._keep(status)
+        self._faulted = status.faulted
+        return RunEnd(complete=len(status.generations) >= ctx.n, faulted=status.faulted, kudos=status.kudos)
+
+    async def _on_status(self, status: TextGenerateStatusResponse) -> None:
+        # Kept on every poll, so a job that fails later still journals what had arrived.
+        self._keep(status)
+        await self._ctx.progress(status)
+
+    def _keep(self, status: TextGenerateStatusResponse) -> None:
+        if len(status.generations) >= len(self._generations):
+            self._generations = tuple(status.generations)
+
+
+def _summary(generation: TextGeneration) -> dict[str, Any]:
+    return {
+        "id": generation.id_,
+        "text": generation.text,
+        "seed": generation.seed,
+        "model": generation.model,
+        "worker_name": generation.worker_name,
+        "worker_id": generation.worker_id,
+        "censored": generation.is_censored,
+    }

@@ -1,0 +1,92 @@
+"""The PostgreSQL schema as numbered migrations, tracked in the ``schema_version`` table.
+
+Append new migrations; never edit one that has shipped. Each one's SQL runs as one multi-statement
+script, inside the transaction that applies every pending migration. Keep the column names and
+meanings in step with ``sqlite_migrations``: the repositories' SQL is shared.
+
+JSON stays ``text`` (not ``jsonb``) so what is read back is byte-for-byte what was written, as with
+SQLite; timestamps are ``timestamptz`` and come back timezone-aware in UTC.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from bot.storage.sql import Migration
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(
+        1,
+        "initial",
+        """
+        CREATE TABLE users (
+            discord_id bigint PRIMARY KEY,
+            encrypted_api_key text NOT NULL,
+            horde_user_id bigint NOT NULL,
+            horde_username text NOT NULL,
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL
+        );
+
+        CREATE TABLE guild_settings (
+            guild_id bigint NOT NULL,
+            key text NOT NULL,
+            value_json text NOT NULL,
+            updated_at timestamptz NOT NULL,
+            updated_by bigint NOT NULL,
+            PRIMARY KEY (guild_id, key)
+        );
+
+        CREATE TABLE guild_settings_audit (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            guild_id bigint NOT NULL,
+            key text NOT NULL,
+            old_value_json text,
+            new_value_json text,
+            actor_id bigint NOT NULL,
+            at timestamptz NOT NULL
+        );
+        CREATE INDEX guild_settings_audit_by_guild ON guild_settings_audit (guild_id, id);
+
+        CREATE TABLE jobs (
+            id text PRIMARY KEY,
+            kind text NOT NULL CHECK (kind IN ('image', 'text', 'alchemy')),
+            state text NOT NULL CHECK (state IN ('pending', 'submitted', 'done', 'cancelled', 'failed')),
+            guild_id bigint,
+            channel_id bigint NOT NULL,
+            message_id bigint,
+            user_id bigint NOT NULL,
+            key_owner text NOT NULL CHECK (key_owner IN ('user', 'anonymous', 'sponsor')),
+            horde_id text,
+            request_json text NOT NULL,
+            params_json text NOT NULL,
+            result_json text,
+            error text,
+            kudos double precision,
+            shard_id bigint,
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL
+        );
+        CREATE UNIQUE INDEX jobs_by_horde_id ON jobs (horde_id) WHERE horde_id IS NOT NULL;
+        CREATE INDEX jobs_unfinished ON jobs (created_at) WHERE state IN ('pending', 'submitted');
+        CREATE INDEX jobs_by_user ON jobs (user_id, created_at);
+        """,
+    ),
+    Migration(
+        2,
+        "guild_sponsor_keys",
+        """
+        CREATE TABLE guild_sponsor_keys (
+            guild_id bigint PRIMARY KEY,
+            encrypted_api_key text NOT NULL,
+            horde_username text NOT NULL,
+            updated_at timestamptz NOT NULL,
+            updated_by bigint NOT NULL
+        );
+
+        CREATE INDEX jobs_by_guild ON jobs (guild_id, created_at);
+        """,
+    ),
+)
+
+__all__ = ["MIGRATIONS", "Migration"]

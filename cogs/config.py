@@ -1,0 +1,196 @@
+"""/config: server admins read and change this server's settings. Thin: the service validates and stores.
+
+Only members with Manage Server see the commands (``default_permissions``) and the bot checks again
+when they run, since server admins can change who sees a command. Every answer is private; a change
+is also posted to the server's log channel, if it has one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Final
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import HordeBot
+from bot.services.guild_settings import (
+    SettingChange,
+    SettingGroup,
+    ShownSetting,
+    setting_names,
+)
+
+log = logging.getLogger(__name__)
+
+NO_MENTIONS: Final = discord.AllowedMentions.none()
+MAX_SHOWN_VALUE: Final = 200
+MAX_FIELD: Final = 1024
+MAX_AUTOCOMPLETE: Final = 25
+AUDIT_ENTRIES: Final = 15
+LOG_CHANNEL_FAILED: Final = "⚠️ I couldn't post this change to the log channel; check my permissions there."
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _group_lines(shown: list[ShownSetting], group: SettingGroup, *, detailed: bool) -> str:
+    lines = []
+    for entry in shown:
+        if entry.group is not group:
+            continue
+        marker = "" if entry.overridden else " *(default)*"
+        value = _clip(discord.utils.escape_markdown(entry.value), MAX_SHOWN_VALUE)
+        line = f"**{entry.name}**: {value}{marker}"
+        if detailed:
+            line += f"\n-# {entry.description}"
+        lines.append(line)
+    return _clip("\n".join(lines), MAX_FIELD) or "—"
+
+
+def _change_line(change: SettingChange, actor: discord.abc.User | None = None) -> str:
+    where = f" in <#{change.channel_id}>" if change.channel_id is not None else ""
+    if not change.changed:
+        return f"`{change.name}`{where} is already {_clip(change.new, MAX_SHOWN_VALUE)}."
+    old, new = _clip(change.old, MAX_SHOWN_VALUE), _clip(change.new, MAX_SHOWN_VALUE)
+    who = f"{actor.mention} changed" if actor is not None else "Changed"
+    return f"{who} `{change.name}`{where}: {old} → {new}"
+
+
+@app_commands.default_permissions(manage_guild=True)
+@app_commands.guild_only()
+class Config(commands.GroupCog, group_name="config", group_description="This server's settings for the bot."):
+    def __init__(self, bot: HordeBot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    @app_commands.command(description="Show this server's settings.")
+    @app_commands.describe(group="Only this group, with a line about each setting.")
+    @app_commands.choices(group=[app_commands.Choice(name=g.value, value=g.value) for g in SettingGroup])
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def show(self, interaction: discord.Interaction, group: str | None = None) -> None:
+        guild_id = _guild_id(interaction)
+        service = self.bot.guild_settings
+        shown = service.show(await service.get(guild_id))
+        embed = discord.Embed(title="Server settings", colour=discord.Colour.blurple())
+        groups = [SettingGroup(group)] if group else list(SettingGroup)
+        for each in groups:
+            embed.add_field(
+                name=each.value, value=_group_lines(shown, each, detailed=bool(group)), inline=False
+            )
+        embed.set_footer(text="Change one with /config set, go back to the default with /config reset.")
+        await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    @app_commands.command(description="Change one of this server's settings.")
+    @app_commands.describe(
+        setting="The setting to change (see /config show).",
+        value="The new value; an invalid one is refused with what is allowed.",
+        channel="Only in this channel (for per-channel settings such as nsfw_policy).",
+    )
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def set(
+        self,
+        interaction: discord.Interaction,
+        setting: app_commands.Range[str, 1, 64],
+        value: app_commands.Range[str, 1, 4000],
+        channel: discord.TextChannel | None = None,
+    ) -> None:
+        guild_id = _guild_id(interaction)
+        # Private from the start: the sponsor key is checked with the AI Horde, and errors stay private.
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        change = await self.bot.guild_settings.set(
+            guild_id, setting, value, interaction.user.id, channel_id=channel.id if channel else None
+        )
+        await self._report(interaction, change)
+
+    @app_commands.command(description="Put one of this server's settings back to its default.")
+    @app_commands.describe(
+        setting="The setting to reset.",
+        channel="Only remove this channel's override.",
+    )
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def reset(
+        self,
+        interaction: discord.Interaction,
+        setting: app_commands.Range[str, 1, 64],
+        channel: discord.TextChannel | None = None,
+    ) -> None:
+        guild_id = _guild_id(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        change = await self.bot.guild_settings.reset(
+            guild_id, setting, interaction.user.id, channel_id=channel.id if channel else None
+        )
+        await self._report(interaction, change)
+
+    @app_commands.command(description="Who changed which setting, newest first.")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def audit(self, interaction: discord.Interaction) -> None:
+        entries = await self.bot.guild_settings.audit(_guild_id(interaction), AUDIT_ENTRIES)
+        lines = [
+            f"{discord.utils.format_dt(entry.at, 'R')} <@{entry.actor_id}> `{entry.key}`: "
+            f"{_audit_value(entry.old_value_json)} → {_audit_value(entry.new_value_json)}"
+            for entry in entries
+        ]
+        embed = discord.Embed(
+            title="Settings changes",
+            description=_clip("\n".join(lines), 4096) or "No setting was changed yet.",
+            colour=discord.Colour.blurple(),
+        )
+        await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    @set.autocomplete("setting")
+    @reset.autocomplete("setting")
+    async def _setting_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return [app_commands.Choice(name=name, value=name) for name in setting_names(current)][
+            :MAX_AUTOCOMPLETE
+        ]
+
+    async def _report(self, interaction: discord.Interaction, change: SettingChange) -> None:
+        lines = [_change_line(change)]
+        if change.changed and not await self._post_to_log_channel(interaction, change):
+            lines.append(LOG_CHANNEL_FAILED)
+        await interaction.followup.send("\n".join(lines), ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    async def _post_to_log_channel(self, interaction: discord.Interaction, change: SettingChange) -> bool:
+        """Post ``change`` to the log channel, if the server has one; ``False`` when that failed."""
+        config = await self.bot.guild_settings.get(interaction.guild_id)
+        if config.log_channel is None:
+            return True
+        channel = self.bot.get_partial_messageable(config.log_channel, guild_id=interaction.guild_id)
+        try:
+            await channel.send(_change_line(change, interaction.user), allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as exc:
+            log.warning(
+                "Could not post a settings change to log channel %s of guild %s: HTTP %s (code %s)",
+                config.log_channel,
+                interaction.guild_id,
+                exc.status,
+                exc.code,
+            )
+            return False
+        return True
+
+
+def _audit_value(value_json: str | None) -> str:
+    if value_json is None:
+        return "default"
+    value = json.loads(value_json)
+    text = value if isinstance(value, str) else json.dumps(value)
+    return _clip(discord.utils.escape_markdown(text), 80)
+
+
+def _guild_id(interaction: discord.Interaction) -> int:
+    if interaction.guild_id is None:
+        raise app_commands.NoPrivateMessage()
+    return interaction.guild_id
+
+
+async def setup(bot: commands.Bot) -> None:
+    if not isinstance(bot, HordeBot):
+        raise TypeError("cogs.config needs a HordeBot")
+    await bot.add_cog(Config(bot))

@@ -1,0 +1,262 @@
+"""/imagine and its buttons. Thin: options → ``build_request`` → ``bot.jobs.start_image_job``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any, Final
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import HordeBot
+from bot.errors import PermissionDeniedError, UserInputError
+from bot.horde import ActiveModel, AIHordeRequestError
+from bot.horde.consts import KNOWN_FACEFIXERS, KNOWN_IMAGE_SAMPLERS, KNOWN_UPSCALERS
+from bot.services.imagine import (
+    MAX_N,
+    MAX_SEED_LENGTH,
+    MAX_SIDE,
+    MAX_STEPS,
+    MIN_DENOISING,
+    MIN_SIDE,
+    AspectPreset,
+    ImagineOptions,
+    ImagineParams,
+    SourceImage,
+    build_request,
+    can_manage_job,
+    check_source_attachment,
+    exact_seed,
+    prepare_source_image,
+    rerun_request,
+)
+from bot.services.models_cache import ModelsCache
+from bot.services.policy import GenerationContext, Origin
+from bot.services.render import render_details
+from bot.storage import JobRecord
+from cogs.imagine._delivery import is_age_restricted, launch, listener_for, private_failures
+from cogs.imagine._views import COG_NAME, Action, JobButton
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_JOB: Final = "I can't find this generation any more."
+ALREADY_FINISHED: Final = "This generation has already finished."
+DOWNLOAD_FAILED: Final = "I couldn't download the source image from Discord. Please try again."
+MAX_PROMPT_CHARS: Final = 6000
+"""Discord's longest string option."""
+
+
+def _choices(values: Sequence[str]) -> list[app_commands.Choice[str]]:
+    return [app_commands.Choice(name=value, value=value) for value in values]
+
+
+class Imagine(commands.Cog, name=COG_NAME):
+    def __init__(self, bot: HordeBot) -> None:
+        self.bot = bot
+        self.models = ModelsCache(self._fetch_models, ttl_s=bot.settings.horde.models_cache_ttl_s)
+        self._resume_task: asyncio.Task[int] | None = None
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(JobButton)
+        self._resume_task = asyncio.create_task(self._resume(), name="imagine.resume_unfinished")
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(JobButton)
+        if self._resume_task is not None:
+            self._resume_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resume_task
+        await self.models.close()
+
+    async def _resume(self) -> int:
+        try:
+            return await self.bot.jobs.resume_unfinished(lambda job: listener_for(self.bot, job))
+        except Exception:
+            log.exception("Could not resume the unfinished generations")
+            return 0
+
+    async def _fetch_models(self) -> Sequence[ActiveModel]:
+        return (await self.bot.horde.get_models()).root
+
+    # -- /imagine --------------------------------------------------------------------------------
+
+    @app_commands.command(description="Generate images with the AI Horde.")
+    @app_commands.describe(
+        prompt="What to draw.",
+        negative_prompt="What to keep out of the image.",
+        model="The model to use (start typing to see what workers serve).",
+        sampler="The sampler.",
+        steps="Sampling steps.",
+        cfg_scale="How closely to follow the prompt.",
+        width="Width in pixels (a multiple of 64).",
+        height="Height in pixels (a multiple of 64).",
+        aspect="An aspect ratio at the default size, instead of width and height.",
+        seed="A seed, to reproduce an image.",
+        count="How many images.",
+        karras="Use the Karras noise schedule.",
+        hires_fix="Generate at low resolution first, then upscale (for large images).",
+        upscaler="Upscale the result.",
+        face_fixer="Fix faces in the result.",
+        loras="LoRAs by name or CivitAI id, comma-separated; name:strength sets a strength.",
+        textual_inversions="Textual inversions by name or id, comma-separated; name:strength too.",
+        tiling="Make the image tile seamlessly.",
+        source_image="An image to start from (img2img).",
+        strength="How much the source image may change (0.01–1).",
+    )
+    @app_commands.choices(
+        sampler=_choices(list(KNOWN_IMAGE_SAMPLERS)),
+        aspect=[app_commands.Choice(name=preset.label, value=preset.value) for preset in AspectPreset],
+        upscaler=_choices(list(KNOWN_UPSCALERS)),
+        face_fixer=_choices(list(KNOWN_FACEFIXERS)),
+    )
+    async def imagine(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS],
+        negative_prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS] | None = None,
+        model: app_commands.Range[str, 1, 100] | None = None,
+        sampler: str | None = None,
+        steps: app_commands.Range[int, 1, MAX_STEPS] | None = None,
+        cfg_scale: app_commands.Range[float, 0.0, 100.0] | None = None,
+        width: app_commands.Range[int, MIN_SIDE, MAX_SIDE] | None = None,
+        height: app_commands.Range[int, MIN_SIDE, MAX_SIDE] | None = None,
+        aspect: str | None = None,
+        seed: app_commands.Range[str, 1, MAX_SEED_LENGTH] | None = None,
+        count: app_commands.Range[int, 1, MAX_N] | None = None,
+        karras: bool | None = None,
+        hires_fix: bool | None = None,
+        upscaler: str | None = None,
+        face_fixer: str | None = None,
+        loras: app_commands.Range[str, 1, 1000] | None = None,
+        textual_inversions: app_commands.Range[str, 1, 2000] | None = None,
+        tiling: bool | None = None,
+        source_image: discord.Attachment | None = None,
+        strength: app_commands.Range[float, MIN_DENOISING, 1.0] | None = None,
+    ) -> None:
+        config = await self.bot.guild_settings.get(interaction.guild_id)
+        options = ImagineOptions(
+            prompt=prompt,
+            negative_prompt=config.negative_prompt_for(negative_prompt),
+            model=model,
+            sampler=KNOWN_IMAGE_SAMPLERS(sampler) if sampler else None,
+            steps=steps,
+            cfg_scale=cfg_scale,
+            width=width,
+            height=height,
+            aspect=AspectPreset(aspect) if aspect else None,
+            seed=seed,
+            n=count,
+            karras=karras,
+            hires_fix=hires_fix,
+            upscaler=KNOWN_UPSCALERS(upscaler) if upscaler else None,
+            facefixer=KNOWN_FACEFIXERS(face_fixer) if face_fixer else None,
+            loras=loras,
+            tis=textual_inversions,
+            tiling=tiling,
+            denoising_strength=strength,
+        )
+        age_restricted = is_age_restricted(interaction.channel)
+        allow_nsfw = config.nsfw_allowed(interaction.channel_id, age_restricted=age_restricted)
+        # Everything that can be checked without downloading is checked before answering publicly.
+        if source_image is not None:
+            check_source_attachment(source_image.filename, source_image.content_type, source_image.size)
+        imagine = build_request(
+            options,
+            config.generation,
+            allow_nsfw=allow_nsfw,
+            source_image=source_image.filename if source_image is not None else None,
+        )
+        context = _policy_context(interaction, imagine.params, "command", age_restricted=age_restricted)
+        async with self.bot.policy.admit(context) as decision:
+            await interaction.response.defer(thinking=True)
+            async with private_failures(interaction):
+                if source_image is not None:
+                    imagine = imagine.with_source_image(await _read_source(source_image))
+                await launch(self.bot, interaction, imagine, decision.key)
+
+    @imagine.autocomplete("model")
+    async def _model_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        try:
+            suggestions = await self.models.suggest(current)
+        except AIHordeRequestError:
+            return []
+        return [app_commands.Choice(name=choice.name, value=choice.value) for choice in suggestions]
+
+    # -- the buttons -----------------------------------------------------------------------------
+
+    async def on_job_button(self, interaction: discord.Interaction[Any], action: Action, job_id: str) -> None:
+        job = await self.bot.storage.jobs.get(job_id)
+        if job is None or job.kind != "image":
+            raise UserInputError(UNKNOWN_JOB)
+        match action:
+            case Action.cancel:
+                _require_manager(interaction, job, "cancel")
+                if not await self.bot.jobs.cancel(job_id):
+                    raise UserInputError(ALREADY_FINISHED)
+                # The job's own message then says it was cancelled, with what finished.
+                await interaction.response.defer()
+            case Action.rerun | Action.same_seed:
+                await self._rerun(interaction, job, same_seed=action is Action.same_seed)
+            case Action.details:
+                await interaction.response.send_message(embed=render_details(job), ephemeral=True)
+            case Action.delete:
+                _require_manager(interaction, job, "delete")
+                await interaction.response.defer()
+                if interaction.message is not None:
+                    await interaction.message.delete()
+
+    async def _rerun(self, interaction: discord.Interaction[Any], job: JobRecord, *, same_seed: bool) -> None:
+        """The same request for whoever clicked, with their own key; a new seed unless ``same_seed``."""
+        seed = exact_seed(job.params_json, job.result_json) if same_seed else None
+        config = await self.bot.guild_settings.get(interaction.guild_id)
+        age_restricted = is_age_restricted(interaction.channel)
+        allow_nsfw = config.nsfw_allowed(interaction.channel_id, age_restricted=age_restricted)
+        imagine = rerun_request(job.request_json, job.params_json, seed=seed, allow_nsfw=allow_nsfw)
+        context = _policy_context(interaction, imagine.params, "button", age_restricted=age_restricted)
+        async with self.bot.policy.admit(context) as decision:
+            await interaction.response.defer(thinking=True)
+            async with private_failures(interaction):
+                await launch(self.bot, interaction, imagine, decision.key)
+
+
+def _policy_context(
+    interaction: discord.Interaction[Any], params: ImagineParams, origin: Origin, *, age_restricted: bool
+) -> GenerationContext:
+    return GenerationContext(
+        origin=origin,
+        command="imagine",
+        user_id=interaction.user.id,
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id,
+        age_restricted=age_restricted,
+        prompt=params.prompt,
+        negative_prompt=params.negative_prompt,
+        model=params.model,
+        steps=params.steps,
+        width=params.width,
+        height=params.height,
+        n=params.n,
+        nsfw=params.nsfw,
+    )
+
+
+def _require_manager(interaction: discord.Interaction[Any], job: JobRecord, verb: str) -> None:
+    manages = interaction.guild is not None and interaction.permissions.manage_messages
+    if not can_manage_job(job, interaction.user.id, manages_messages=manages):
+        raise PermissionDeniedError(
+            f"Only the member who started this generation or a moderator can {verb} it."
+        )
+
+
+async def _read_source(attachment: discord.Attachment) -> SourceImage:
+    try:
+        data = await attachment.read()
+    except discord.HTTPException:
+        raise UserInputError(DOWNLOAD_FAILED) from None
+    return await asyncio.to_thread(prepare_source_image, attachment.filename, data)

@@ -1,0 +1,385 @@
+"""/write: text generation with the AI Horde, with live progress, Cancel and Continue.
+
+Also home of :class:`MessageJobListener`, the listener that keeps one message current for a
+text or alchemy job (the image listener in ``cogs.imagine`` does the same for images, which it
+posts as they arrive).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+from typing import Any, Final
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+from pydantic import ValidationError
+
+from bot.app import HordeBot
+from bot.errors import NotLoggedInError, PermissionDeniedError, UserInputError
+from bot.horde import ActiveModel, AIHordeRequestError
+from bot.horde.consts import MODEL_TYPE
+from bot.services.accounts import ResolvedKey
+from bot.services.estimates import estimate_text_cost
+from bot.services.horde_info import fetch_models
+from bot.services.imagine import can_manage_job
+from bot.services.jobs import (
+    DeliveredImage,
+    JobAbandoned,
+    JobListener,
+    JobOutcome,
+    JobProgress,
+    JobsShuttingDownError,
+    describe_horde_error,
+)
+from bot.services.models_cache import ModelsCache
+from bot.services.render import EditThrottle, format_kudos
+from bot.services.text import (
+    MAX_CONTEXT,
+    MAX_LENGTH,
+    MAX_PROMPT_CHARS,
+    MAX_REP_PEN,
+    MAX_TEMPERATURE,
+    MIN_CONTEXT,
+    MIN_LENGTH,
+    MIN_REP_PEN,
+    MIN_TOP_P,
+    TEXT_FILENAME,
+    TextOptions,
+    TextParams,
+    TextRequest,
+    build_text_request,
+    continuation,
+    render_text_progress,
+    render_text_result,
+    text_result,
+)
+from bot.storage import JobRecord, JobState
+from bot.tree import report_interaction_error
+
+log = logging.getLogger(__name__)
+
+NO_MENTIONS: Final = discord.AllowedMentions.none()
+COG_NAME: Final = "Write"
+UNKNOWN_JOB: Final = "I can't find this text any more."
+ALREADY_FINISHED: Final = "This generation has already finished."
+NOTHING_TO_CONTINUE: Final = "This generation has no finished text to continue."
+_UNKNOWN_MESSAGE: Final = 10008
+
+Finish = Callable[[JobRecord, JobOutcome], dict[str, Any]]
+"""The final edit of a job's message: ``message.edit`` keyword arguments."""
+
+
+class MessageJobListener(JobListener):
+    """Keeps one message current: throttled progress (with the Cancel button, sent once), then
+    the final message. The message is addressed by channel and id, never through the interaction,
+    so it keeps working after the interaction token expired and after a restart."""
+
+    def __init__(
+        self,
+        bot: HordeBot,
+        *,
+        channel_id: int,
+        message_id: int,
+        progress_text: Callable[[JobProgress | None], str],
+        finish: Finish,
+        progress_view: Callable[[JobRecord], discord.ui.View],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._message = bot.get_partial_messageable(channel_id).get_partial_message(message_id)
+        self._progress_text = progress_text
+        self._finish = finish
+        self._progress_view = progress_view
+        self._throttle = EditThrottle(bot.settings.progress.edit_interval_s, clock=clock)
+        self._has_view = False
+
+    async def on_progress(self, job: JobRecord, progress: JobProgress) -> None:
+        content = self._progress_text(progress)
+        if not self._throttle.should_edit(content):
+            return
+        fields: dict[str, Any] = {"content": content}
+        if not self._has_view:
+            fields["view"] = self._progress_view(job)
+        if await self._edit(fields):
+            self._has_view = True
+            self._throttle.sent(content)
+
+    async def on_images(self, job: JobRecord, new_images: Sequence[DeliveredImage]) -> None:
+        # Shown with the final message: these jobs make one or two images, all at the end.
+        return None
+
+    async def on_finished(self, job: JobRecord, outcome: JobOutcome) -> None:
+        fields = self._finish(job, outcome)
+        try:
+            await self._edit(fields)
+        except discord.Forbidden:
+            # No Attach Files permission: the text still goes out.
+            log.warning("Missing permission to attach files in channel %s", self._message.channel.id)
+            fields = {**fields, "attachments": []}
+            fields["content"] = f"{fields.get('content', '')}\n{NO_FILES}"
+            await self._edit(fields)
+
+    async def _edit(self, fields: dict[str, Any]) -> bool:
+        try:
+            await self._message.edit(**fields, allowed_mentions=NO_MENTIONS)
+        except discord.NotFound as exc:
+            if exc.code != _UNKNOWN_MESSAGE:
+                log.info("Message %s can no longer be edited: %s", self._message.id, exc)
+            raise JobAbandoned from None
+        except discord.Forbidden:
+            if fields.get("attachments"):
+                raise
+            log.warning("Not allowed to edit message %s", self._message.id)
+            return False
+        except discord.HTTPException as exc:
+            log.warning(
+                "Could not edit message %s: HTTP %s (code %s)", self._message.id, exc.status, exc.code
+            )
+            return False
+        return True
+
+
+NO_FILES: Final = "⚠️ I can't attach files here: I need the Attach Files permission in this channel."
+
+
+def text_file(data: bytes, filename: str = TEXT_FILENAME) -> discord.File:
+    return discord.File(io.BytesIO(data), filename=filename)
+
+
+async def key_for(bot: HordeBot, interaction: discord.Interaction[Any]) -> ResolvedKey:
+    """The member's own key, else the anonymous one (when this bot allows it); refuses early when
+    the bot is shutting down, so nothing fails after a public answer."""
+    if not bot.jobs.accepting:
+        raise JobsShuttingDownError()
+    key = await bot.accounts.resolve_key(interaction.user.id, interaction.guild_id)
+    if key.is_anonymous and not bot.settings.defaults.allow_anonymous:
+        raise NotLoggedInError()
+    return key
+
+
+def require_manager(interaction: discord.Interaction[Any], job: JobRecord) -> None:
+    manages = interaction.guild is not None and interaction.permissions.manage_messages
+    if not can_manage_job(job, interaction.user.id, manages_messages=manages):
+        raise PermissionDeniedError("Only the member who started this or a moderator can cancel it.")
+
+
+# -- the buttons -----------------------------------------------------------------------------------
+
+
+class Action(StrEnum):
+    cancel = "cancel"
+    cont = "continue"
+
+
+_LOOKS: Final[dict[Action, tuple[str, discord.ButtonStyle, str]]] = {
+    Action.cancel: ("Cancel", discord.ButtonStyle.danger, "✖️"),
+    Action.cont: ("Continue", discord.ButtonStyle.primary, "➡️"),
+}
+
+
+class WriteButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=r"write:(?P<action>cancel|continue):(?P<job_id>[0-9a-f]{32})",
+):
+    """Persistent: the job id is in the ``custom_id``, the job is read back from the journal."""
+
+    def __init__(self, action: Action, job_id: str) -> None:
+        label, style, emoji = _LOOKS[action]
+        super().__init__(
+            discord.ui.Button(
+                label=label, style=style, emoji=emoji, custom_id=f"write:{action.value}:{job_id}"
+            )
+        )
+        self.action = action
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> WriteButton:
+        return cls(Action(match["action"]), match["job_id"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        try:
+            client = interaction.client
+            cog = client.get_cog(COG_NAME) if isinstance(client, commands.Bot) else None
+            if not isinstance(cog, Write):
+                raise RuntimeError(f"no {COG_NAME} cog to handle {self.custom_id}")
+            await cog.on_button(interaction, self.action, self.job_id)
+        except Exception as exc:
+            await report_interaction_error(interaction, exc)
+
+
+def _view(*buttons: discord.ui.Item[Any]) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for button in buttons:
+        view.add_item(button)
+    return view
+
+
+# -- the cog ---------------------------------------------------------------------------------------
+
+
+class Write(commands.Cog, name=COG_NAME):
+    def __init__(self, bot: HordeBot) -> None:
+        self.bot = bot
+        self.models = ModelsCache(self._fetch_models, ttl_s=bot.settings.horde.models_cache_ttl_s)
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(WriteButton)
+        self.bot.jobs.set_listener_factory("text", self.listener_for)
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(WriteButton)
+        await self.models.close()
+
+    async def _fetch_models(self) -> Sequence[ActiveModel]:
+        return await fetch_models(self.bot.horde, MODEL_TYPE.text)
+
+    @app_commands.command(description="Write text with the AI Horde's language models.")
+    @app_commands.describe(
+        prompt="The text to continue, or an instruction.",
+        model="The text model (start typing to see what workers serve).",
+        max_length="How many tokens to write.",
+        max_context_length="How many tokens of the prompt the model reads.",
+        temperature="Randomness: higher is more surprising.",
+        top_p="Nucleus sampling: consider only the most likely tokens up to this probability.",
+        repetition_penalty="Discourage repeating the same words.",
+        stop_sequences="Stop writing at any of these, separated by | (\\n for a new line).",
+        estimate="Only show what this would cost, without running it.",
+    )
+    async def write(
+        self,
+        interaction: discord.Interaction[Any],
+        prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS],
+        model: app_commands.Range[str, 1, 100] | None = None,
+        max_length: app_commands.Range[int, MIN_LENGTH, MAX_LENGTH] | None = None,
+        max_context_length: app_commands.Range[int, MIN_CONTEXT, MAX_CONTEXT] | None = None,
+        temperature: app_commands.Range[float, 0.0, MAX_TEMPERATURE] | None = None,
+        top_p: app_commands.Range[float, MIN_TOP_P, 1.0] | None = None,
+        repetition_penalty: app_commands.Range[float, MIN_REP_PEN, MAX_REP_PEN] | None = None,
+        stop_sequences: app_commands.Range[str, 1, 2000] | None = None,
+        estimate: bool = False,
+    ) -> None:
+        options = TextOptions(
+            prompt=prompt,
+            model=model,
+            max_length=max_length,
+            max_context_length=max_context_length,
+            temperature=temperature,
+            top_p=top_p,
+            repetition_penalty=repetition_penalty,
+            stop_sequences=stop_sequences,
+        )
+        text = build_text_request(options, self.bot.settings.defaults)
+        key = await key_for(self.bot, interaction)
+        if estimate:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            try:
+                kudos = await estimate_text_cost(self.bot.horde, text.request, key=key.apikey)
+            except AIHordeRequestError as exc:
+                raise UserInputError(describe_horde_error(exc, anonymous=key.is_anonymous)) from None
+            await interaction.followup.send(
+                f"This would cost about **{format_kudos(kudos)} kudos**.", ephemeral=True
+            )
+            return
+        await interaction.response.defer(thinking=True)
+        await self._launch(interaction, text, key)
+
+    @write.autocomplete("model")
+    async def _model_autocomplete(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        try:
+            suggestions = await self.models.suggest(current)
+        except AIHordeRequestError:
+            return []
+        return [app_commands.Choice(name=choice.name, value=choice.value) for choice in suggestions]
+
+    async def _launch(
+        self, interaction: discord.Interaction[Any], text: TextRequest, key: ResolvedKey
+    ) -> None:
+        anonymous = key.is_anonymous
+        first = render_text_progress(
+            text.params, None, bar_width=self.bot.settings.progress.bar_width, anonymous=anonymous
+        )
+        message = await interaction.edit_original_response(content=first, allowed_mentions=NO_MENTIONS)
+        await self.bot.jobs.start_text_job(
+            request=text.request,
+            key=key.apikey,
+            key_owner=key.owner,
+            user_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+            channel_id=message.channel.id,
+            message_id=message.id,
+            params=text.params.model_dump(mode="json"),
+            listener=self._listener(message.channel.id, message.id, text.params, anonymous=anonymous),
+        )
+
+    def _listener(
+        self, channel_id: int, message_id: int, params: TextParams, *, anonymous: bool
+    ) -> JobListener:
+        bar_width = self.bot.settings.progress.bar_width
+
+        def finish(job: JobRecord, outcome: JobOutcome) -> dict[str, Any]:
+            result = text_result(job.result_json)
+            rendered = render_text_result(params, outcome, result, anonymous=anonymous)
+            fields: dict[str, Any] = {"content": rendered.content, "embed": rendered.embed}
+            fields["attachments"] = [text_file(rendered.attachment)] if rendered.attachment else []
+            done = outcome.state is JobState.DONE and result is not None
+            fields["view"] = _view(WriteButton(Action.cont, job.id)) if done else None
+            return fields
+
+        return MessageJobListener(
+            self.bot,
+            channel_id=channel_id,
+            message_id=message_id,
+            progress_text=lambda progress: render_text_progress(
+                params, progress, bar_width=bar_width, anonymous=anonymous
+            ),
+            finish=finish,
+            progress_view=lambda job: _view(WriteButton(Action.cancel, job.id)),
+        )
+
+    def listener_for(self, job: JobRecord) -> JobListener:
+        """The listener of a journalled text job (after a restart)."""
+        if job.message_id is None:
+            raise JobAbandoned(f"job {job.id} has no message")
+        try:
+            params = TextParams.from_json(job.params_json)
+        except ValidationError:
+            raise JobAbandoned(f"job {job.id} has unreadable parameters") from None
+        return self._listener(job.channel_id, job.message_id, params, anonymous=job.key_owner == "anonymous")
+
+    async def on_button(self, interaction: discord.Interaction[Any], action: Action, job_id: str) -> None:
+        job = await self.bot.storage.jobs.get(job_id)
+        if job is None or job.kind != "text":
+            raise UserInputError(UNKNOWN_JOB)
+        if action is Action.cancel:
+            require_manager(interaction, job)
+            if not await self.bot.jobs.cancel(job_id):
+                raise UserInputError(ALREADY_FINISHED)
+            await interaction.response.defer()
+            return
+        previous = text_result(job.result_json)
+        if job.state is not JobState.DONE or previous is None:
+            raise UserInputError(NOTHING_TO_CONTINUE)
+        try:
+            params = TextParams.from_json(job.params_json)
+        except ValidationError:
+            raise UserInputError(UNKNOWN_JOB) from None
+        text = continuation(params, previous, job.id)
+        key = await key_for(self.bot, interaction)
+        await interaction.response.defer(thinking=True)
+        await self._launch(interaction, text, key)
+
+
+async def setup(bot: commands.Bot) -> None:
+    if not isinstance(bot, HordeBot):
+        raise TypeError("cogs.write needs a HordeBot")
+    await bot.add_cog(Write(bot))

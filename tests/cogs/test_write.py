@@ -1,0 +1,170 @@
+"""/write end to end on SimCord, against the AI Horde simulator.
+
+The bot polls every 30 virtual seconds, so between polls an action returns with the job parked;
+``advance_time(POLL_S)`` makes it poll again. Simulated workers take 0.05 s of real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import pytest
+import simcord
+from test_imagine_support import (  # noqa: F401 - fixtures are used by name
+    custom_ids,
+    message_edits,
+    response_of,
+    simcord_friendly_pause,
+)
+
+from bot.app import HordeBot
+from bot.config import Settings
+from bot.horde import PollPolicy
+from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
+from bot.services.text import TEXT_FILENAME
+from bot.storage import JobRecord, JobState
+
+if TYPE_CHECKING:
+    from conftest import Server
+
+POLL_S = 30.0
+SLOW_POLL = PollPolicy(
+    min_interval=POLL_S, max_interval=POLL_S, processing_max_interval=POLL_S, unknown_wait_interval=POLL_S
+)
+
+
+@pytest.fixture
+def horde_sim_config() -> SimulatorConfig:
+    return SimulatorConfig(knobs=Knobs(speed=0.05, worker_threads=2))
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={"defaults": settings.defaults.model_copy(update={"max_text_length": 4096})}
+    )
+
+
+@pytest.fixture
+async def simcord_bot(settings: Settings) -> AsyncIterator[HordeBot]:
+    from conftest import build_bot
+
+    bot = await build_bot(settings, poll_policy=SLOW_POLL)
+    try:
+        yield bot
+    finally:
+        await bot.close()
+
+
+async def jobs_of(server: Server, member: simcord.MemberActor) -> list[JobRecord]:
+    return await server.bot.storage.jobs.list_recent(member.id, limit=20)
+
+
+async def next_poll(server: Server) -> None:
+    await asyncio.sleep(0.3)  # the simulated worker finishes in real time
+    await server.env.advance_time(POLL_S)
+
+
+async def write(
+    server: Server, member: simcord.MemberActor | None = None, **options: object
+) -> simcord.ResponseMessage:
+    result = await (member or server.alice).slash(server.channel, "write", **options)
+    assert not result.ephemeral
+    message = response_of(result)
+    await next_poll(server)
+    return message
+
+
+def texts_of(job: JobRecord) -> list[str]:
+    return [entry["text"] for entry in json.loads(job.result_json or "{}")["texts"]]
+
+
+async def test_write_shows_progress_then_the_text_in_an_embed(server: Server) -> None:
+    message = await write(server, prompt="Once upon a time @everyone", max_length=32, temperature=0.7)
+
+    [job] = await jobs_of(server, server.alice)
+    assert job.kind == "text"
+    assert job.state is JobState.DONE
+    [text] = texts_of(job)
+    assert message.embeds[0].description == text.strip()
+    assert "✅ **Done**" in message.content
+    assert "Once upon a time" in message.content
+    assert custom_ids(message) == [f"write:continue:{job.id}"]
+    assert json.loads(job.request_json)["params"] == {"max_length": 32, "temperature": 0.7}
+    edits = message_edits(server, message.id)
+    assert any(f"write:cancel:{job.id}" in json.dumps(edit.json) for edit in edits)
+    assert all(
+        edit.json["allowed_mentions"] == {"parse": []}
+        for edit in edits
+        if edit.json and "content" in edit.json
+    )
+
+
+async def test_a_long_text_is_attached_as_a_txt_file(server: Server) -> None:
+    # Over 512 tokens the Horde wants kudos upfront, which the anonymous key never has.
+    await server.bot.accounts.login(server.alice.id, "sim-alice-key-00000001")
+    message = await write(server, prompt="A long story", max_length=1200)
+
+    [job] = await jobs_of(server, server.alice)
+    [text] = texts_of(job)
+    assert len(text) > 4000
+    [attachment] = message.attachments
+    assert attachment.filename == TEXT_FILENAME
+    assert (await attachment.read()).decode() == text
+    assert "attached" in (message.embeds[0].description or "")
+
+
+async def test_continue_extends_the_text_with_the_same_settings(server: Server) -> None:
+    first = await write(server, prompt="The dragon", max_length=24, stop_sequences="zzz | \\n\\n")
+    [job] = await jobs_of(server, server.alice)
+    [previous] = texts_of(job)
+
+    clicked = await server.bob.click(first, custom_id=f"write:continue:{job.id}")
+    await next_poll(server)
+
+    [continued] = await jobs_of(server, server.bob)
+    assert continued.state is JobState.DONE
+    body = json.loads(continued.request_json)
+    assert body["prompt"] == "The dragon" + previous
+    assert body["params"] == {"max_length": 24, "stop_sequence": ["zzz", "\n\n"]}
+    assert json.loads(continued.params_json)["continued_from"] == job.id
+    message = response_of(clicked)
+    assert message.embeds[0].description == ("The dragon" + previous + texts_of(continued)[0]).strip()
+
+
+async def test_cancel_stops_a_text_job(server: Server, horde_sim: Simulator) -> None:
+    horde_sim.state.knobs.worker_threads = 0
+    result = await server.alice.slash(server.channel, "write", prompt="Never finished")
+    message = response_of(result)
+    [job] = await jobs_of(server, server.alice)
+    assert job.state is JobState.SUBMITTED
+
+    refused = await server.bob.click(message, custom_id=f"write:cancel:{job.id}")
+    assert refused.ephemeral
+    assert "Only the member who started" in (response_of(refused).content or "")
+
+    await server.alice.click(message, custom_id=f"write:cancel:{job.id}")
+    await server.env.advance_time(POLL_S)
+
+    [ended] = await jobs_of(server, server.alice)
+    assert ended.state is JobState.CANCELLED
+    assert "🛑 **Cancelled**" in (message.content or "")
+    assert horde_sim.counters.calls("text_delete") >= 1
+
+
+async def test_estimate_replies_privately_with_the_cost(server: Server, horde_sim: Simulator) -> None:
+    result = await server.alice.slash(
+        server.channel, "write", prompt="How much?", max_length=64, estimate=True
+    )
+
+    assert result.ephemeral
+    assert "kudos" in (response_of(result).content or "")
+    assert await jobs_of(server, server.alice) == []
+
+
+async def test_model_autocomplete_offers_text_models(server: Server) -> None:
+    choices = await server.alice.autocomplete(server.channel, "write", "model", "sim")
+    assert [choice["value"] for choice in choices] == ["koboldcpp/SimLlama-8B"]
