@@ -43,6 +43,7 @@ EXTENSIONS: Final[tuple[str, ...]] = (
     "cogs.horde_info",
     "cogs.kudos",
     "cogs.imagine",
+    "cogs.reactions",
     "cogs.config",
 )
 

@@ -257,6 +257,10 @@ class JobRepository(Protocol):
 
     async def get_by_horde_id(self, horde_id: str) -> JobRecord | None: ...
 
+    async def get_by_message(self, channel_id: int, message_id: int) -> JobRecord | None:
+        """The job whose result is (or was last) shown in that message, the newest if several."""
+        ...
+
     async def update(self, job_id: str, **changes: Unpack[JobChanges]) -> JobRecord:
         """Raises NotFoundError, InvalidTransitionError, or ValueError for an invalid value."""
         ...

@@ -501,6 +501,14 @@ class SQLJobs:
     async def get_by_horde_id(self, horde_id: str) -> JobRecord | None:
         return await self._one("SELECT * FROM jobs WHERE horde_id = $1", horde_id)
 
+    async def get_by_message(self, channel_id: int, message_id: int) -> JobRecord | None:
+        return await self._one(
+            "SELECT * FROM jobs WHERE channel_id = $1 AND message_id = $2 "
+            "ORDER BY created_at DESC, id DESC LIMIT 1",
+            channel_id,
+            message_id,
+        )
+
     async def update(self, job_id: str, **changes: Unpack[JobChanges]) -> JobRecord:
         unknown = sorted(set(changes) - JOB_CHANGEABLE)
         if unknown:

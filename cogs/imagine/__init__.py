@@ -6,6 +6,9 @@ from discord.ext import commands
 
 from bot.app import HordeBot
 from cogs.imagine._commands import Imagine
+from cogs.imagine._delivery import is_age_restricted, launch_in_channel
+
+__all__ = ["Imagine", "is_age_restricted", "launch_in_channel", "setup"]
 
 
 async def setup(bot: commands.Bot) -> None:

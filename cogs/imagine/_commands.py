@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import discord
@@ -16,6 +16,8 @@ from bot.app import HordeBot
 from bot.errors import PermissionDeniedError, UserInputError
 from bot.horde import ActiveModel, AIHordeRequestError
 from bot.horde.consts import KNOWN_FACEFIXERS, KNOWN_IMAGE_SAMPLERS, KNOWN_UPSCALERS
+from bot.services.alchemy import UPSCALE_FORM
+from bot.services.estimates import estimate_image_cost
 from bot.services.imagine import (
     MAX_N,
     MAX_SEED_LENGTH,
@@ -26,6 +28,7 @@ from bot.services.imagine import (
     AspectPreset,
     ImagineOptions,
     ImagineParams,
+    ImagineRequest,
     SourceImage,
     build_request,
     can_manage_job,
@@ -34,18 +37,27 @@ from bot.services.imagine import (
     prepare_source_image,
     rerun_request,
 )
+from bot.services.imagine_actions import edited_request
+from bot.services.jobs import describe_horde_error
 from bot.services.models_cache import ModelsCache
 from bot.services.policy import GenerationContext, Origin
-from bot.services.render import render_details
+from bot.services.reactions import generation_context
+from bot.services.render import format_kudos, render_details
 from bot.storage import JobRecord
-from cogs.imagine._delivery import is_age_restricted, launch, listener_for, private_failures
-from cogs.imagine._views import COG_NAME, Action, JobButton
+from cogs.alchemy import COG_NAME as ALCHEMY_COG
+from cogs.alchemy import Alchemy
+from cogs.imagine._delivery import NO_MENTIONS, is_age_restricted, launch, listener_for, private_failures
+from cogs.imagine._views import COG_NAME, Action, EditModal, JobButton, UpscalePicker
 
 log = logging.getLogger(__name__)
 
+NO_IMAGES: Final = "This result has no images to upscale."
+NO_ALCHEMY: Final = "Upscaling isn't available on this bot."
+UPSCALE_PROMPT: Final = "Which image should I upscale?"
 UNKNOWN_JOB: Final = "I can't find this generation any more."
 ALREADY_FINISHED: Final = "This generation has already finished."
 DOWNLOAD_FAILED: Final = "I couldn't download the source image from Discord. Please try again."
+ESTIMATE: Final = "This would cost about **{kudos} kudos**. Nothing was generated."
 MAX_PROMPT_CHARS: Final = 6000
 """Discord's longest string option."""
 
@@ -106,6 +118,7 @@ class Imagine(commands.Cog, name=COG_NAME):
         tiling="Make the image tile seamlessly.",
         source_image="An image to start from (img2img).",
         strength="How much the source image may change (0.01–1).",
+        estimate="Only show what this would cost, without running it.",
     )
     @app_commands.choices(
         sampler=_choices(list(KNOWN_IMAGE_SAMPLERS)),
@@ -136,6 +149,7 @@ class Imagine(commands.Cog, name=COG_NAME):
         tiling: bool | None = None,
         source_image: discord.Attachment | None = None,
         strength: app_commands.Range[float, MIN_DENOISING, 1.0] | None = None,
+        estimate: bool = False,
     ) -> None:
         config = await self.bot.guild_settings.get(interaction.guild_id)
         options = ImagineOptions(
@@ -170,6 +184,9 @@ class Imagine(commands.Cog, name=COG_NAME):
             allow_nsfw=allow_nsfw,
             source_image=source_image.filename if source_image is not None else None,
         )
+        if estimate:
+            await self._estimate(interaction, imagine)
+            return
         context = _policy_context(interaction, imagine.params, "command", age_restricted=age_restricted)
         async with self.bot.policy.admit(context) as decision:
             await interaction.response.defer(thinking=True)
@@ -177,6 +194,19 @@ class Imagine(commands.Cog, name=COG_NAME):
                 if source_image is not None:
                     imagine = imagine.with_source_image(await _read_source(source_image))
                 await launch(self.bot, interaction, imagine, decision.key)
+
+    async def _estimate(self, interaction: discord.Interaction[Any], imagine: ImagineRequest) -> None:
+        """The dry run's price, privately; nothing is queued. A source image is priced by its options
+        only (it is not downloaded for an estimate)."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        key = await self.bot.accounts.resolve_key(interaction.user.id, interaction.guild_id)
+        try:
+            kudos = await estimate_image_cost(self.bot.horde, imagine.request, key=key.apikey)
+        except AIHordeRequestError as exc:
+            raise UserInputError(describe_horde_error(exc, anonymous=key.is_anonymous)) from None
+        await interaction.followup.send(
+            ESTIMATE.format(kudos=format_kudos(kudos)), ephemeral=True, allowed_mentions=NO_MENTIONS
+        )
 
     @imagine.autocomplete("model")
     async def _model_autocomplete(
@@ -203,6 +233,26 @@ class Imagine(commands.Cog, name=COG_NAME):
                 await interaction.response.defer()
             case Action.rerun | Action.same_seed:
                 await self._rerun(interaction, job, same_seed=action is Action.same_seed)
+            case Action.edit:
+                params = ImagineParams.from_json(job.params_json)
+                await interaction.response.send_modal(
+                    EditModal(
+                        params.prompt,
+                        params.negative_prompt,
+                        lambda submitted, prompt, negative: self._edit(submitted, job, prompt, negative),
+                    )
+                )
+            case Action.upscale:
+                images = [
+                    attachment
+                    for attachment in (interaction.message.attachments if interaction.message else [])
+                    if (attachment.content_type or "").startswith("image/")
+                ]
+                if not images:
+                    raise UserInputError(NO_IMAGES)
+                await interaction.response.send_message(
+                    UPSCALE_PROMPT, view=UpscalePicker(images, self._upscale), ephemeral=True
+                )
             case Action.details:
                 await interaction.response.send_message(embed=render_details(job), ephemeral=True)
             case Action.delete:
@@ -214,35 +264,59 @@ class Imagine(commands.Cog, name=COG_NAME):
     async def _rerun(self, interaction: discord.Interaction[Any], job: JobRecord, *, same_seed: bool) -> None:
         """The same request for whoever clicked, with their own key; a new seed unless ``same_seed``."""
         seed = exact_seed(job.params_json, job.result_json) if same_seed else None
+        await self._relaunch(
+            interaction,
+            lambda allow_nsfw: rerun_request(
+                job.request_json, job.params_json, seed=seed, allow_nsfw=allow_nsfw
+            ),
+        )
+
+    async def _edit(
+        self, interaction: discord.Interaction[Any], job: JobRecord, prompt: str, negative_prompt: str
+    ) -> None:
+        """The Edit modal was submitted: the job again, for whoever submitted it, with the new prompts."""
+        await self._relaunch(
+            interaction,
+            lambda allow_nsfw: edited_request(
+                job.request_json,
+                job.params_json,
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                allow_nsfw=allow_nsfw,
+            ),
+        )
+
+    async def _relaunch(
+        self, interaction: discord.Interaction[Any], build: Callable[[bool], ImagineRequest]
+    ) -> None:
+        """Start ``build(allow_nsfw)`` from a button or modal, in a new public message."""
         config = await self.bot.guild_settings.get(interaction.guild_id)
         age_restricted = is_age_restricted(interaction.channel)
-        allow_nsfw = config.nsfw_allowed(interaction.channel_id, age_restricted=age_restricted)
-        imagine = rerun_request(job.request_json, job.params_json, seed=seed, allow_nsfw=allow_nsfw)
+        imagine = build(config.nsfw_allowed(interaction.channel_id, age_restricted=age_restricted))
         context = _policy_context(interaction, imagine.params, "button", age_restricted=age_restricted)
         async with self.bot.policy.admit(context) as decision:
             await interaction.response.defer(thinking=True)
             async with private_failures(interaction):
                 await launch(self.bot, interaction, imagine, decision.key)
 
+    async def _upscale(self, interaction: discord.Interaction[Any], image: discord.Attachment) -> None:
+        """An image was picked: upscale it with /alchemy's job, posted publicly."""
+        alchemy = self.bot.get_cog(ALCHEMY_COG)
+        if not isinstance(alchemy, Alchemy):
+            raise UserInputError(NO_ALCHEMY)
+        await alchemy._run(interaction, image, UPSCALE_FORM)
+
 
 def _policy_context(
     interaction: discord.Interaction[Any], params: ImagineParams, origin: Origin, *, age_restricted: bool
 ) -> GenerationContext:
-    return GenerationContext(
-        origin=origin,
-        command="imagine",
+    return generation_context(
+        params,
+        origin,
         user_id=interaction.user.id,
         guild_id=interaction.guild_id,
         channel_id=interaction.channel_id,
         age_restricted=age_restricted,
-        prompt=params.prompt,
-        negative_prompt=params.negative_prompt,
-        model=params.model,
-        steps=params.steps,
-        width=params.width,
-        height=params.height,
-        n=params.n,
-        nsfw=params.nsfw,
     )
 
 

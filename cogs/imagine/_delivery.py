@@ -235,10 +235,43 @@ async def launch(
 
     ``key`` is the one the policy chose (own, sponsor or anonymous; then the message says how to log in).
     """
-    first = render_progress(
+    message = await interaction.edit_original_response(
+        content=_first_text(bot, imagine, key), allowed_mentions=NO_MENTIONS
+    )
+    return await _start(
+        bot, message, imagine, key, user_id=interaction.user.id, guild_id=interaction.guild_id
+    )
+
+
+async def launch_in_channel(
+    bot: HordeBot,
+    channel: discord.abc.Messageable,
+    imagine: ImagineRequest,
+    key: ResolvedKey,
+    *,
+    user_id: int,
+    guild_id: int | None,
+) -> JobRecord:
+    """Start ``imagine`` for ``user_id`` in a new message in ``channel`` (no interaction to answer)."""
+    message = await channel.send(_first_text(bot, imagine, key), allowed_mentions=NO_MENTIONS)
+    return await _start(bot, message, imagine, key, user_id=user_id, guild_id=guild_id)
+
+
+def _first_text(bot: HordeBot, imagine: ImagineRequest, key: ResolvedKey) -> str:
+    return render_progress(
         imagine.params, None, bar_width=bot.settings.progress.bar_width, anonymous=key.is_anonymous
     )
-    message = await interaction.edit_original_response(content=first, allowed_mentions=NO_MENTIONS)
+
+
+async def _start(
+    bot: HordeBot,
+    message: discord.Message,
+    imagine: ImagineRequest,
+    key: ResolvedKey,
+    *,
+    user_id: int,
+    guild_id: int | None,
+) -> JobRecord:
     listener = ImagineListener(
         bot,
         channel_id=message.channel.id,
@@ -250,8 +283,8 @@ async def launch(
         request=imagine.request,
         key=key.apikey,
         key_owner=key.owner,
-        user_id=interaction.user.id,
-        guild_id=interaction.guild_id,
+        user_id=user_id,
+        guild_id=guild_id,
         channel_id=message.channel.id,
         message_id=message.id,
         params=imagine.params.model_dump(mode="json"),

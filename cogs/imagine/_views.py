@@ -1,4 +1,5 @@
-"""The buttons on /imagine messages: Cancel while it runs; Rerun, Same seed, Details and Delete after.
+"""The buttons on /imagine messages: Cancel while it runs; Rerun, Same seed, Edit, Upscale, Details and
+Delete after; the Edit modal and the Upscale image picker.
 
 Every button is one persistent :class:`JobButton` whose ``custom_id`` holds the action and the job id
 (``imagine:rerun:<job id>``). A click goes to the :data:`HANDLER_NAME` method of the cog named
@@ -9,6 +10,7 @@ also after a restart, without registering anything per message.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
 from typing import Any, Final
 
@@ -26,6 +28,8 @@ class Action(StrEnum):
     cancel = "cancel"
     rerun = "rerun"
     same_seed = "seed"
+    edit = "edit"
+    upscale = "upscale"
     details = "details"
     delete = "delete"
 
@@ -34,6 +38,8 @@ _LOOKS: Final[dict[Action, tuple[str, discord.ButtonStyle, str]]] = {
     Action.cancel: ("Cancel", discord.ButtonStyle.danger, "✖️"),
     Action.rerun: ("Rerun", discord.ButtonStyle.primary, "🔁"),
     Action.same_seed: ("Same seed", discord.ButtonStyle.secondary, "🌱"),
+    Action.edit: ("Edit", discord.ButtonStyle.secondary, "✏️"),
+    Action.upscale: ("Upscale", discord.ButtonStyle.secondary, "🔍"),
     Action.details: ("Details", discord.ButtonStyle.secondary, "ℹ️"),
     Action.delete: ("Delete", discord.ButtonStyle.danger, "🗑️"),
 }
@@ -87,6 +93,84 @@ def progress_view(job_id: str) -> discord.ui.View:
 
 def result_view(job_id: str) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    for action in (Action.rerun, Action.same_seed, Action.details, Action.delete):
+    for action in (
+        Action.rerun,
+        Action.same_seed,
+        Action.edit,
+        Action.upscale,
+        Action.details,
+        Action.delete,
+    ):
         view.add_item(JobButton(action, job_id))
     return view
+
+
+PROMPT_INPUT_ID: Final = "prompt"
+NEGATIVE_INPUT_ID: Final = "negative_prompt"
+UPSCALE_SELECT_ID: Final = "imagine:upscale-pick"
+PICKER_TIMEOUT_S: Final = 300.0
+MAX_PROMPT_INPUT: Final = 4000
+"""Discord's longest modal text input."""
+
+EditHandler = Callable[[discord.Interaction[Any], str, str], Awaitable[None]]
+"""Called with the submitted prompt and negative prompt."""
+PickHandler = Callable[[discord.Interaction[Any], discord.Attachment], Awaitable[None]]
+
+
+class EditModal(discord.ui.Modal, title="Edit and rerun"):
+    prompt: discord.ui.TextInput[EditModal] = discord.ui.TextInput(
+        label="Prompt",
+        style=discord.TextStyle.paragraph,
+        custom_id=PROMPT_INPUT_ID,
+        max_length=MAX_PROMPT_INPUT,
+    )
+    negative_prompt: discord.ui.TextInput[EditModal] = discord.ui.TextInput(
+        label="Negative prompt",
+        style=discord.TextStyle.paragraph,
+        custom_id=NEGATIVE_INPUT_ID,
+        required=False,
+        max_length=MAX_PROMPT_INPUT,
+    )
+
+    def __init__(self, prompt: str, negative_prompt: str, on_submit: EditHandler) -> None:
+        super().__init__()
+        self.prompt.default = prompt[:MAX_PROMPT_INPUT]
+        self.negative_prompt.default = negative_prompt[:MAX_PROMPT_INPUT] or None
+        self._handler = on_submit
+
+    async def on_submit(self, interaction: discord.Interaction, /) -> None:
+        await self._handler(interaction, self.prompt.value, self.negative_prompt.value)
+
+    # discord.py's Modal.on_error drops BaseView's `item` argument; mypy sees the base signature.
+    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
+        await report_interaction_error(interaction, error)
+
+
+class UpscalePicker(discord.ui.View):
+    """A private select of a result's images; choosing one upscales it."""
+
+    def __init__(self, images: Sequence[discord.Attachment], on_pick: PickHandler) -> None:
+        super().__init__(timeout=PICKER_TIMEOUT_S)
+        self._images = list(images)
+        self._handler = on_pick
+        select: discord.ui.Select[UpscalePicker] = discord.ui.Select(
+            custom_id=UPSCALE_SELECT_ID,
+            placeholder="Choose the image to upscale",
+            options=[
+                discord.SelectOption(
+                    label=f"Image {index + 1}", value=str(index), description=image.filename[:100]
+                )
+                for index, image in enumerate(self._images[:25])
+            ],
+        )
+        select.callback = self._picked  # type: ignore[method-assign]
+        self._select = select
+        self.add_item(select)
+
+    async def _picked(self, interaction: discord.Interaction[Any]) -> None:
+        await self._handler(interaction, self._images[int(self._select.values[0])])
+
+    async def on_error(
+        self, interaction: discord.Interaction[Any], error: Exception, item: discord.ui.Item[Any], /
+    ) -> None:
+        await report_interaction_error(interaction, error)

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from conftest import Server
 
 ALICE_KEY = "sim-alice-key-00000001"
-RESULT_BUTTONS = ["rerun", "seed", "details", "delete"]
+RESULT_BUTTONS = ["rerun", "seed", "edit", "upscale", "details", "delete"]
 
 
 @pytest.fixture

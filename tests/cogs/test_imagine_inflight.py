@@ -116,7 +116,7 @@ async def test_cancel_keeps_the_finished_images(
     [image] = json.loads(cancelled.result_json or "{}")["images"]
     assert message.attachments[0].filename == f"imagine_1_{image['seed']}.webp"
     assert custom_ids(message) == [
-        f"imagine:{action}:{job.id}" for action in ("rerun", "seed", "details", "delete")
+        f"imagine:{action}:{job.id}" for action in ("rerun", "seed", "edit", "upscale", "details", "delete")
     ]
 
 

@@ -160,7 +160,7 @@ async def test_images_go_up_at_once_and_the_final_edit_always_goes_out() -> None
     assert final["content"].startswith("✅ **Done**")
     assert isinstance(final["embed"], discord.Embed)
     assert [item.custom_id for item in final["view"].children] == [
-        f"imagine:{action}:{JOB.id}" for action in ("rerun", "seed", "details", "delete")
+        f"imagine:{action}:{JOB.id}" for action in ("rerun", "seed", "edit", "upscale", "details", "delete")
     ]
     # Files already up are kept by reference; only the new one is uploaded.
     kept, new = final["attachments"][:2], final["attachments"][2:]

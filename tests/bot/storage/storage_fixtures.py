@@ -148,8 +148,9 @@ class Backend:
 
     @property
     def migrations(self) -> tuple[Migration, ...]:
-        module = postgres_migrations if self.name == POSTGRES else sqlite_migrations
-        return module.MIGRATIONS
+        if self.name == POSTGRES:
+            return postgres_migrations.MIGRATIONS
+        return sqlite_migrations.MIGRATIONS
 
     def open(self, *, migrations: Sequence[Migration] | None = None, **options: Any) -> SQLStorage[Any]:
         """A storage on this database, not yet connected; ``options`` go to the backend's constructor."""
@@ -170,8 +171,8 @@ class Backend:
                 await conn.close()
         assert isinstance(location, SQLiteURL)
         assert location.path is not None, "a :memory: database is private"
-        with closing(sqlite3.connect(location.path)) as conn, conn:
-            return list(conn.execute(sql).fetchall())
+        with closing(sqlite3.connect(location.path)) as db, db:
+            return list(db.execute(sql).fetchall())
 
     async def exists(self) -> bool:
         """Whether the database exists yet (a SQLite file is created on first connect)."""

@@ -89,7 +89,7 @@ async def test_lifecycle_pending_submitted_done(storage: SQLStorage[Any], clock:
 
 async def test_update_accepts_state_strings(storage: SQLStorage[Any]) -> None:
     record = await storage.jobs.create(job())
-    failed = await storage.jobs.update(record.id, state="failed", error="KudosUpfront")  # type: ignore[typeddict-item]
+    failed = await storage.jobs.update(record.id, state="failed", error="KudosUpfront")  # type: ignore[arg-type]
     assert failed.state is JobState.FAILED
     assert failed.error == "KudosUpfront"
 
@@ -125,7 +125,7 @@ async def test_invalid_updates_are_rejected_and_change_nothing(storage: SQLStora
     with pytest.raises(ValidationError, match="submitted job must have a horde_id"):
         await storage.jobs.update(record.id, state=JobState.SUBMITTED)
     with pytest.raises(ValidationError, match="state"):
-        await storage.jobs.update(record.id, state="exploded")  # type: ignore[typeddict-item]
+        await storage.jobs.update(record.id, state="exploded")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="result_json"):
         await storage.jobs.update(record.id, result_json="{")
     assert await storage.jobs.get(record.id) == record
@@ -156,6 +156,21 @@ async def test_list_recent_is_per_user_newest_first(storage: SQLStorage[Any], cl
     await storage.jobs.create(job(user_id=2, created_at=clock()))
     assert [j.id for j in await storage.jobs.list_recent(1)] == [j.id for j in reversed(mine)]
     assert [j.id for j in await storage.jobs.list_recent(1, limit=2)] == [mine[2].id, mine[1].id]
+
+
+async def test_get_by_message_finds_the_newest_job_of_that_message(
+    storage: SQLStorage[Any], clock: Any
+) -> None:
+    await storage.jobs.create(job(channel_id=5, message_id=7, created_at=clock()))
+    newer = await storage.jobs.create(job(channel_id=5, message_id=7, created_at=clock()))
+    await storage.jobs.create(job(channel_id=6, message_id=8, created_at=clock()))
+
+    found = await storage.jobs.get_by_message(5, 7)
+
+    assert found is not None
+    assert found.id == newer.id
+    assert await storage.jobs.get_by_message(6, 7) is None
+    assert await storage.jobs.get_by_message(5, 8) is None
 
 
 async def test_unfinished_jobs_survive_a_restart(persistent_backend: Backend) -> None:

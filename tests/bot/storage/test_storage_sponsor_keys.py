@@ -58,7 +58,8 @@ async def test_a_failed_audit_rolls_back_the_key(
     async def failing_execute(sql: str, params: Any = ()) -> int:
         if "guild_settings_audit" in sql:
             raise RuntimeError("audit failed")
-        return await real_execute(sql, params)
+        changed: int = await real_execute(sql, params)
+        return changed
 
     real_execute = storage._db.execute
     monkeypatch.setattr(storage._db, "execute", failing_execute)
