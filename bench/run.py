@@ -247,7 +247,7 @@ def summarise(
         "peak_rss_mb": worker["maxrss_kb"] / 1024,
         "memory_per_job_kb": (worker["maxrss_kb"] - worker["rss_before_kb"]) / n,
         "sim_cpu_s": sim_cpu,
-        "clock_skew_s": clock_skew,
+        "clock_skew_ms": clock_skew * 1000,
     }
 
 
@@ -315,6 +315,7 @@ ROWS: list[tuple[str, str, str]] = [
     ("wall time (s)", "wall_s", "{:.1f}"),
     ("mean job duration on the simulator (s)", "job_duration_mean_s", "{:.1f}"),
     ("simulator CPU s", "sim_cpu_s", "{:.1f}"),
+    ("clock offset simulator − runner (ms)", "clock_skew_ms", "{:.1f}"),
 ]
 
 
@@ -382,7 +383,32 @@ def report(results: list[dict[str, Any]], info: dict[str, str], command: str, wh
     return "\n".join(parts)
 
 
-METHOD = """## Method
+METHOD = """## Reading the numbers
+
+- Our checks per job: one right after submitting, one when the worker's `wait_time` says the
+  job ends; a job longer than 15 s (`PollPolicy.max_interval`, which keeps progress messages
+  fresh) gets one check in between. horde_sdk checks every 4 s, so its count grows with the job.
+- Our lag is mostly the rounding of `wait_time`: the simulator rounds the time left up to a
+  whole second, so the aimed check lands 0–1 s after the end. The simulator's estimate is exact;
+  the real Horde's (the worker's average speed, rounded to the second) is not, so there expect
+  more overdue checks (1 s, backing off to 4 s) and a little more lag. horde_sdk's 4 s sleep does
+  not depend on the estimate: its lag is 0–4 s plus whatever its event loop adds.
+- Our tail at N = 1,000: a job the simulator has not yet handed to a worker at its first check
+  is still queued, and its next check follows the queue estimate (half of it, at most 15 s), so
+  a few short jobs are found late. Fetches are also capped at 200/s (bursts of 100) and 32 in
+  flight, which spreads the thousand first checks over a few seconds.
+- horde_sdk's CPU and lag grow with N: its session (`GenericAsyncHordeAPISession.submit_request`)
+  appends every request to a list and, under two class-level `asyncio.Lock`s, removes it and
+  scans every pending follow-up on each response, so each call costs O(jobs in flight).
+- Memory per job at N = 1 is below the resolution of RSS (noise, even negative); read it at
+  N = 100 and 1,000. Most of horde_sdk's larger footprint is what it imports (pydantic models,
+  horde_model_reference, logfire, loguru) before the first request.
+- CPU per 1,000 jobs at N = 1 extrapolates one job, first-request warm-up included.
+- The simulator is busy too (a thousand simulated workers, each woken every 10 ms) and shares
+  the machine's cores with the client; both clients ran under the same conditions, one after
+  the other.
+
+## Method
 
 - Workload: N image generations (64×64, one image each) submitted at once, each awaited
   until the client holds its final status (`image_generate_request` returns). Job durations
@@ -395,8 +421,9 @@ METHOD = """## Method
   image downloads are not made (nor counted).
 - Delivery lag: the time from a request becoming `done` on the simulator (`finished_at` from
   `GET /_sim/requests`) to the worker holding the final status. Both sides read
-  `CLOCK_MONOTONIC` (`time.monotonic`), which Linux shares between processes; the skew measured
-  between the runner and the simulator is well under a millisecond.
+  `CLOCK_MONOTONIC` (`time.monotonic`), which Linux shares between processes. The runner
+  checks it: the simulator's `now` against the midpoint of the request that fetched it (the
+  "clock offset" row; any offset is the request's own asymmetry, a few ms at most).
 - CPU: `resource.getrusage(RUSAGE_SELF)` of the client process, user + system, from just
   before the first submission to the last result ("workload"), scaled to 1,000 jobs; the whole
   process (imports included) is shown as well. Memory: `ru_maxrss` of the client process, and
@@ -419,6 +446,7 @@ METHOD = """## Method
     then fetches `generate/status` once. Ours polls through one `PollScheduler` per session:
     right after submitting, then at the worker's own `wait_time` estimate (at most 15 s ahead),
     then, if the job is overdue, after 1 s, backing off to 4 s; then `generate/status` once.
+    Both are used with their defaults.
   - The same N, durations range and seed for both; the durations are drawn in the order the
     simulator's workers pick jobs up, so individual jobs differ between the two runs while the
     distribution does not (mean job duration is in the tables).

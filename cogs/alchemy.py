@@ -108,15 +108,15 @@ class Alchemy(commands.Cog, name=COG_NAME):
     async def alchemy(
         self, interaction: discord.Interaction[Any], image: discord.Attachment, operation: str
     ) -> None:
-        await self._run(interaction, image, operation)
+        await self.run(interaction, image, operation)
 
     async def describe_image(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
-        await self._run(interaction, first_image(message.attachments), DESCRIBE_FORM)
+        await self.run(interaction, first_image(message.attachments), DESCRIBE_FORM)
 
     async def upscale_image(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
-        await self._run(interaction, first_image(message.attachments), UPSCALE_FORM)
+        await self.run(interaction, first_image(message.attachments), UPSCALE_FORM)
 
-    async def _run(
+    async def run(
         self, interaction: discord.Interaction[Any], attachment: discord.Attachment, form: str
     ) -> None:
         # What needs no download is checked before anything is posted publicly.

@@ -50,6 +50,7 @@ MAX_MODEL_NAME: Final = 100
 MAX_NEGATIVE_PROMPT: Final = 1000
 MAX_COOLDOWN_S: Final = 86_400
 MAX_CONCURRENT: Final = 100
+MAX_GIFT_KUDOS: Final = 10_000
 MAX_DAILY_KUDOS: Final = 10_000_000
 MIN_SIDE: Final = 64
 MAX_SIDE: Final = 3072
@@ -611,11 +612,20 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     Setting(
         "kudos_reactions",
         SettingGroup.reactions,
-        "Whether reacting gifts kudos.",
+        "Whether reacting gifts kudos (off by default: it spends members' kudos).",
         "on or off",
         _bool,
         _format_bool,
-        _const(True),
+        _const(False),
+    ),
+    Setting(
+        "kudos_amount",
+        SettingGroup.reactions,
+        "Kudos one gifting reaction sends to the author.",
+        _count(1, MAX_GIFT_KUDOS),
+        _int_range(1, MAX_GIFT_KUDOS),
+        str,
+        _const(10),
     ),
     Setting(
         "visibility",
@@ -682,6 +692,7 @@ class GuildConfig:
     rerun_reactions: bool
     kudos_emoji: str
     kudos_reactions: bool
+    kudos_amount: int
     visibility: Visibility
     log_channel: int | None
     values: Mapping[str, Any] = field(repr=False)
@@ -844,6 +855,7 @@ def build_config(
         rerun_reactions=values["rerun_reactions"],
         kudos_emoji=values["kudos_emoji"],
         kudos_reactions=values["kudos_reactions"],
+        kudos_amount=values["kudos_amount"],
         visibility=values["visibility"],
         log_channel=values["log_channel"],
         values=values,

@@ -24,10 +24,6 @@ log = logging.getLogger(__name__)
 
 NEW_SEED_EMOJI: Final = "🎲"
 DELETE_EMOJI: Final = "❌"
-REACTION_GIFT_KUDOS: Final = 10
-"""What one gifting reaction pays, until the server settings carry an amount."""
-
-
 class ReactionAction(StrEnum):
     rerun = "rerun"
     """The configured rerun emoji: the same request with the same seed (like the Same seed button)."""
@@ -59,12 +55,8 @@ class ReactionPlan:
 
 
 def kudos_gifting_enabled(config: GuildConfig) -> bool:
-    """Gifting moves a member's kudos, so it is on only where the server switched it on itself.
-
-    The stored default of ``kudos_reactions`` is on; requiring an explicit server setting keeps
-    gifting off by default whatever that default is.
-    """
-    return config.kudos_reactions and "kudos_reactions" in config.overridden
+    """Gifting moves a member's kudos, so ``kudos_reactions`` is off unless the server turns it on."""
+    return config.kudos_reactions
 
 
 def action_for(emoji: str, config: GuildConfig) -> ReactionAction | None:
@@ -138,16 +130,10 @@ class ReactionService:
         storage: Storage,
         settings: GuildSettingsService,
         kudos: KudosService,
-        *,
-        gift_amount: int = REACTION_GIFT_KUDOS,
     ) -> None:
         self._storage = storage
         self._settings = settings
         self._kudos = kudos
-        self._gift_amount = gift_amount
-
-    def __repr__(self) -> str:
-        return f"ReactionService(gift_amount={self._gift_amount})"
 
     async def plan(self, event: ReactionEvent, *, bot_user_id: int) -> ReactionPlan | None:
         """What to do, or ``None`` when the reaction means nothing to the bot.
@@ -180,7 +166,7 @@ class ReactionService:
                 giver_id=event.user_id,
                 receiver_id=plan.job.user_id,
                 receiver_name=f"Discord user {plan.job.user_id}",
-                amount=self._gift_amount,
+                amount=plan.config.kudos_amount,
                 context_id=gift_context_id(event.message_id, event.user_id, event.emoji),
             )
         except BotError as exc:

@@ -304,7 +304,7 @@ class Imagine(commands.Cog, name=COG_NAME):
         alchemy = self.bot.get_cog(ALCHEMY_COG)
         if not isinstance(alchemy, Alchemy):
             raise UserInputError(NO_ALCHEMY)
-        await alchemy._run(interaction, image, UPSCALE_FORM)
+        await alchemy.run(interaction, image, UPSCALE_FORM)
 
 
 def _policy_context(

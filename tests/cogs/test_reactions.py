@@ -19,7 +19,6 @@ from test_imagine_support import (  # noqa: F401 - fixtures are used by name
 )
 
 from bot.horde.simulator import Knobs, RateLimits, Simulator, SimulatorConfig
-from bot.services.reactions import REACTION_GIFT_KUDOS
 from bot.storage import JobState
 
 if TYPE_CHECKING:
@@ -196,6 +195,7 @@ async def test_a_reaction_gifts_kudos_once_however_often_it_is_added(
     server: Server, horde_sim: Simulator
 ) -> None:
     await configure(server, "kudos_reactions", "on")
+    await configure(server, "kudos_amount", "25")
     await login(server, server.alice, ALICE_KEY)
     await login(server, server.bob, BOB_KEY)
     message = await imagine(server, server.alice, prompt="a fox")
@@ -207,8 +207,8 @@ async def test_a_reaction_gifts_kudos_once_however_often_it_is_added(
 
     assert horde_sim.counters.calls("kudos_transfer") == 2
     after = balances(horde_sim)
-    assert after["bob#2"] == before["bob#2"] - REACTION_GIFT_KUDOS
-    assert after["alice#1"] == before["alice#1"] + REACTION_GIFT_KUDOS
+    assert after["bob#2"] == before["bob#2"] - 25
+    assert after["alice#1"] == before["alice#1"] + 25
 
 
 async def test_a_giver_who_is_not_logged_in_pays_nothing(
