@@ -28,7 +28,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import discord
-import pytest
 import simcord
 from PIL import Image, ImageChops
 
@@ -38,7 +37,6 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "cogs")]
 from conftest import FAKE_DISCORD_TOKEN, TEST_CLIENT_AGENT, build_bot  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 from test_imagine_support import settings as fast_progress_settings  # noqa: E402
-from test_imagine_support import simcord_friendly_pause  # noqa: E402
 
 from bot.app import HordeBot  # noqa: E402
 from bot.config import DatabaseSettings, HordeSettings, Settings  # noqa: E402
@@ -187,8 +185,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
     out: Path = parser.parse_args().out
     out.mkdir(parents=True, exist_ok=True)
-    with pytest.MonkeyPatch.context() as monkeypatch, tempfile.TemporaryDirectory() as workdir:
-        simcord_friendly_pause.__wrapped__(monkeypatch)
+    with tempfile.TemporaryDirectory() as workdir:
         asyncio.run(render(out, Path(workdir)))
 
 

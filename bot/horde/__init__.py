@@ -4,6 +4,7 @@ Names follow the official horde_sdk, so its documented examples work with only t
 changed. Nothing here imports discord.
 """
 
+from bot.horde._clients.wakeup import Wakeup
 from bot.horde.apimodels import (
     ActiveModel,
     AIHordeHeartbeatRequest,
@@ -394,6 +395,7 @@ __all__ = [
     "UserKudosDetails",
     "UserRecords",
     "UserThingRecords",
+    "Wakeup",
     "WarningCode",
     "WireRequest",
     "WorkerDetailsResponse",

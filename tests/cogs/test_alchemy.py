@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import PIL.Image
 import pytest
-from test_imagine_support import response_of, simcord_friendly_pause  # noqa: F401 - fixtures by name
+from test_imagine_support import response_of
 
 from bot.horde.simulator import Knobs, SimulatorConfig
 from bot.services.alchemy import NO_IMAGE

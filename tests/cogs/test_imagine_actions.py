@@ -12,7 +12,6 @@ from test_imagine_support import (  # noqa: F401 - fixtures are used by name
     journal_of,
     response_of,
     settings,
-    simcord_friendly_pause,
 )
 
 from bot.horde.simulator import Knobs, Simulator, SimulatorConfig

@@ -21,7 +21,6 @@ from test_imagine_support import (  # noqa: F401 - fixtures are used by name
     payload,
     response_of,
     settings,
-    simcord_friendly_pause,
     until,
 )
 

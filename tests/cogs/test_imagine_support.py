@@ -7,7 +7,6 @@ to the importing module.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -33,42 +32,6 @@ def settings(settings: Settings) -> Settings:
     # model_construct: ProgressSettings allows no interval under 1 s (see the report to the lead).
     progress = ProgressSettings.model_construct(edit_interval_s=EDIT_INTERVAL_S, bar_width=BAR_WIDTH)
     return settings.model_copy(update={"progress": progress})
-
-
-@pytest.fixture(autouse=True)
-def simcord_friendly_pause(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The client's poll pause, waiting on a sleep that ``cancel_event.set()`` interrupts.
-
-    ``bot.horde._clients.polling.pause`` waits on ``cancel_event.wait()`` under ``asyncio.timeout``;
-    SimCord 3.2.1 cannot settle a bot that waits on an ``asyncio.Event`` (it is neither a sleep nor
-    a recognised wait), so every job would hang the action. Same behaviour, SimCord-visible wait.
-    """
-
-    async def pause(delay: float, cancel_event: asyncio.Event | None) -> None:
-        if cancel_event is None:
-            await asyncio.sleep(delay)
-            return
-        if cancel_event.is_set():
-            return
-        sleeper = asyncio.ensure_future(asyncio.sleep(delay))
-        original_set = cancel_event.set
-
-        def interrupting_set() -> None:
-            original_set()
-            sleeper.cancel()
-
-        cancel_event.set = interrupting_set  # type: ignore[method-assign]
-        try:
-            with contextlib.suppress(asyncio.CancelledError):
-                await sleeper
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise asyncio.CancelledError
-        finally:
-            del cancel_event.set
-            sleeper.cancel()
-
-    monkeypatch.setattr("bot.horde._clients.polling.pause", pause)
 
 
 async def until(predicate: Callable[[], bool], *, within_s: float = 3.0) -> None:

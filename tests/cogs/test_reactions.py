@@ -15,7 +15,6 @@ from test_imagine_support import (  # noqa: F401 - fixtures are used by name
     only_job,
     response_of,
     settings,
-    simcord_friendly_pause,
 )
 
 from bot.horde.simulator import Knobs, RateLimits, Simulator, SimulatorConfig

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import simcord
-from test_imagine_support import settings, simcord_friendly_pause  # noqa: F401 - fixtures used by name
+from test_imagine_support import settings  # noqa: F401 - fixture used by name
 
 from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
 from bot.storage import JobState

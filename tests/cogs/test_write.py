@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 import simcord
-from test_imagine_support import (  # noqa: F401 - fixtures are used by name
+from test_imagine_support import (
     custom_ids,
     message_edits,
     response_of,
-    simcord_friendly_pause,
 )
 
 from bot.app import HordeBot

@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
+from bot.horde._clients.wakeup import sleep_or_until_set
+
 if TYPE_CHECKING:
     from bot.horde._clients.scheduler import PollScheduler
 
@@ -147,14 +149,7 @@ async def poll_until(
 
 async def pause(delay: float, cancel_event: asyncio.Event | None) -> None:
     """Sleep ``delay`` seconds, waking early when ``cancel_event`` is set."""
-    if cancel_event is None:
-        await asyncio.sleep(delay)
-        return
-    try:
-        async with asyncio.timeout(delay):
-            await cancel_event.wait()
-    except TimeoutError:
-        pass
+    await sleep_or_until_set(delay, cancel_event)
 
 
 DEFAULT_POLL_POLICY = PollPolicy()

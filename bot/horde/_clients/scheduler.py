@@ -36,6 +36,7 @@ from typing import Any, Generic, TypeVar
 
 from bot.horde._clients import polling
 from bot.horde._clients.polling import PollEnd, PollOutcome
+from bot.horde._clients.wakeup import Wakeup
 from bot.horde.errors import AIHordeError
 
 S = TypeVar("S")
@@ -133,7 +134,7 @@ class PollScheduler:
         self._jobs: set[_Job[Any]] = set()
         self._checks: set[asyncio.Task[None]] = set()
         self._in_flight = 0
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         self._runner: asyncio.Task[None] | None = None
         self._closed = False
 

@@ -24,6 +24,7 @@ from bot.horde import (
     BaseGenerationProgressResponse,
     ImageGenerateAsyncRequest,
     TextGenerateAsyncRequest,
+    Wakeup,
 )
 from bot.services._jobs import messages
 from bot.services._jobs.alchemy import AlchemyJobs
@@ -68,7 +69,8 @@ class _Job:
         self.listener = listener
         self.n = n
         self.timeout_s = timeout_s
-        self.cancel_event = asyncio.Event()
+        # A Wakeup, not a plain Event: the poll waits then sleep on timers (see bot.horde Wakeup).
+        self.cancel_event = Wakeup()
         self.cancel_reason: CancelReason | None = None
         self.progress: JobProgress | None = None
         self.kudos = 0.0
