@@ -30,7 +30,7 @@ from bot.services.alchemy import (
 from bot.services.jobs import DeliveredImage, JobAbandoned, JobListener, JobOutcome
 from bot.storage import JobRecord
 from bot.tree import report_interaction_error
-from cogs.write import NO_MENTIONS, MessageJobListener, key_for, require_manager
+from cogs.write import NO_MENTIONS, MessageJobListener, job_context, require_manager
 
 COG_NAME: Final = "Alchemy"
 UNKNOWN_JOB: Final = "I can't find this job any more."
@@ -119,33 +119,36 @@ class Alchemy(commands.Cog, name=COG_NAME):
     async def run(
         self, interaction: discord.Interaction[Any], attachment: discord.Attachment, form: str
     ) -> None:
+        """Start ``form`` on ``attachment`` through the server's policy, in a new public message (also
+        for /imagine's Upscale button)."""
         # What needs no download is checked before anything is posted publicly.
         check_source_attachment(attachment.filename, attachment.content_type, attachment.size)
-        key = await key_for(self.bot, interaction)
         params = AlchemyParams(form=form, filename=attachment.filename)
-        await interaction.response.defer(thinking=True)
-        try:
-            data = await attachment.read()
-        except discord.HTTPException:
-            raise UserInputError(DOWNLOAD_FAILED) from None
-        source = await asyncio.to_thread(prepare_source_image, attachment.filename, data)
-        request = build_alchemy_request(form, source)
-        anonymous = key.is_anonymous
-        first = render_alchemy_progress(
-            params, None, bar_width=self.bot.settings.progress.bar_width, anonymous=anonymous
-        )
-        message = await interaction.edit_original_response(content=first, allowed_mentions=NO_MENTIONS)
-        await self.bot.jobs.start_alchemy_job(
-            request=request,
-            key=key.apikey,
-            key_owner=key.owner,
-            user_id=interaction.user.id,
-            guild_id=interaction.guild_id,
-            channel_id=message.channel.id,
-            message_id=message.id,
-            params=params.model_dump(mode="json"),
-            listener=self._listener(message.channel.id, message.id, params, anonymous=anonymous),
-        )
+        async with self.bot.policy.admit(job_context(self.bot, interaction, "alchemy")) as decision:
+            await interaction.response.defer(thinking=True)
+            try:
+                data = await attachment.read()
+            except discord.HTTPException:
+                raise UserInputError(DOWNLOAD_FAILED) from None
+            source = await asyncio.to_thread(prepare_source_image, attachment.filename, data)
+            request = build_alchemy_request(form, source)
+            key = decision.key
+            anonymous = key.is_anonymous
+            first = render_alchemy_progress(
+                params, None, bar_width=self.bot.settings.progress.bar_width, anonymous=anonymous
+            )
+            message = await interaction.edit_original_response(content=first, allowed_mentions=NO_MENTIONS)
+            await self.bot.jobs.start_alchemy_job(
+                request=request,
+                key=key.apikey,
+                key_owner=key.owner,
+                user_id=interaction.user.id,
+                guild_id=interaction.guild_id,
+                channel_id=message.channel.id,
+                message_id=message.id,
+                params=params.model_dump(mode="json"),
+                listener=self._listener(message.channel.id, message.id, params, anonymous=anonymous),
+            )
 
     def _listener(
         self, channel_id: int, message_id: int, params: AlchemyParams, *, anonymous: bool

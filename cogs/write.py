@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import discord
 from discord import app_commands
@@ -21,7 +21,7 @@ from discord.ext import commands
 from pydantic import ValidationError
 
 from bot.app import HordeBot
-from bot.errors import NotLoggedInError, PermissionDeniedError, UserInputError
+from bot.errors import PermissionDeniedError, UserInputError
 from bot.horde import ActiveModel, AIHordeRequestError
 from bot.horde.consts import MODEL_TYPE
 from bot.services.accounts import ResolvedKey
@@ -38,6 +38,7 @@ from bot.services.jobs import (
     describe_horde_error,
 )
 from bot.services.models_cache import ModelsCache
+from bot.services.policy import GenerationContext, Origin
 from bot.services.render import EditThrottle, format_kudos
 from bot.services.text import (
     MAX_CONTEXT,
@@ -59,7 +60,7 @@ from bot.services.text import (
     render_text_result,
     text_result,
 )
-from bot.storage import JobRecord, JobState
+from bot.storage import JobKind, JobRecord, JobState
 from bot.tree import report_interaction_error
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ UNKNOWN_JOB: Final = "I can't find this text any more."
 ALREADY_FINISHED: Final = "This generation has already finished."
 NOTHING_TO_CONTINUE: Final = "This generation has no finished text to continue."
 _UNKNOWN_MESSAGE: Final = 10008
+_KINDS: Final[dict[str, JobKind]] = {"write": "text", "alchemy": "alchemy"}
 
 Finish = Callable[[JobRecord, JobOutcome], dict[str, Any]]
 """The final edit of a job's message: ``message.edit`` keyword arguments."""
@@ -151,15 +153,31 @@ def text_file(data: bytes, filename: str = TEXT_FILENAME) -> discord.File:
     return discord.File(io.BytesIO(data), filename=filename)
 
 
-async def key_for(bot: HordeBot, interaction: discord.Interaction[Any]) -> ResolvedKey:
-    """The member's own key, else the anonymous one (when this bot allows it); refuses early when
-    the bot is shutting down, so nothing fails after a public answer."""
+def job_context(
+    bot: HordeBot,
+    interaction: discord.Interaction[Any],
+    command: Literal["write", "alchemy"],
+    prompt: str = "",
+    *,
+    model: str | None = None,
+) -> GenerationContext:
+    """What the policy checks before a text or alchemy job starts. Refuses early when the bot is
+    shutting down, so nothing fails after a public answer."""
     if not bot.jobs.accepting:
         raise JobsShuttingDownError()
-    key = await bot.accounts.resolve_key(interaction.user.id, interaction.guild_id)
-    if key.is_anonymous and not bot.settings.defaults.allow_anonymous:
-        raise NotLoggedInError()
-    return key
+    origin: Origin = "button" if interaction.type is discord.InteractionType.component else "command"
+    return GenerationContext(
+        origin=origin,
+        command=command,
+        user_id=interaction.user.id,
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id,
+        # Text and alchemy requests are never NSFW, so the channel's rating doesn't matter.
+        age_restricted=False,
+        prompt=prompt,
+        kind=_KINDS[command],
+        model=model,
+    )
 
 
 def require_manager(interaction: discord.Interaction[Any], job: JobRecord) -> None:
@@ -276,10 +294,14 @@ class Write(commands.Cog, name=COG_NAME):
             repetition_penalty=repetition_penalty,
             stop_sequences=stop_sequences,
         )
-        text = build_text_request(options, self.bot.settings.defaults)
-        key = await key_for(self.bot, interaction)
+        # Built before admission (like /imagine), so that invalid options take no slot and start no
+        # cooldown; the server's config is the one the policy then checks against.
+        config = await self.bot.guild_settings.get(interaction.guild_id)
+        text = build_text_request(options, config.generation)
         if estimate:
+            # Nothing is queued, so (like /imagine's) the estimate needs no admission.
             await interaction.response.defer(ephemeral=True, thinking=True)
+            key = await self.bot.accounts.resolve_key(interaction.user.id, interaction.guild_id)
             try:
                 kudos = await estimate_text_cost(self.bot.horde, text.request, key=key.apikey)
             except AIHordeRequestError as exc:
@@ -288,8 +310,7 @@ class Write(commands.Cog, name=COG_NAME):
                 f"This would cost about **{format_kudos(kudos)} kudos**.", ephemeral=True
             )
             return
-        await interaction.response.defer(thinking=True)
-        await self._launch(interaction, text, key)
+        await self._admit_and_launch(interaction, text)
 
     @write.autocomplete("model")
     async def _model_autocomplete(
@@ -300,6 +321,13 @@ class Write(commands.Cog, name=COG_NAME):
         except AIHordeRequestError:
             return []
         return [app_commands.Choice(name=choice.name, value=choice.value) for choice in suggestions]
+
+    async def _admit_and_launch(self, interaction: discord.Interaction[Any], text: TextRequest) -> None:
+        """Through the server's policy, then publicly: the progress message, then the job."""
+        context = job_context(self.bot, interaction, "write", text.params.prompt, model=text.params.model)
+        async with self.bot.policy.admit(context) as decision:
+            await interaction.response.defer(thinking=True)
+            await self._launch(interaction, text, decision.key)
 
     async def _launch(
         self, interaction: discord.Interaction[Any], text: TextRequest, key: ResolvedKey
@@ -373,10 +401,7 @@ class Write(commands.Cog, name=COG_NAME):
             params = TextParams.from_json(job.params_json)
         except ValidationError:
             raise UserInputError(UNKNOWN_JOB) from None
-        text = continuation(params, previous, job.id)
-        key = await key_for(self.bot, interaction)
-        await interaction.response.defer(thinking=True)
-        await self._launch(interaction, text, key)
+        await self._admit_and_launch(interaction, continuation(params, previous, job.id))
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -37,7 +37,7 @@ T = TypeVar("T")
 NsfwPolicy = Literal["age_restricted_only", "off"]
 Visibility = Literal["public", "private"]
 
-GENERATION_COMMANDS: Final = ("imagine",)
+GENERATION_COMMANDS: Final = ("imagine", "write", "alchemy")
 """The commands that start generations, for ``allowed_commands``; later generation commands add theirs."""
 SPONSOR_KEY: Final = "sponsor_key"
 CHANNEL_SEPARATOR: Final = "#"
@@ -248,6 +248,27 @@ def _format_words(value: tuple[str, ...]) -> str:
     return _format_string_set(frozenset(value))
 
 
+_OPEN_REPEAT = re.compile(r"\{\d*,\}")
+
+
+def _unbounded_repeats(pattern: str) -> int:
+    """Counts ``*``, ``+`` and ``{n,}`` outside character classes and escapes."""
+    count = 0
+    in_class = escaped = False
+    for index, char in enumerate(pattern):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char in "*+" or (char == "{" and _OPEN_REPEAT.match(pattern, index)):
+            count += 1
+    return count
+
+
 def check_pattern(pattern: str) -> re.Pattern[str]:
     """Compile one admin-supplied regular expression, refusing ones that could match slowly.
 
@@ -258,6 +279,9 @@ def check_pattern(pattern: str) -> re.Pattern[str]:
         raise ValueError(f"each pattern 1 to {MAX_PATTERN_LENGTH} characters")
     if _NESTED_QUANTIFIER.search(pattern) or _BACKREFERENCE.search(pattern):
         raise ValueError("no nested quantifiers such as (a+)+ and no backreferences")
+    if _unbounded_repeats(pattern) > 1:
+        # Each further unbounded repeat multiplies the backtracking: a.*b.*c took 45 s on 4096 chars.
+        raise ValueError("at most one unbounded repetition (*, + or {n,}) per pattern")
     try:
         return re.compile(pattern, re.IGNORECASE)
     except re.error as exc:

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
+from bot.config import GenerationDefaults
 from bot.errors import BotError, NotLoggedInError
 from bot.services.accounts import AccountService, ResolvedKey
 from bot.services.guild_settings import GuildConfig, GuildSettingsService, Visibility
-from bot.storage import KeyOwner, Storage
+from bot.storage import JobKind, KeyOwner, Storage
 from bot.storage.base import utcnow
 
 Origin = Literal["command", "button", "reaction"]
@@ -44,7 +45,12 @@ class PolicyError(BotError):
 
 @dataclass(frozen=True, slots=True)
 class GenerationContext:
-    """What is about to be generated, where, by whom, and how it was started."""
+    """What is about to be generated, where, by whom, and how it was started.
+
+    The image limits (``max_text_length`` on the prompts' characters, steps, size, count) apply to
+    ``kind="image"`` only: for text, ``max_text_length`` caps the tokens to write, which the text
+    request builder checks; alchemy has neither prompt nor model.
+    """
 
     origin: Origin
     command: str
@@ -53,13 +59,15 @@ class GenerationContext:
     channel_id: int | None
     age_restricted: bool
     prompt: str
-    negative_prompt: str
-    model: str
-    steps: int
-    width: int
-    height: int
-    n: int
-    nsfw: bool
+    kind: JobKind = "image"
+    negative_prompt: str = ""
+    model: str | None = None
+    """``None``: the job names no model (the Horde picks one, or the job takes none)."""
+    steps: int = 0
+    width: int = 0
+    height: int = 0
+    n: int = 1
+    nsfw: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,25 +162,30 @@ class Policy:
 
     @staticmethod
     def _check_what(config: GuildConfig, context: GenerationContext) -> None:
-        limits = config.generation
-        if context.model in config.blocked_models or (
-            config.allowed_models and context.model not in config.allowed_models
+        model = context.model
+        if model is not None and (
+            model in config.blocked_models or (config.allowed_models and model not in config.allowed_models)
         ):
             allowed = sorted(config.allowed_models - config.blocked_models)
             hint = f" Allowed here: {', '.join(allowed)}." if allowed else ""
-            raise PolicyError(f"The model “{context.model[:100]}” isn't allowed on this server.{hint}")
+            raise PolicyError(f"The model “{model[:100]}” isn't allowed on this server.{hint}")
+        if context.kind == "image":
+            Policy._check_image_limits(config.generation, context)
+        for label, text in (("prompt", context.prompt), ("negative prompt", context.negative_prompt)):
+            found = config.blocked_term_in(text) if text else None
+            if found is not None:
+                raise PolicyError(
+                    f"The {label} contains {found}, which this server blocks. Please rephrase it."
+                )
+
+    @staticmethod
+    def _check_image_limits(limits: GenerationDefaults, context: GenerationContext) -> None:
         text_length = len(context.prompt) + len(context.negative_prompt)
         if text_length > limits.max_text_length:
             raise PolicyError(
                 f"The prompt and negative prompt may have at most {limits.max_text_length:,} characters "
                 f"together here; they have {text_length:,}."
             )
-        for label, text in (("prompt", context.prompt), ("negative prompt", context.negative_prompt)):
-            found = config.blocked_term_in(text)
-            if found is not None:
-                raise PolicyError(
-                    f"The {label} contains {found}, which this server blocks. Please rephrase it."
-                )
         if context.steps > limits.max_steps:
             raise PolicyError(f"Steps must be between 1 and {limits.max_steps} on this server.")
         if context.width * context.height > limits.max_pixels:

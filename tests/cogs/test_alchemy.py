@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING
 
 import PIL.Image
 import pytest
+import simcord
 from test_imagine_support import response_of
 
-from bot.horde.simulator import Knobs, SimulatorConfig
+from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
 from bot.services.alchemy import NO_IMAGE
 from bot.storage import JobState
+from cogs.imagine._views import UPSCALE_SELECT_ID
 
 if TYPE_CHECKING:
     from conftest import Server
@@ -116,3 +118,72 @@ async def test_the_menus_explain_a_message_without_an_image(server: Server) -> N
 
     assert result.ephemeral
     assert response_of(result).content == NO_IMAGE
+
+
+# -- the server's rules ----------------------------------------------------------------------------
+
+
+async def config_set(server: Server, setting: str, value: str, **options: object) -> None:
+    result = await server.admin.slash(server.channel, "config set", setting=setting, value=value, **options)
+    assert result.ephemeral
+    assert (response_of(result).content or "").startswith("Changed")
+
+
+def refusal(result: simcord.InteractionResult) -> str:
+    assert result.ephemeral
+    return response_of(result).content or ""
+
+
+async def test_a_blocked_channel_refuses_alchemy_and_the_menus(server: Server, horde_sim: Simulator) -> None:
+    posted = await server.bob.send(server.channel, "look", attachments=[("dog.png", png())])
+    await config_set(server, "blocked_channels", server.channel.mention)
+
+    results = [
+        await server.alice.slash(server.channel, "alchemy", image=("cat.png", png()), operation="caption"),
+        await server.alice.context_menu(server.channel, "Describe image", posted),
+        await server.alice.context_menu(server.channel, "Upscale image", posted),
+    ]
+
+    assert [refusal(result) for result in results] == ["Generating images isn't allowed in this channel."] * 3
+    assert horde_sim.counters.calls("interrogate_async") == 0
+    assert await server.bot.storage.jobs.list_recent(server.alice.id, limit=5) == []
+
+
+async def test_alchemy_and_imagines_upscale_button_can_be_turned_off_in_one_channel(
+    server: Server, horde_sim: Simulator
+) -> None:
+    generated = response_of(
+        await server.alice.slash(server.channel, "imagine", prompt="a fox", width=64, height=64)
+    )
+    await config_set(server, "allowed_commands", "imagine", channel=server.channel)
+
+    command = await server.alice.slash(
+        server.channel, "alchemy", image=("cat.png", png()), operation="caption"
+    )
+    picker = await server.bob.click(generated, label="Upscale")
+    picked = await server.bob.select(response_of(picker), ["0"], custom_id=UPSCALE_SELECT_ID)
+
+    assert refusal(command) == refusal(picked) == "`/alchemy` isn't allowed in this channel."
+    assert horde_sim.counters.calls("interrogate_async") == 0
+    assert await server.bot.storage.jobs.list_recent(server.bob.id, limit=5) == []
+
+
+async def test_without_anonymous_access_a_member_needs_a_key(server: Server, horde_sim: Simulator) -> None:
+    await config_set(server, "allow_anonymous", "off")
+
+    result = await server.bob.slash(server.channel, "alchemy", image=("cat.png", png()), operation="caption")
+
+    assert "doesn't allow generating with the anonymous key" in refusal(result)
+    assert horde_sim.counters.calls("interrogate_async") == 0
+
+
+async def test_the_servers_allowed_models_leave_alchemy_alone(server: Server) -> None:
+    await config_set(server, "allowed_models", "stable_diffusion")
+
+    result = await server.alice.slash(
+        server.channel, "alchemy", image=("cat.png", png()), operation="caption"
+    )
+
+    assert not result.ephemeral
+    [job] = await server.bot.storage.jobs.list_recent(server.alice.id, limit=5)
+    assert job.state is JobState.DONE

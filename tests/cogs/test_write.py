@@ -167,3 +167,91 @@ async def test_estimate_replies_privately_with_the_cost(server: Server, horde_si
 async def test_model_autocomplete_offers_text_models(server: Server) -> None:
     choices = await server.alice.autocomplete(server.channel, "write", "model", "sim")
     assert [choice["value"] for choice in choices] == ["koboldcpp/SimLlama-8B"]
+
+
+# -- the server's rules ----------------------------------------------------------------------------
+
+SPONSOR_KEY = "sim-alice-key-00000001"
+
+
+async def config_set(server: Server, setting: str, value: str, **options: object) -> None:
+    result = await server.admin.slash(server.channel, "config set", setting=setting, value=value, **options)
+    assert result.ephemeral
+    assert (response_of(result).content or "").startswith("Changed")
+
+
+async def refused_write(server: Server, member: simcord.MemberActor, **options: object) -> str:
+    result = await member.slash(server.channel, "write", **options)
+    assert result.ephemeral
+    return response_of(result).content or ""
+
+
+async def test_a_blocked_channel_refuses_write_and_continue(server: Server, horde_sim: Simulator) -> None:
+    first = await write(server, prompt="The dragon", max_length=24)
+    [job] = await jobs_of(server, server.alice)
+    await config_set(server, "blocked_channels", server.channel.mention)
+    submitted = horde_sim.counters.calls("text_async")
+
+    command = await refused_write(server, server.alice, prompt="The dragon")
+    clicked = await server.bob.click(first, custom_id=f"write:continue:{job.id}")
+
+    assert command == "Generating images isn't allowed in this channel."
+    assert clicked.ephemeral
+    assert response_of(clicked).content == command
+    assert horde_sim.counters.calls("text_async") == submitted
+    assert await jobs_of(server, server.bob) == []
+
+
+async def test_write_can_be_turned_off_in_one_channel(server: Server, horde_sim: Simulator) -> None:
+    await config_set(server, "allowed_commands", "imagine", channel=server.channel)
+
+    assert await refused_write(server, server.alice, prompt="Hi") == "`/write` isn't allowed in this channel."
+    assert horde_sim.counters.calls("text_async") == 0
+
+
+async def test_a_blocked_word_in_the_prompt_is_refused(server: Server, horde_sim: Simulator) -> None:
+    await config_set(server, "blocked_words", "gore")
+
+    message = await refused_write(server, server.alice, prompt="A tale of GORE")
+
+    assert message.startswith("The prompt contains “gore”, which this server blocks.")
+    assert horde_sim.counters.calls("text_async") == 0
+
+
+async def test_the_servers_max_text_length_caps_the_length_to_write(
+    server: Server, horde_sim: Simulator
+) -> None:
+    # The bot's own default (4096 here) allows it; the server's setting doesn't.
+    await config_set(server, "max_text_length", "100")
+
+    message = await refused_write(server, server.alice, prompt="Hi", max_length=101)
+
+    assert message == "Max length may be at most 100 tokens on this server."
+    assert horde_sim.counters.calls("text_async") == 0
+    await write(server, prompt="x" * 300, max_length=100)  # a long prompt is fine: tokens are capped
+    [job] = await jobs_of(server, server.alice)
+    assert job.state is JobState.DONE
+
+
+async def test_without_anonymous_access_a_member_needs_a_key(server: Server, horde_sim: Simulator) -> None:
+    await config_set(server, "allow_anonymous", "off")
+
+    message = await refused_write(server, server.bob, prompt="Hi")
+
+    assert "doesn't allow generating with the anonymous key" in message
+    assert horde_sim.counters.calls("text_async") == 0
+
+
+async def test_the_sponsor_key_pays_for_members_without_a_key_and_is_never_shown(
+    server: Server, horde_sim: Simulator
+) -> None:
+    await config_set(server, "sponsor_key", SPONSOR_KEY)
+    await config_set(server, "allow_anonymous", "off")
+
+    await write(server, server.bob, prompt="Sponsored words", max_length=24)
+
+    [job] = await jobs_of(server, server.bob)
+    assert (job.state, job.key_owner) == (JobState.DONE, "sponsor")
+    assert job.horde_id is not None
+    assert horde_sim.state.requests[job.horde_id].user.alias == "alice"
+    assert not any(SPONSOR_KEY in json.dumps(entry.json) for entry in server.env.http_requests)

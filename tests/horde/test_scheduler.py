@@ -181,13 +181,13 @@ async def test_checks_in_flight_are_bounded() -> None:
 
 
 async def test_a_herd_of_jobs_is_spread_over_time() -> None:
-    scheduler = PollScheduler(max_in_flight=64, max_rate=1000.0, burst=50)
+    rate, burst = 500.0, 20
+    scheduler = PollScheduler(max_in_flight=64, max_rate=rate, burst=burst)
     starts: dict[int, list[float]] = defaultdict(list)
-    origin = time.monotonic()
 
     def fetcher(index: int) -> Callable[[], Awaitable[Progress]]:
         async def fetch() -> Progress:
-            starts[index].append(time.monotonic() - origin)
+            starts[index].append(time.monotonic())
             return Progress(30, 3, 0, done=len(starts[index]) == 2)
 
         return fetch
@@ -201,12 +201,14 @@ async def test_a_herd_of_jobs_is_spread_over_time() -> None:
         )
     finally:
         await scheduler.close()
-    times = sorted(t for fetches in starts.values() for t in fetches)
+    first = min(t for fetches in starts.values() for t in fetches)
+    times = sorted(t - first for fetches in starts.values() for t in fetches)
     assert len(times) == 600
-    assert sum(t < 0.01 for t in times) <= 55  # the burst, and no more
-    assert times[-1] - times[0] >= (600 - 50) / 1000 * 0.9
-    per_window = Counter(int(t / 0.05) for t in times)
-    assert max(per_window.values()) <= 50 + 1000 * 0.05 + 5
+    # A token bucket lets through at most burst + rate * T in any T seconds; the slack is for
+    # the event loop starting the fetches a little after the scheduler released them.
+    assert times[-1] >= (600 - burst) / rate * 0.9
+    per_window = Counter(int(t / 0.1) for t in times)
+    assert max(per_window.values()) <= burst + rate * 0.1 + 25, per_window
 
 
 async def test_a_few_jobs_are_polled_exactly_when_due(scheduler: PollScheduler) -> None:

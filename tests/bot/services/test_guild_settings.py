@@ -131,6 +131,8 @@ def test_an_invalid_value_names_the_setting_and_what_is_allowed(name: str, typed
         ("(?P<x>a)(?P=x)", "backreferences"),
         ("a" * 201, "1 to 200 characters"),
         ("(unclosed", "invalid regular expression"),
+        ("a.*b.*c", "at most one unbounded repetition"),
+        ("x{2,}y+", "at most one unbounded repetition"),
     ],
 )
 def test_dangerous_or_broken_patterns_are_refused(pattern: str, why: str) -> None:
@@ -142,6 +144,11 @@ def test_dangerous_or_broken_patterns_are_refused(pattern: str, why: str) -> Non
 
 def test_a_safe_pattern_compiles_case_insensitive() -> None:
     assert check_pattern(r"b[a4]d\s+word").search("a BAD   Word here")
+
+
+@pytest.mark.parametrize("pattern", [r"a\*b*c", "[*+]x+", r"\d{3,5}-.*", "free ?money"])
+def test_escaped_or_class_repetition_signs_do_not_count(pattern: str) -> None:
+    assert check_pattern(pattern)
 
 
 def test_too_many_patterns_are_refused() -> None:

@@ -419,3 +419,98 @@ async def test_a_refused_start_takes_no_slot_and_starts_no_cooldown(
             pytest.fail("a refused start must not run")
     await policy.check_generation(context())
     assert repr(policy) == "Policy(starting=0)"
+
+
+# -- text and alchemy ----------------------------------------------------------------------------
+
+
+def text_context(origin: Origin = "command", **changes: Any) -> GenerationContext:
+    base = GenerationContext(
+        origin=origin,
+        command="write",
+        user_id=BOB,
+        guild_id=GUILD,
+        channel_id=CHANNEL,
+        age_restricted=False,
+        prompt="Once upon a time",
+        kind="text",
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def alchemy_context(origin: Origin = "command") -> GenerationContext:
+    return GenerationContext(
+        origin=origin,
+        command="alchemy",
+        user_id=BOB,
+        guild_id=GUILD,
+        channel_id=CHANNEL,
+        age_restricted=False,
+        prompt="",
+        kind="alchemy",
+    )
+
+
+@pytest.mark.parametrize("origin", ORIGINS)
+async def test_text_and_alchemy_follow_the_channel_rules(
+    policy: Policy, settings_service: GuildSettingsService, origin: Origin
+) -> None:
+    await configure(settings_service, channel_id=CHANNEL, allowed_commands="imagine")
+    assert await refused(policy, text_context(origin)) == "`/write` isn't allowed in this channel."
+    assert await refused(policy, alchemy_context(origin)) == "`/alchemy` isn't allowed in this channel."
+    await policy.check_generation(context(origin))
+
+    await configure(settings_service, blocked_channels=str(OTHER_CHANNEL))
+    for ctx in (
+        text_context(origin, channel_id=OTHER_CHANNEL),
+        dataclasses.replace(alchemy_context(origin), channel_id=OTHER_CHANNEL),
+    ):
+        assert "isn't allowed in this channel" in await refused(policy, ctx)
+
+
+async def test_a_text_prompt_is_filtered_but_not_limited_in_characters(
+    policy: Policy, settings_service: GuildSettingsService
+) -> None:
+    # For text, max_text_length caps the tokens to write (the text request builder checks that).
+    await configure(settings_service, max_text_length="20", blocked_words="gore", blocked_patterns="sp[a4]m")
+    await policy.check_generation(text_context(prompt="x" * 500))
+
+    assert (await refused(policy, text_context(prompt="A tale of gore"))).startswith(
+        "The prompt contains “gore”"
+    )
+    assert "a blocked pattern" in await refused(policy, text_context(prompt="sp4m " * 100))
+
+
+async def test_a_job_without_a_model_passes_the_model_rules(
+    policy: Policy, settings_service: GuildSettingsService
+) -> None:
+    await configure(settings_service, allowed_models="stable_diffusion")
+    await policy.check_generation(text_context())
+    await policy.check_generation(alchemy_context())
+
+    message = await refused(policy, text_context(model="koboldcpp/SimLlama-8B"))
+    assert message.startswith("The model “koboldcpp/SimLlama-8B” isn't allowed on this server.")
+
+
+async def test_an_empty_prompt_is_not_matched_against_the_patterns(
+    policy: Policy, settings_service: GuildSettingsService
+) -> None:
+    # A pattern that matches the empty string must not refuse alchemy, which has no prompt at all.
+    await configure(settings_service, blocked_patterns="x*")
+    await policy.check_generation(alchemy_context())
+    assert "a blocked pattern" in await refused(policy, text_context())
+
+
+async def test_text_and_alchemy_choose_the_key_like_images(
+    policy: Policy, storage: SQLiteStorage, keyring: KeyRing, settings_service: GuildSettingsService
+) -> None:
+    await configure(settings_service, allow_anonymous="off")
+    for ctx in (text_context(), alchemy_context()):
+        with pytest.raises(NotLoggedInError):
+            await policy.check_generation(ctx)
+
+    await set_sponsor(storage, keyring, settings_service)
+    await login(storage, keyring, ALICE)
+    assert (await policy.check_generation(text_context())).key.owner == "sponsor"
+    assert (await policy.check_generation(alchemy_context())).key.apikey == SPONSOR_KEY
+    assert (await policy.check_generation(text_context(user_id=ALICE))).key.apikey == ALICE_KEY
