@@ -138,6 +138,9 @@ from bot.horde.clients import (
     AIHordeAPISimpleClient,
     PendingFollowUp,
     PollPolicy,
+    PollScheduler,
+    PollSchedulerClosedError,
+    ProgressDelay,
     download_image_from_generation,
 )
 from bot.horde.consts import (
@@ -359,6 +362,9 @@ __all__ = [
     "Newspiece",
     "PendingFollowUp",
     "PollPolicy",
+    "PollScheduler",
+    "PollSchedulerClosedError",
+    "ProgressDelay",
     "RateLimit",
     "RateLimiter",
     "RequestErrorResponse",

@@ -5,7 +5,8 @@ The code lives in :mod:`bot.horde._clients`, one module per client kind; import 
 """
 
 from bot.horde._clients.manual import AIHordeAPIAsyncManualClient
-from bot.horde._clients.polling import PollEnd, PollOutcome, PollPolicy, poll_until
+from bot.horde._clients.polling import PollEnd, PollOutcome, PollPolicy, ProgressDelay, poll_until
+from bot.horde._clients.scheduler import PollScheduler, PollSchedulerClosedError
 from bot.horde._clients.session import AIHordeAPIAsyncClientSession, PendingFollowUp, is_final_status
 from bot.horde._clients.simple import AIHordeAPIAsyncSimpleClient
 from bot.horde._clients.sync import (
@@ -26,6 +27,9 @@ __all__ = [
     "PollEnd",
     "PollOutcome",
     "PollPolicy",
+    "PollScheduler",
+    "PollSchedulerClosedError",
+    "ProgressDelay",
     "download_image_from_generation",
     "is_final_status",
     "poll_until",
