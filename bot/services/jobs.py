@@ -45,7 +45,7 @@ The kind-specific work sits behind :class:`~bot.services._jobs.kinds.JobKindHand
 
 from bot.services._jobs.image import ImageDeliverySettings
 from bot.services._jobs.kinds import JobContext, JobKindHandler, JobRun, RunEnd
-from bot.services._jobs.manager import JobManager, ListenerFactory
+from bot.services._jobs.manager import JobManager, JobPlacement, ListenerFactory
 from bot.services._jobs.messages import describe_horde_error
 from bot.services._jobs.models import (
     ActiveJob,
@@ -70,6 +70,7 @@ __all__ = [
     "JobListener",
     "JobManager",
     "JobOutcome",
+    "JobPlacement",
     "JobProgress",
     "JobRun",
     "JobsShuttingDownError",

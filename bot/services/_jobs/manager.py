@@ -10,7 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypedDict, TypeVar, Unpack
 
 from pydantic import ValidationError
 
@@ -61,6 +61,18 @@ DEFAULT_LISTENER_TIMEOUT_S: Final = 60.0
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class JobPlacement(TypedDict):
+    """Who started a job and where it is shown; the same for every kind of job."""
+
+    key_owner: KeyOwner
+    user_id: int
+    guild_id: int | None
+    channel_id: int
+    message_id: int | None
+    params: Mapping[str, Any]
+    listener: JobListener
 
 
 class _Job:
@@ -216,32 +228,18 @@ class JobManager:
         *,
         request: ImageGenerateAsyncRequest,
         key: str,
-        key_owner: KeyOwner,
-        user_id: int,
-        guild_id: int | None,
-        channel_id: int,
-        message_id: int | None,
-        params: Mapping[str, Any],
-        listener: JobListener,
+        **job: Unpack[JobPlacement],
     ) -> JobRecord:
         """Journal the job (PENDING) and start its task; returns at once with the record.
 
         ``key`` is sent with the request and never journalled. ``params`` are the user's options,
         kept for reruns. Raises :class:`JobsShuttingDownError` once :meth:`shutdown` has begun.
         """
-        self._refuse_if_closing()
-        _refuse_dry_run(request)
-        keyed = _with_key(request, key)
+        keyed = self._keyed(request, key)
         return await self._start(
             _Start(self._image.kind, keyed.to_wire().json, keyed.get_number_of_results_expected()),
             lambda ctx: self._image.submit(ctx, keyed),
-            key_owner=key_owner,
-            user_id=user_id,
-            guild_id=guild_id,
-            channel_id=channel_id,
-            message_id=message_id,
-            params=params,
-            listener=listener,
+            **job,
         )
 
     async def start_text_job(
@@ -249,28 +247,14 @@ class JobManager:
         *,
         request: TextGenerateAsyncRequest,
         key: str,
-        key_owner: KeyOwner,
-        user_id: int,
-        guild_id: int | None,
-        channel_id: int,
-        message_id: int | None,
-        params: Mapping[str, Any],
-        listener: JobListener,
+        **job: Unpack[JobPlacement],
     ) -> JobRecord:
         """Like :meth:`start_image_job`, for a text request; the texts are journalled as results."""
-        self._refuse_if_closing()
-        _refuse_dry_run(request)
-        keyed = _with_key(request, key)
+        keyed = self._keyed(request, key)
         return await self._start(
             _Start(self._text.kind, keyed.to_wire().json, keyed.get_number_of_results_expected()),
             lambda ctx: self._text.submit(ctx, keyed),
-            key_owner=key_owner,
-            user_id=user_id,
-            guild_id=guild_id,
-            channel_id=channel_id,
-            message_id=message_id,
-            params=params,
-            listener=listener,
+            **job,
         )
 
     async def start_alchemy_job(
@@ -278,30 +262,23 @@ class JobManager:
         *,
         request: AlchemyAsyncRequest,
         key: str,
-        key_owner: KeyOwner,
-        user_id: int,
-        guild_id: int | None,
-        channel_id: int,
-        message_id: int | None,
-        params: Mapping[str, Any],
-        listener: JobListener,
+        **job: Unpack[JobPlacement],
     ) -> JobRecord:
         """Like :meth:`start_image_job`, for an alchemy request (the source image is not journalled)."""
-        self._refuse_if_closing()
-        keyed = _with_key(request, key)
+        keyed = self._keyed(request, key)
         return await self._start(
             _Start(
                 self._alchemy.kind, self._alchemy.journal_body(keyed), keyed.get_number_of_results_expected()
             ),
             lambda ctx: self._alchemy.submit(ctx, keyed),
-            key_owner=key_owner,
-            user_id=user_id,
-            guild_id=guild_id,
-            channel_id=channel_id,
-            message_id=message_id,
-            params=params,
-            listener=listener,
+            **job,
         )
+
+    def _keyed(self, request: _Request, key: str) -> _Request:
+        self._refuse_if_closing()
+        if isinstance(request, BaseGenerateAsyncRequest) and request.dry_run:
+            raise ValueError("a dry-run request is not a job: use the client's dry-run call")
+        return _with_key(request, key)
 
     async def _start(
         self,
@@ -664,10 +641,6 @@ class _Start:
     body: Any
     n: int
 
-
-def _refuse_dry_run(request: BaseGenerateAsyncRequest) -> None:
-    if request.dry_run:
-        raise ValueError("a dry-run request is not a job: use the client's dry-run call")
 
 
 def _with_key(request: _Request, key: str) -> _Request:
