@@ -85,6 +85,22 @@ def headline(params: ImagineParams) -> str:
     return f"**{prompt_preview(params.prompt)}**\n-# {discord.utils.escape_markdown(params.model)}{count}"
 
 
+def progress_status_lines(progress: JobProgress) -> list[str]:
+    """Queue position, ETA, kudos and elapsed time; and a warning while no worker can serve it."""
+    status = []
+    if progress.state == "queued":
+        status.append(f"Queue position {progress.queue_position}")
+    status += [
+        f"ETA {format_duration(progress.wait_time)}",
+        f"{format_kudos(progress.kudos)} kudos",
+        f"{format_duration(progress.elapsed_s)} elapsed",
+    ]
+    lines = [" · ".join(status)]
+    if not progress.is_possible:
+        lines.append("⚠️ No worker can run this request right now; it waits until one can.")
+    return lines
+
+
 def render_progress(
     params: ImagineParams,
     progress: JobProgress | None,
@@ -108,17 +124,7 @@ def render_progress(
             f"{progress.waiting} waiting · {progress.restarted} restarted"
         )
         lines.append(counts)
-        status = []
-        if progress.state == "queued":
-            status.append(f"Queue position {progress.queue_position}")
-        status += [
-            f"ETA {format_duration(progress.wait_time)}",
-            f"{format_kudos(progress.kudos)} kudos",
-            f"{format_duration(progress.elapsed_s)} elapsed",
-        ]
-        lines.append(" · ".join(status))
-        if not progress.is_possible:
-            lines.append("⚠️ No worker can run this request right now; it waits until one can.")
+        lines += progress_status_lines(progress)
     lines += notes
     if anonymous:
         lines.append(LOGIN_HINT)

@@ -22,10 +22,10 @@ from bot.horde.consts import MAX_STOP_SEQUENCE_CHARS, MAX_STOP_SEQUENCES
 from bot.services.jobs import JobOutcome, JobProgress
 from bot.services.render import (
     LOGIN_HINT,
-    format_duration,
     format_kudos,
     progress_bar,
     progress_fraction,
+    progress_status_lines,
     prompt_preview,
 )
 from bot.storage import JobState
@@ -237,17 +237,7 @@ def render_text_progress(
     else:
         lines.append(_STATE_LABELS.get(progress.state, progress.state))
         lines.append(f"`{progress_bar(progress_fraction(progress), bar_width)}`")
-        status = []
-        if progress.state == "queued":
-            status.append(f"Queue position {progress.queue_position}")
-        status += [
-            f"ETA {format_duration(progress.wait_time)}",
-            f"{format_kudos(progress.kudos)} kudos",
-            f"{format_duration(progress.elapsed_s)} elapsed",
-        ]
-        lines.append(" · ".join(status))
-        if not progress.is_possible:
-            lines.append("⚠️ No worker can run this request right now; it waits until one can.")
+        lines += progress_status_lines(progress)
     if anonymous:
         lines.append(LOGIN_HINT)
     return "\n".join(lines)
