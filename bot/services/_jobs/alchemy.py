@@ -25,7 +25,7 @@ from bot.horde import (
 from bot.horde.consts import GENERATION_STATE, KNOWN_FACEFIXERS, KNOWN_MISC_POST_PROCESSORS, KNOWN_UPSCALERS
 from bot.services._jobs import messages
 from bot.services._jobs.image import ImageDeliverySettings
-from bot.services._jobs.kinds import JobContext, RunEnd
+from bot.services._jobs.kinds import JobContext, RunEnd, known_horde_id
 from bot.services._jobs.models import DeliveredImage
 from bot.storage import JobKind
 
@@ -110,11 +110,9 @@ class AlchemyRun:
                 on_submitted=ctx.submitted,
             )
         else:
-            if ctx.horde_id is None:
-                raise RuntimeError(f"job {ctx.job_id} has no Horde id yet")
             # The status needs no key of its own: the session's default does.
             status = await ctx.horde.poll_alchemy_request(
-                ctx.horde_id,
+                known_horde_id(ctx),
                 n=ctx.n,
                 timeout=ctx.timeout_s,
                 progress_callback=self._on_status,

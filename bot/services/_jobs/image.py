@@ -24,7 +24,7 @@ from bot.horde import (
     RequestErrorResponse,
 )
 from bot.services._jobs import messages
-from bot.services._jobs.kinds import JobContext, RunEnd
+from bot.services._jobs.kinds import JobContext, RunEnd, known_horde_id
 from bot.services._jobs.models import DeliveredImage
 from bot.storage import JobKind
 
@@ -123,7 +123,7 @@ class ImageRun:
             )
         else:
             status = await ctx.horde.poll_image_request(
-                _known_id(ctx),
+                known_horde_id(ctx),
                 n=ctx.n,
                 timeout=ctx.timeout_s,
                 progress_callback=self._on_check,
@@ -142,7 +142,7 @@ class ImageRun:
         if self._last_fetch is not None and now - self._last_fetch < self._settings.status_interval_s:
             return
         self._last_fetch, self._fetched_for = now, check.finished
-        gen_id = _known_id(self._ctx)
+        gen_id = known_horde_id(self._ctx)
         status = await self._ctx.horde.horde_client_session.get_generate_status(gen_id)
         if isinstance(status, RequestErrorResponse):
             # Not fatal: the final status brings every image anyway.
@@ -188,12 +188,6 @@ class ImageRun:
                     return None
             await asyncio.sleep(self._settings.download_retry_delay_s * attempt)
         return None
-
-
-def _known_id(ctx: JobContext) -> str:
-    if ctx.horde_id is None:
-        raise RuntimeError(f"job {ctx.job_id} has no Horde id yet")
-    return ctx.horde_id
 
 
 def _censored(generation: ImageGeneration) -> bool:

@@ -99,3 +99,10 @@ class JobKindHandler(Protocol):
     def resume(self, ctx: JobContext) -> JobRun:
         """Follow ``ctx.horde_id`` again, without submitting anything."""
         ...
+
+
+def known_horde_id(ctx: JobContext) -> str:
+    """The Horde id of a job being resumed; only a submitted job is ever resumed."""
+    if ctx.horde_id is None:
+        raise RuntimeError(f"job {ctx.job_id} has no Horde id yet")
+    return ctx.horde_id

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from bot.horde import TextGenerateAsyncRequest, TextGenerateStatusResponse, TextGeneration
-from bot.services._jobs.kinds import JobContext, RunEnd
+from bot.services._jobs.kinds import JobContext, RunEnd, known_horde_id
 from bot.services._jobs.models import DeliveredImage
 from bot.storage import JobKind
 
@@ -69,10 +69,8 @@ class TextRun:
                 on_submitted=ctx.submitted,
             )
         else:
-            if ctx.horde_id is None:
-                raise RuntimeError(f"job {ctx.job_id} has no Horde id yet")
             status = await ctx.horde.poll_text_request(
-                ctx.horde_id,
+                known_horde_id(ctx),
                 n=ctx.n,
                 timeout=ctx.timeout_s,
                 progress_callback=self._on_status,
