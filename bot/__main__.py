@@ -28,7 +28,7 @@ import discord
 from bot.app import HordeBot, create_bot
 from bot.config import ConfigError, Settings, load_settings
 from bot.crypto import ENV_VAR as SECRET_KEYS_ENV_VAR
-from bot.crypto import CryptoError, generate_key_value, rotate_all
+from bot.crypto import CryptoError, check_keyring, generate_key_value, rotate_all
 from bot.logging import SecretRedactor, setup_logging
 from bot.storage import open_storage
 
@@ -90,6 +90,11 @@ async def run_until_stopped(bot: Runnable, token: str) -> None:
 
 async def run_bot(settings: Settings, redactor: SecretRedactor) -> None:
     token = settings.require_token()
+    # A wrong HORDE_BOT_SECRET_KEYS stops the start with one line, before anyone is served.
+    async with open_storage(settings.database.url) as storage:
+        unreadable = await check_keyring(storage, settings.require_keyring())
+    if unreadable:
+        log.warning("%d stored API key(s) can't be decrypted; their owners must log in again", unreadable)
     bot = await create_bot(settings, redactor=redactor)
     await run_until_stopped(bot, token)
 

@@ -4,6 +4,9 @@ Every shared resource (the aiohttp session, the storage, the key ring, the AI Ho
 simple client) is created once, in :func:`create_bot`, and injected; tests pass their own.
 ``setup_hook`` connects them and loads :data:`EXTENSIONS`; :meth:`HordeBot.close` is the one place
 that shuts everything down. Slash commands are never synced at start (see ``python -m bot sync``).
+
+With ``[bot] shard_count`` set, :func:`create_bot` builds a :class:`ShardedHordeBot` (discord.py's
+``AutoShardedBot``) running ``shard_ids`` (all shards when unset) in this process.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 import discord
@@ -26,6 +29,7 @@ from bot.crypto import KeyRing
 from bot.horde import AIHordeAPIAsyncClientSession, AIHordeAPIAsyncSimpleClient, PollPolicy
 from bot.logging import SecretRedactor
 from bot.services.accounts import AccountService
+from bot.services.delivery import Delivery
 from bot.services.guild_settings import GuildSettingsService
 from bot.services.jobs import JobManager
 from bot.services.policy import Policy
@@ -68,7 +72,14 @@ def bot_intents() -> discord.Intents:
 
 
 class HordeBot(commands.Bot):
-    """The bot. Construct it with :func:`create_bot`, which creates and injects the resources."""
+    """The bot. Construct it with :func:`create_bot`, which creates and injects the resources.
+
+    Unfinished jobs of the journal are resumed once, on the first READY, after every extension has
+    registered its kind's listener factory (``jobs.set_listener_factory`` in ``cog_load``). Not in
+    ``setup_hook``: REST would already work there, but ``python -m bot sync`` logs in too (which
+    runs ``setup_hook``) and must not adopt, then cancel on exit, the jobs of the running bot. A
+    process that is not connected to its shards does not claim their jobs.
+    """
 
     def __init__(
         self,
@@ -94,6 +105,7 @@ class HordeBot(commands.Bot):
             tree_cls=HordeCommandTree,
             # Prompts are user text: nothing the bot posts may ping anyone unless a call opts in.
             allowed_mentions=discord.AllowedMentions.none(),
+            **self._client_options(settings),
         )
         self.settings: Final = settings
         self.http_session: Final = http_session
@@ -106,15 +118,25 @@ class HordeBot(commands.Bot):
         self.accounts: Final = AccountService(storage, keyring, horde, redactor=redactor)
         self.jobs: Final = JobManager.from_settings(storage, horde, settings)
         self.guild_settings: Final = GuildSettingsService(
-            storage, settings.defaults, keyring=keyring, horde=horde, redactor=redactor
+            storage,
+            settings.defaults,
+            keyring=keyring,
+            horde=horde,
+            redactor=redactor,
+            cache_ttl_s=settings.bot.settings_cache_ttl_s,
         )
         self.policy: Final = Policy(self.guild_settings, self.accounts, storage)
+        # One per bot: every job listener shares its per-channel edit budget.
+        self.delivery: Final = Delivery(self, storage, settings.progress)
         self.extensions_to_load: Final = tuple(extensions)
         self.version: Final = app_version()
         self.started_at: float | None = None
         self._shutdown_hooks: list[ShutdownHook] = []
         self._shutdown_task: asyncio.Task[None] | None = None
+        self._resume_task: asyncio.Task[None] | None = None
         self.add_shutdown_hook(self._shutdown_jobs)
+        # Hooks run last-added first: results queued for their channel's turn go out before jobs end.
+        self.add_shutdown_hook(self.delivery.stop_waiting)
         # Closed last-in first-out: the Horde session (which DELETEs every generation still
         # pending), then the storage, then the HTTP session they both used. Each is safe to close
         # even if setup_hook never ran.
@@ -123,6 +145,11 @@ class HordeBot(commands.Bot):
             self._resources.push_async_callback(http_session.close)
         self._resources.push_async_callback(storage.close)
         self._resources.push_async_exit(horde_session)
+
+    @staticmethod
+    def _client_options(settings: Settings) -> dict[str, Any]:
+        """Extra keyword arguments for the discord.py client class."""
+        return {}
 
     @property
     def uptime(self) -> datetime.timedelta:
@@ -140,8 +167,23 @@ class HordeBot(commands.Bot):
         self._shutdown_hooks.append(hook)
 
     async def _shutdown_jobs(self) -> None:
+        if self._resume_task is not None:
+            self._resume_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resume_task
         # A margin inside the shared deadline, so the journal is written before the hook is cut off.
         await self.jobs.shutdown(self.settings.bot.shutdown_deadline_s * 0.9)
+
+    async def on_ready(self) -> None:
+        # READY comes again after every new gateway session; the journal is read once per process.
+        if self._resume_task is None and self.jobs.accepting:
+            self._resume_task = asyncio.create_task(self._resume_jobs(), name="HordeBot.resume_jobs")
+
+    async def _resume_jobs(self) -> None:
+        try:
+            await self.jobs.resume_unfinished()
+        except Exception:
+            log.exception("Could not resume the unfinished generations")
 
     async def setup_hook(self) -> None:
         self.started_at = time.monotonic()
@@ -151,6 +193,13 @@ class HordeBot(commands.Bot):
         log.info(
             "Loaded %d extension(s): %s", len(self.extensions_to_load), ", ".join(self.extensions_to_load)
         )
+        if self.settings.bot.shard_count is not None:
+            ids = self.settings.bot.shard_ids
+            log.info(
+                "Sharded: running shard(s) %s of %d",
+                "all" if ids is None else ", ".join(map(str, ids)),
+                self.settings.bot.shard_count,
+            )
 
     async def close(self) -> None:
         """Shut down once, in order: services, Discord, the Horde session, storage, the HTTP session.
@@ -192,6 +241,16 @@ class HordeBot(commands.Bot):
                 log.exception("Shutdown hook %r failed", hook)
 
 
+class ShardedHordeBot(HordeBot, commands.AutoShardedBot):
+    """The bot on discord.py's ``AutoShardedBot``: ``[bot] shard_ids`` of ``shard_count`` shards
+    (all of them when ``shard_ids`` is unset) in this process."""
+
+    @staticmethod
+    def _client_options(settings: Settings) -> dict[str, Any]:
+        ids = settings.bot.shard_ids
+        return {"shard_count": settings.bot.shard_count, "shard_ids": None if ids is None else list(ids)}
+
+
 async def create_bot(
     settings: Settings,
     *,
@@ -231,7 +290,8 @@ async def create_bot(
         aiohttp_session=http_session,
         poll_policy=poll_policy,
     )
-    return HordeBot(
+    bot_class = ShardedHordeBot if settings.bot.shard_count is not None else HordeBot
+    return bot_class(
         settings,
         http_session=http_session,
         storage=storage,

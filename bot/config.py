@@ -21,6 +21,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails
 
@@ -55,11 +56,39 @@ class BotSettings(_Section):
     owner_ids: tuple[int, ...] = ()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     shutdown_deadline_s: float = Field(default=10.0, gt=0, le=300)
+    # None: one gateway connection, no sharding (a plain commands.Bot; fine below 2,500 servers).
+    # Not "ask Discord": every process of a sharded bot must agree on the count, because the
+    # jobs journal tags each job with its server's shard under this count.
+    shard_count: int | None = Field(default=None, ge=1, le=10_000)
+    # The shards this process runs; None: all of shard_count.
+    shard_ids: tuple[int, ...] | None = None
+    # How long a server's settings may be served from this process's cache. Writes made by this
+    # process are seen at once; with PostgreSQL other processes' writes arrive by LISTEN/NOTIFY,
+    # so this is only the safety net; SQLite shared by several processes relies on it alone.
+    settings_cache_ttl_s: float = Field(default=30.0, ge=0, le=3600)
 
-    @field_validator("owner_ids", mode="before")
+    @field_validator("owner_ids", "shard_ids", mode="before")
     @classmethod
     def _list_to_tuple(cls, value: Any) -> Any:
         return tuple(value) if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _shards_within_count(self) -> BotSettings:
+        if self.shard_ids is None:
+            return self
+        if self.shard_count is None:
+            raise ValueError("shard_ids needs shard_count (the total number of shards of the bot)")
+        if not self.shard_ids:
+            raise ValueError("shard_ids must list at least one shard (or be left out: all shards)")
+        if len(set(self.shard_ids)) != len(self.shard_ids):
+            raise ValueError("shard_ids must not repeat a shard")
+        if any(not 0 <= shard < self.shard_count for shard in self.shard_ids):
+            raise ValueError(f"shard_ids must be between 0 and shard_count - 1 ({self.shard_count - 1})")
+        return self
+
+    @property
+    def sharded(self) -> bool:
+        return self.shard_count is not None
 
     @field_validator("owner_ids")
     @classmethod
@@ -133,7 +162,10 @@ class GenerationDefaults(_Section):
     max_steps: int = Field(default=50, ge=1, le=500)
     max_pixels: int = Field(default=1024 * 1024, ge=64 * 64, le=_MAX_DIMENSION * _MAX_DIMENSION)
     max_n: int = Field(default=4, ge=1, le=20)
-    max_text_length: int = Field(default=512, ge=16, le=4096)
+    max_prompt_length: int = Field(default=2000, ge=16, le=6000)
+    """Characters a member may type as a prompt (with its negative prompt), for every command."""
+    max_text_tokens: int = Field(default=512, ge=16, le=4096)
+    """Tokens /write may ask the Horde to write (its ``max_length``)."""
     model: str = Field(default="stable_diffusion", min_length=1)
     steps: int = Field(default=30, ge=1)
     width: int = 512
@@ -144,6 +176,18 @@ class GenerationDefaults(_Section):
     negative_prompt: str = ""
     allow_anonymous: bool = True
     nsfw_policy: Literal["age_restricted_only", "off"] = "age_restricted_only"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_settings(cls, data: Any) -> Any:
+        # The old name meant characters for images but tokens for /write; say what replaced it
+        # instead of a bare "unknown setting".
+        if isinstance(data, Mapping) and "max_text_length" in data:
+            raise ValueError(
+                "max_text_length was split into max_prompt_length (characters of a prompt) "
+                "and max_text_tokens (tokens /write may write); rename it"
+            )
+        return data
 
     @field_validator("sampler", mode="before")
     @classmethod

@@ -170,3 +170,37 @@ async def rotate_all(storage: Storage, keyring: KeyRing) -> int:
                 await column.write_tokens(updates)
                 rotated += len(updates)
     return rotated
+
+
+CHECK_SAMPLE: Final = 50
+"""Tokens checked per encrypted column at start-up: enough to tell a wrong secret from a stale row."""
+
+
+class WrongSecretError(DecryptionError):
+    """None of the stored secrets can be decrypted: ``HORDE_BOT_SECRET_KEYS`` is not the secret
+    they were encrypted with."""
+
+
+async def check_keyring(storage: Storage, keyring: KeyRing) -> int:
+    """Fail fast, before serving anyone, when ``keyring`` cannot read what is stored.
+
+    Decrypts up to :data:`CHECK_SAMPLE` tokens of each encrypted column. Raises
+    :class:`WrongSecretError` when some were checked and none could be read (every member would
+    otherwise get "log in again" one by one); returns how many of them could not be read, for the
+    caller to warn about (rows left by a key version that was dropped).
+    """
+    checked = unreadable = 0
+    for column in storage.encrypted_columns:
+        tokens = list((await column.read_tokens()).values())[:CHECK_SAMPLE]
+        for token in tokens:
+            checked += 1
+            try:
+                keyring.decrypt(token)
+            except DecryptionError:
+                unreadable += 1
+    if checked and unreadable == checked:
+        raise WrongSecretError(
+            f"none of the {checked} stored API key(s) checked can be decrypted with {ENV_VAR} "
+            f"(key versions {list(keyring.versions)}); set the secret they were encrypted with"
+        )
+    return unreadable

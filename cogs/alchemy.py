@@ -11,7 +11,6 @@ from typing import Any, Final
 import discord
 from discord import app_commands
 from discord.ext import commands
-from pydantic import ValidationError
 
 from bot.app import HordeBot
 from bot.errors import UserInputError
@@ -19,6 +18,7 @@ from bot.services.alchemy import (
     DESCRIBE_FORM,
     UPSCALE_FORM,
     AlchemyParams,
+    SourceImage,
     alchemy_choices,
     build_alchemy_request,
     check_source_attachment,
@@ -27,10 +27,11 @@ from bot.services.alchemy import (
     render_alchemy_progress,
     render_alchemy_result,
 )
-from bot.services.jobs import DeliveredImage, JobAbandoned, JobListener, JobOutcome
+from bot.services.delivery import MessageJobListener, MessageTarget, journalled_params
+from bot.services.jobs import DeliveredImage, JobListener, JobOutcome
 from bot.storage import JobRecord
 from bot.tree import report_interaction_error
-from cogs.write import NO_MENTIONS, MessageJobListener, job_context, require_manager
+from cogs.write import job_context, require_manager
 
 COG_NAME: Final = "Alchemy"
 UNKNOWN_JOB: Final = "I can't find this job any more."
@@ -119,40 +120,46 @@ class Alchemy(commands.Cog, name=COG_NAME):
     async def run(
         self, interaction: discord.Interaction[Any], attachment: discord.Attachment, form: str
     ) -> None:
-        """Start ``form`` on ``attachment`` through the server's policy, in a new public message (also
-        for /imagine's Upscale button)."""
+        """Start ``form`` on ``attachment`` through the server's policy, in a new message, public or
+        private as the server says (also for /imagine's Upscale button)."""
         # What needs no download is checked before anything is posted publicly.
         check_source_attachment(attachment.filename, attachment.content_type, attachment.size)
         params = AlchemyParams(form=form, filename=attachment.filename)
         async with self.bot.policy.admit(job_context(self.bot, interaction, "alchemy")) as decision:
-            await interaction.response.defer(thinking=True)
-            try:
-                data = await attachment.read()
-            except discord.HTTPException:
-                raise UserInputError(DOWNLOAD_FAILED) from None
-            source = await asyncio.to_thread(prepare_source_image, attachment.filename, data)
-            request = build_alchemy_request(form, source)
+            await interaction.response.defer(thinking=True, ephemeral=decision.ephemeral)
+            # A file that can't be read is the member's business: say so privately, leave nothing public.
+            # Imported here: cogs.imagine imports this cog for its Upscale button.
+            from cogs.imagine._delivery import private_failures
+
+            sources: list[SourceImage] = []
+            async with private_failures(interaction):
+                try:
+                    data = await attachment.read()
+                except discord.HTTPException:
+                    raise UserInputError(DOWNLOAD_FAILED) from None
+                sources.append(await asyncio.to_thread(prepare_source_image, attachment.filename, data))
+            if not sources:
+                return  # unreadable: private_failures told the member privately
+            request = build_alchemy_request(form, sources[0])
             key = decision.key
             anonymous = key.is_anonymous
             first = render_alchemy_progress(
                 params, None, bar_width=self.bot.settings.progress.bar_width, anonymous=anonymous
             )
-            message = await interaction.edit_original_response(content=first, allowed_mentions=NO_MENTIONS)
+            placed = await self.bot.delivery.open(interaction, first, private=decision.ephemeral)
             await self.bot.jobs.start_alchemy_job(
                 request=request,
                 key=key.apikey,
                 key_owner=key.owner,
                 user_id=interaction.user.id,
                 guild_id=interaction.guild_id,
-                channel_id=message.channel.id,
-                message_id=message.id,
+                channel_id=placed.channel_id,
+                message_id=placed.message_id,
                 params=params.model_dump(mode="json"),
-                listener=self._listener(message.channel.id, message.id, params, anonymous=anonymous),
+                listener=self._listener(placed.target, params, anonymous=anonymous),
             )
 
-    def _listener(
-        self, channel_id: int, message_id: int, params: AlchemyParams, *, anonymous: bool
-    ) -> JobListener:
+    def _listener(self, target: MessageTarget, params: AlchemyParams, *, anonymous: bool) -> JobListener:
         bar_width = self.bot.settings.progress.bar_width
 
         def finish(job: JobRecord, outcome: JobOutcome) -> dict[str, Any]:
@@ -167,9 +174,8 @@ class Alchemy(commands.Cog, name=COG_NAME):
             return {"content": content, "embed": embed, "attachments": files, "view": None}
 
         return MessageJobListener(
-            self.bot,
-            channel_id=channel_id,
-            message_id=message_id,
+            self.bot.delivery,
+            target,
             progress_text=lambda progress: render_alchemy_progress(
                 params, progress, bar_width=bar_width, anonymous=anonymous
             ),
@@ -179,13 +185,8 @@ class Alchemy(commands.Cog, name=COG_NAME):
 
     def listener_for(self, job: JobRecord) -> JobListener:
         """The listener of a journalled alchemy job (after a restart)."""
-        if job.message_id is None:
-            raise JobAbandoned(f"job {job.id} has no message")
-        try:
-            params = AlchemyParams.from_json(job.params_json)
-        except ValidationError:
-            raise JobAbandoned(f"job {job.id} has unreadable parameters") from None
-        return self._listener(job.channel_id, job.message_id, params, anonymous=job.key_owner == "anonymous")
+        params = journalled_params(job, AlchemyParams.from_json)
+        return self._listener(self.bot.delivery.resumed(job), params, anonymous=job.key_owner == "anonymous")
 
     async def cancel(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         job = await self.bot.storage.jobs.get(job_id)

@@ -1,5 +1,6 @@
 """Reactions on /imagine results: the rerun emoji (default 🔁) reruns with the same seed, 🎲 with a
-new one, ❌ from the requester deletes, and the kudos emoji gifts kudos where the server enabled it.
+new one, ❌ from the requester (or a moderator) deletes, and the kudos emoji gifts kudos where the
+server enabled it.
 
 A reaction has no interaction to answer privately, and a public reply would be noise. So when the
 policy refuses a rerun, the bot removes the member's reaction if it may (Manage Messages), which
@@ -43,6 +44,7 @@ class Reactions(commands.Cog, name="Reactions"):
             emoji=str(payload.emoji),
             from_bot=payload.member is not None and payload.member.bot,
             message_author_id=payload.message_author_id,
+            manages_messages=self._manages_messages(payload),
         )
         plan = await self.service.plan(event, bot_user_id=me.id)
         if plan is None:
@@ -85,6 +87,12 @@ class Reactions(commands.Cog, name="Reactions"):
             return
         with contextlib.suppress(discord.HTTPException):
             await self._message(payload).remove_reaction(payload.emoji, discord.Object(payload.user_id))
+
+    def _manages_messages(self, payload: discord.RawReactionActionEvent) -> bool:
+        channel = self.bot.get_channel(payload.channel_id)
+        if payload.member is None or not isinstance(channel, discord.abc.GuildChannel):
+            return False
+        return channel.permissions_for(payload.member).manage_messages
 
     def _message(self, payload: discord.RawReactionActionEvent) -> discord.PartialMessage:
         return self.bot.get_partial_messageable(payload.channel_id).get_partial_message(payload.message_id)

@@ -1,8 +1,7 @@
 """/write: text generation with the AI Horde, with live progress, Cancel and Continue.
 
-Also home of :class:`MessageJobListener`, the listener that keeps one message current for a
-text or alchemy job (the image listener in ``cogs.imagine`` does the same for images, which it
-posts as they arrive).
+Its message is kept current by :class:`bot.services.delivery.MessageJobListener` (shared with
+/alchemy). Also home of :func:`job_context` and :func:`require_manager`, which /alchemy uses too.
 """
 
 from __future__ import annotations
@@ -10,8 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import re
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, Final, Literal
 
@@ -25,21 +23,14 @@ from bot.errors import PermissionDeniedError, UserInputError
 from bot.horde import ActiveModel, AIHordeRequestError
 from bot.horde.consts import MODEL_TYPE
 from bot.services.accounts import ResolvedKey
+from bot.services.delivery import MessageJobListener, MessageTarget, journalled_params
 from bot.services.estimates import estimate_text_cost
 from bot.services.horde_info import fetch_models
 from bot.services.imagine import can_manage_job
-from bot.services.jobs import (
-    DeliveredImage,
-    JobAbandoned,
-    JobListener,
-    JobOutcome,
-    JobProgress,
-    JobsShuttingDownError,
-    describe_horde_error,
-)
+from bot.services.jobs import JobListener, JobOutcome, JobsShuttingDownError, describe_horde_error
 from bot.services.models_cache import ModelsCache
 from bot.services.policy import GenerationContext, Origin
-from bot.services.render import EditThrottle, format_kudos
+from bot.services.render import format_kudos
 from bot.services.text import (
     MAX_CONTEXT,
     MAX_LENGTH,
@@ -65,88 +56,11 @@ from bot.tree import report_interaction_error
 
 log = logging.getLogger(__name__)
 
-NO_MENTIONS: Final = discord.AllowedMentions.none()
 COG_NAME: Final = "Write"
 UNKNOWN_JOB: Final = "I can't find this text any more."
 ALREADY_FINISHED: Final = "This generation has already finished."
 NOTHING_TO_CONTINUE: Final = "This generation has no finished text to continue."
-_UNKNOWN_MESSAGE: Final = 10008
 _KINDS: Final[dict[str, JobKind]] = {"write": "text", "alchemy": "alchemy"}
-
-Finish = Callable[[JobRecord, JobOutcome], dict[str, Any]]
-"""The final edit of a job's message: ``message.edit`` keyword arguments."""
-
-
-class MessageJobListener(JobListener):
-    """Keeps one message current: throttled progress (with the Cancel button, sent once), then
-    the final message. The message is addressed by channel and id, never through the interaction,
-    so it keeps working after the interaction token expired and after a restart."""
-
-    def __init__(
-        self,
-        bot: HordeBot,
-        *,
-        channel_id: int,
-        message_id: int,
-        progress_text: Callable[[JobProgress | None], str],
-        finish: Finish,
-        progress_view: Callable[[JobRecord], discord.ui.View],
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._message = bot.get_partial_messageable(channel_id).get_partial_message(message_id)
-        self._progress_text = progress_text
-        self._finish = finish
-        self._progress_view = progress_view
-        self._throttle = EditThrottle(bot.settings.progress.edit_interval_s, clock=clock)
-        self._has_view = False
-
-    async def on_progress(self, job: JobRecord, progress: JobProgress) -> None:
-        content = self._progress_text(progress)
-        if not self._throttle.should_edit(content):
-            return
-        fields: dict[str, Any] = {"content": content}
-        if not self._has_view:
-            fields["view"] = self._progress_view(job)
-        if await self._edit(fields):
-            self._has_view = True
-            self._throttle.sent(content)
-
-    async def on_images(self, job: JobRecord, new_images: Sequence[DeliveredImage]) -> None:
-        # Shown with the final message: these jobs make one or two images, all at the end.
-        return None
-
-    async def on_finished(self, job: JobRecord, outcome: JobOutcome) -> None:
-        fields = self._finish(job, outcome)
-        try:
-            await self._edit(fields)
-        except discord.Forbidden:
-            # No Attach Files permission: the text still goes out.
-            log.warning("Missing permission to attach files in channel %s", self._message.channel.id)
-            fields = {**fields, "attachments": []}
-            fields["content"] = f"{fields.get('content', '')}\n{NO_FILES}"
-            await self._edit(fields)
-
-    async def _edit(self, fields: dict[str, Any]) -> bool:
-        try:
-            await self._message.edit(**fields, allowed_mentions=NO_MENTIONS)
-        except discord.NotFound as exc:
-            if exc.code != _UNKNOWN_MESSAGE:
-                log.info("Message %s can no longer be edited: %s", self._message.id, exc)
-            raise JobAbandoned from None
-        except discord.Forbidden:
-            if fields.get("attachments"):
-                raise
-            log.warning("Not allowed to edit message %s", self._message.id)
-            return False
-        except discord.HTTPException as exc:
-            log.warning(
-                "Could not edit message %s: HTTP %s (code %s)", self._message.id, exc.status, exc.code
-            )
-            return False
-        return True
-
-
-NO_FILES: Final = "⚠️ I can't attach files here: I need the Attach Files permission in this channel."
 
 
 def text_file(data: bytes, filename: str = TEXT_FILENAME) -> discord.File:
@@ -323,35 +237,34 @@ class Write(commands.Cog, name=COG_NAME):
         return [app_commands.Choice(name=choice.name, value=choice.value) for choice in suggestions]
 
     async def _admit_and_launch(self, interaction: discord.Interaction[Any], text: TextRequest) -> None:
-        """Through the server's policy, then publicly: the progress message, then the job."""
+        """Through the server's policy, then (publicly, or privately where the server says so): the
+        progress message, then the job."""
         context = job_context(self.bot, interaction, "write", text.params.prompt, model=text.params.model)
         async with self.bot.policy.admit(context) as decision:
-            await interaction.response.defer(thinking=True)
-            await self._launch(interaction, text, decision.key)
+            await interaction.response.defer(thinking=True, ephemeral=decision.ephemeral)
+            await self._launch(interaction, text, decision.key, private=decision.ephemeral)
 
     async def _launch(
-        self, interaction: discord.Interaction[Any], text: TextRequest, key: ResolvedKey
+        self, interaction: discord.Interaction[Any], text: TextRequest, key: ResolvedKey, *, private: bool
     ) -> None:
         anonymous = key.is_anonymous
         first = render_text_progress(
             text.params, None, bar_width=self.bot.settings.progress.bar_width, anonymous=anonymous
         )
-        message = await interaction.edit_original_response(content=first, allowed_mentions=NO_MENTIONS)
+        placed = await self.bot.delivery.open(interaction, first, private=private)
         await self.bot.jobs.start_text_job(
             request=text.request,
             key=key.apikey,
             key_owner=key.owner,
             user_id=interaction.user.id,
             guild_id=interaction.guild_id,
-            channel_id=message.channel.id,
-            message_id=message.id,
+            channel_id=placed.channel_id,
+            message_id=placed.message_id,
             params=text.params.model_dump(mode="json"),
-            listener=self._listener(message.channel.id, message.id, text.params, anonymous=anonymous),
+            listener=self._listener(placed.target, text.params, anonymous=anonymous),
         )
 
-    def _listener(
-        self, channel_id: int, message_id: int, params: TextParams, *, anonymous: bool
-    ) -> JobListener:
+    def _listener(self, target: MessageTarget, params: TextParams, *, anonymous: bool) -> JobListener:
         bar_width = self.bot.settings.progress.bar_width
 
         def finish(job: JobRecord, outcome: JobOutcome) -> dict[str, Any]:
@@ -364,9 +277,8 @@ class Write(commands.Cog, name=COG_NAME):
             return fields
 
         return MessageJobListener(
-            self.bot,
-            channel_id=channel_id,
-            message_id=message_id,
+            self.bot.delivery,
+            target,
             progress_text=lambda progress: render_text_progress(
                 params, progress, bar_width=bar_width, anonymous=anonymous
             ),
@@ -376,13 +288,8 @@ class Write(commands.Cog, name=COG_NAME):
 
     def listener_for(self, job: JobRecord) -> JobListener:
         """The listener of a journalled text job (after a restart)."""
-        if job.message_id is None:
-            raise JobAbandoned(f"job {job.id} has no message")
-        try:
-            params = TextParams.from_json(job.params_json)
-        except ValidationError:
-            raise JobAbandoned(f"job {job.id} has unreadable parameters") from None
-        return self._listener(job.channel_id, job.message_id, params, anonymous=job.key_owner == "anonymous")
+        params = journalled_params(job, TextParams.from_json)
+        return self._listener(self.bot.delivery.resumed(job), params, anonymous=job.key_owner == "anonymous")
 
     async def on_button(self, interaction: discord.Interaction[Any], action: Action, job_id: str) -> None:
         job = await self.bot.storage.jobs.get(job_id)

@@ -11,12 +11,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import discord
+import hypothesis
 import pytest
 import simcord
 from pydantic import SecretStr
@@ -27,6 +29,12 @@ from bot.crypto import KeyRing, generate_key_value
 from bot.horde import PollPolicy
 from bot.horde.simulator import Knobs, Simulator, SimulatorConfig, run_simulator
 from bot.tree import is_expected_error
+
+# CI must not fail on an example no local run has seen: there, hypothesis draws the same examples
+# every run (locally it keeps exploring, and prints how to reproduce what it finds).
+hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis.settings.load_profile("ci")
 
 ALLOW_UNHANDLED_ERRORS = "allow_unhandled_errors"
 # Loggers whose ERROR-with-traceback records mean an exception nobody handled.

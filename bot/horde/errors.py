@@ -33,6 +33,15 @@ class AIHordeRequestError(AIHordeError):
     def errors(self) -> dict[str, str] | None:
         return self.error_response.errors
 
+    @property
+    def is_transient(self) -> bool:
+        """Whether asking again later may well succeed: the Horde failed (5xx), could not be
+        reached (status 0: refused, reset, timed out), was rate-limiting (429), or the answer
+        was not the Horde's own (a success status without its JSON: a proxy's page). Any other
+        4xx is the Horde's considered answer (404: the request is gone; a rc: refused)."""
+        status = self.http_status
+        return status < 400 or status == 429 or status >= 500
+
     def __str__(self) -> str:
         status = f"HTTP {self.http_status}" if self.http_status else "no HTTP response"
         return f"{self.message} ({status}, rc={getattr(self.rc, 'value', self.rc)})"

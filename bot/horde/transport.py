@@ -14,6 +14,8 @@ Retry rules (and why):
   provably happened before the request was sent (the connection could not be opened), or when
   it carries an ``Idempotency-Key`` header.
 * Other 4xx are never retried.
+* A success status whose body is not JSON at all is a proxy's page (a CDN notice, a captive
+  portal) standing in for the Horde's answer: retried like a 502, so for idempotent requests only.
 
 After the last attempt the last error is returned as a ``RequestErrorResponse``; a connection
 failure becomes one with ``http_status`` 0.
@@ -30,13 +32,13 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, Final, TypeVar
 
 import aiohttp
 from pydantic import ValidationError
 
 from bot.horde.apimodels.base import HordeRequest, HordeResponse, WireRequest
-from bot.horde.apimodels.errors import RequestErrorResponse
+from bot.horde.apimodels.errors import RequestErrorResponse, body_excerpt
 from bot.horde.consts import (
     BASE_URL_ENV_VAR,
     CLIENT_AGENT_HEADER,
@@ -53,7 +55,6 @@ R = TypeVar("R", bound=HordeResponse)
 
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _REFUSED_STATUSES = frozenset({429, 503})
-_SNIPPET_CHARS = 200
 _IDEMPOTENCY_KEY = IDEMPOTENCY_KEY_HEADER.lower()
 
 
@@ -211,12 +212,19 @@ class HordeTransport:
                 retryable = idempotent
             else:
                 if reply.status < 400:
-                    return _parse_success(reply, expected_response_type)
-                error = RequestErrorResponse.from_http(reply.status, reply.body, reply.content_type)
-                retryable = self._status_is_retryable(reply.status, error, idempotent)
-                if retryable and reply.retry_after is not None:
-                    delay = self._retry_after_delay(reply.retry_after)
-                    retryable = delay is not None
+                    data = _json_body(reply.body)
+                    if data is not _NOT_JSON:
+                        return _parse_success(reply, data, expected_response_type)
+                    # A proxy's page (a CDN notice, a captive portal) where the Horde's JSON should
+                    # be: the Horde may never have seen the request, so it is retried like a 502.
+                    error = _unreadable_success(reply)
+                    retryable = idempotent
+                else:
+                    error = RequestErrorResponse.from_http(reply.status, reply.body, reply.content_type)
+                    retryable = self._status_is_retryable(reply.status, error, idempotent)
+                    if retryable and reply.retry_after is not None:
+                        delay = self._retry_after_delay(reply.retry_after)
+                        retryable = delay is not None
             if not retryable or attempt >= self.retry.max_attempts:
                 return error
             if delay is None:
@@ -292,17 +300,29 @@ def _connection_error(wire: WireRequest, exc: BaseException) -> RequestErrorResp
     )
 
 
-def _parse_success(reply: _Reply, expected: type[R]) -> R | RequestErrorResponse:
+_NOT_JSON: Final = object()
+
+
+def _json_body(body: str) -> Any:
     try:
-        data = json.loads(reply.body)
+        return json.loads(body)
     except ValueError:
-        return RequestErrorResponse(
-            message=f"The AI Horde answered {reply.status} with a body that is not JSON "
-            f"({reply.content_type or 'no content type'}): {reply.body[:_SNIPPET_CHARS]!r}",
-            rc=RC.RC_MISSING,
-            http_status=reply.status,
-            errors=None,
-        )
+        return _NOT_JSON
+
+
+def _unreadable_success(reply: _Reply) -> RequestErrorResponse:
+    # Only the page's text: no markup reaches a log or a user.
+    excerpt = body_excerpt(reply.body, reply.content_type) or "(empty)"
+    return RequestErrorResponse(
+        message=f"The AI Horde answered {reply.status} with a body that is not JSON "
+        f"({reply.content_type or 'no content type'}): {excerpt}",
+        rc=RC.RC_MISSING,
+        http_status=reply.status,
+        errors=None,
+    )
+
+
+def _parse_success(reply: _Reply, data: Any, expected: type[R]) -> R | RequestErrorResponse:
     try:
         return expected.model_validate(data)
     except ValidationError as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -48,6 +49,10 @@ MAX_PATTERNS: Final = 25
 MAX_PATTERN_LENGTH: Final = 200
 MAX_MODEL_NAME: Final = 100
 MAX_NEGATIVE_PROMPT: Final = 1000
+MAX_PROMPT_LENGTH: Final = 6000
+"""Discord's longest string option: a longer limit could never be reached."""
+MAX_TEXT_TOKENS: Final = 4096
+"""The Horde's most for a text's ``max_length``."""
 MAX_COOLDOWN_S: Final = 86_400
 MAX_CONCURRENT: Final = 100
 MAX_GIFT_KUDOS: Final = 10_000
@@ -229,9 +234,14 @@ def _string_set(item: Callable[[str], str]) -> Callable[[str], frozenset[str]]:
 def _format_string_set(value: frozenset[str]) -> str:
     if not value:
         return "none"
-    if any("," in entry for entry in value):
-        return json.dumps(sorted(value), ensure_ascii=False)
-    return ", ".join(sorted(value))
+    joined = ", ".join(sorted(value))
+    # Entries such as "a,b", "-" or "[x" would read back as something else: JSON keeps them whole.
+    try:
+        if frozenset(_items(joined)) == value:
+            return joined
+    except ValueError:
+        pass
+    return json.dumps(sorted(value), ensure_ascii=False)
 
 
 def _word(text: str) -> str:
@@ -272,7 +282,7 @@ def _unbounded_repeats(pattern: str) -> int:
 def check_pattern(pattern: str) -> re.Pattern[str]:
     """Compile one admin-supplied regular expression, refusing ones that could match slowly.
 
-    Matching happens only on prompts, whose length the server limits (``max_text_length``); with the
+    Matching happens only on prompts, whose length the server limits (``max_prompt_length``); with the
     length cap here and the refusal of nested quantifiers and backreferences, matching stays bounded.
     """
     if not pattern or len(pattern) > MAX_PATTERN_LENGTH:
@@ -458,13 +468,22 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         lambda d: d.max_n,
     ),
     Setting(
-        "max_text_length",
+        "max_prompt_length",
         SettingGroup.limits,
-        "The most characters of prompt and negative prompt together.",
-        _count(16, 4096),
-        _int_range(16, 4096),
+        "The most characters a member may type as a prompt (with the negative prompt), any command.",
+        _count(16, MAX_PROMPT_LENGTH),
+        _int_range(16, MAX_PROMPT_LENGTH),
         str,
-        lambda d: d.max_text_length,
+        lambda d: d.max_prompt_length,
+    ),
+    Setting(
+        "max_text_tokens",
+        SettingGroup.limits,
+        "The most tokens /write may write (its max_length).",
+        _count(16, MAX_TEXT_TOKENS),
+        _int_range(16, MAX_TEXT_TOKENS),
+        str,
+        lambda d: d.max_text_tokens,
     ),
     Setting(
         "allowed_models",
@@ -772,7 +791,8 @@ def _generation(base: GenerationDefaults, values: Mapping[str, Any]) -> Generati
             "max_steps": values["max_steps"],
             "max_pixels": values["max_pixels"],
             "max_n": values["max_count"],
-            "max_text_length": values["max_text_length"],
+            "max_prompt_length": values["max_prompt_length"],
+            "max_text_tokens": values["max_text_tokens"],
             "model": values["model"],
             "steps": values["steps"],
             "width": width,
@@ -936,7 +956,15 @@ class SponsorKeyUnreadableError(BotError):
 
 
 class GuildSettingsService:
-    """Reads and writes server settings. Reads are cached per guild; every write invalidates."""
+    """Reads and writes server settings. Reads are cached per guild, for at most ``cache_ttl_s``.
+
+    Several bot processes may share the database. This service's own writes invalidate at once;
+    other processes' writes arrive through ``storage.watch_guild_settings`` where the backend
+    pushes them (PostgreSQL), and the time limit bounds how stale a guild may be otherwise (SQLite
+    shared by processes, or the push connection down). ``cache_ttl_s = 0`` disables the cache.
+    """
+
+    DEFAULT_CACHE_TTL_S: Final = 30.0
 
     def __init__(
         self,
@@ -946,16 +974,27 @@ class GuildSettingsService:
         keyring: KeyRing,
         horde: AIHordeAPIAsyncSimpleClient,
         redactor: SecretRegistry | None = None,
+        cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        if cache_ttl_s < 0:
+            raise ValueError("cache_ttl_s must not be negative")
         self._storage = storage
         self._defaults = defaults
         self._keyring = keyring
         self._horde = horde
         self._redactor = redactor
-        self._cache: dict[int, GuildConfig] = {}
-        # Bumped on every write, so a read that started before the write does not cache stale data.
+        self._cache_ttl_s = cache_ttl_s
+        # Looked up at each call, not bound at import, so a patched clock (SimCord's virtual one) applies.
+        self._clock = clock or (lambda: time.monotonic())
+        # guild → (config, when it was read)
+        self._cache: dict[int, tuple[GuildConfig, float]] = {}
+        # Bumped on every invalidation (per guild, and for all at once), so a read that started
+        # before a write does not cache what it read.
         self._versions: dict[int, int] = {}
+        self._generation = 0
         self._dm_config = build_config(None, defaults, {})
+        self._unwatch = storage.watch_guild_settings(self._changed_in_storage)
 
     def __repr__(self) -> str:
         return f"GuildSettingsService({self._storage!r}, cached={len(self._cache)})"
@@ -966,16 +1005,34 @@ class GuildSettingsService:
             return self._dm_config
         cached = self._cache.get(guild_id)
         if cached is not None:
-            return cached
-        version = self._versions.get(guild_id, 0)
+            config, read_at = cached
+            if self._clock() - read_at < self._cache_ttl_s:
+                return config
+            del self._cache[guild_id]
+        version = (self._generation, self._versions.get(guild_id, 0))
+        read_at = self._clock()
         config = await self._load(guild_id)
-        if self._versions.get(guild_id, 0) == version:
-            self._cache[guild_id] = config
+        if self._cache_ttl_s > 0 and (self._generation, self._versions.get(guild_id, 0)) == version:
+            self._cache[guild_id] = (config, read_at)
         return config
 
     def invalidate(self, guild_id: int) -> None:
         self._versions[guild_id] = self._versions.get(guild_id, 0) + 1
         self._cache.pop(guild_id, None)
+
+    def invalidate_all(self) -> None:
+        self._generation += 1
+        self._cache.clear()
+
+    def close(self) -> None:
+        """Stop watching the storage for other processes' changes."""
+        self._unwatch()
+
+    def _changed_in_storage(self, guild_id: int | None) -> None:
+        if guild_id is None:
+            self.invalidate_all()
+        else:
+            self.invalidate(guild_id)
 
     async def _load(self, guild_id: int) -> GuildConfig:
         stored = await self._storage.guild_settings.get_all(guild_id)

@@ -384,7 +384,7 @@ def _resolve(
         denoising_strength=options.denoising_strength,
         nsfw=allow_nsfw,
     )
-    if not params.prompt:
+    if not has_visible_text(params.prompt):
         problems["prompt"] = rules.message("prompt")
     if not params.model:
         problems["models"] = rules.message("models")
@@ -402,6 +402,12 @@ def _resolve(
             "Strength only applies to a source image: attach one, or leave strength out."
         )
     return params, problems
+
+
+def has_visible_text(text: str) -> bool:
+    """Whether ``text`` shows anything: a prompt of only spaces or zero-width characters (format
+    characters such as U+200B, which ``str.strip`` keeps) is as good as empty."""
+    return any(char.isprintable() and not char.isspace() for char in text)
 
 
 def horde_prompt(prompt: str, negative_prompt: str) -> str:

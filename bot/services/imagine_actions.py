@@ -7,7 +7,13 @@ from pydantic import ValidationError
 from bot.errors import UserInputError
 from bot.horde import ImageGenerateAsyncRequest
 from bot.horde.consts import MAX_PROMPT_WORDS
-from bot.services.imagine import ImagineParams, ImagineRequest, horde_prompt, rerun_request
+from bot.services.imagine import (
+    ImagineParams,
+    ImagineRequest,
+    has_visible_text,
+    horde_prompt,
+    rerun_request,
+)
 
 EMPTY_PROMPT = "The prompt must not be empty."
 
@@ -17,7 +23,7 @@ def edited_request(
 ) -> ImagineRequest:
     """Everything as journalled (a seed only if one was asked for) but the prompt and negative prompt."""
     prompt, negative_prompt = prompt.strip(), negative_prompt.strip()
-    if not prompt:
+    if not has_visible_text(prompt):
         raise UserInputError(EMPTY_PROMPT)
     asked_seed = ImagineParams.from_json(params_json).seed
     rerun = rerun_request(request_json, params_json, seed=asked_seed, allow_nsfw=allow_nsfw)

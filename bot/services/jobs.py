@@ -5,7 +5,8 @@ message) and calls the manager.
 
 The contract
 ------------
-``JobManager(storage, horde, *, generation_timeout_s, shard_id=None, clock=utcnow, image_delivery=...)``
+``JobManager(storage, horde, *, generation_timeout_s, shard_count=1, shard_ids=None, clock=utcnow,
+image_delivery=...)``
 (or ``JobManager.from_settings(storage, horde, settings)``):
 
 * ``await start_image_job(*, request, key, key_owner, user_id, guild_id, channel_id, message_id,
@@ -34,9 +35,14 @@ The contract
   waits (most of) the deadline for them to deliver what is finished and end CANCELLED ("the bot
   was shut down", ``on_finished`` included); tasks still running are then cancelled (the client
   still DELETEs) and every job is journalled. No task is left behind.
-* ``await resume_unfinished(listener_factory) -> int`` at start: SUBMITTED jobs of this shard are
-  followed again by their Horde id into ``listener_factory(record)`` (sync or async); PENDING jobs
-  have no id to follow or cancel and are marked FAILED (see the method for the crash window).
+* Sharding: every job is journalled with its guild's shard, ``(guild_id >> 22) % shard_count``
+  (DMs: shard 0; discord.py's rule). ``shard_ids`` are the shards this process runs.
+* ``set_listener_factory(kind, factory)``: each kind's cog registers how to rebuild a listener.
+* ``await resume_unfinished(listener_factory=None) -> int``, once at start (the bot calls it on its
+  first READY): the unfinished jobs of ``shard_ids`` (every job when ``None``; untagged jobs count
+  as shard 0) whose kind has a factory. SUBMITTED jobs are followed again by their Horde id into
+  ``factory(record)`` (sync or async); PENDING jobs have no id to follow or cancel and are marked
+  FAILED (see the method for the crash window). Kinds without a factory stay in the journal.
 * ``active_jobs(user_id=None)``, ``get_active(job_id)`` → :class:`ActiveJob`; ``count_active(user_id)``.
 
 The kind-specific work sits behind :class:`~bot.services._jobs.kinds.JobKindHandler` (image now in

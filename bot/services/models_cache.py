@@ -37,11 +37,12 @@ class ModelChoice:
 
 class ModelsCache:
     def __init__(
-        self, fetch: FetchModels, *, ttl_s: float, clock: Callable[[], float] = time.monotonic
+        self, fetch: FetchModels, *, ttl_s: float, clock: Callable[[], float] | None = None
     ) -> None:
         self._fetch = fetch
         self._ttl_s = ttl_s
-        self._clock = clock
+        # Looked up at each call, not bound at import, so a patched clock (SimCord's virtual one) applies.
+        self._clock = clock or (lambda: time.monotonic())
         self._models: tuple[ActiveModel, ...] | None = None
         self._fetched_at = 0.0
         self._refresh: asyncio.Task[tuple[ActiveModel, ...]] | None = None

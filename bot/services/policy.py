@@ -47,9 +47,10 @@ class PolicyError(BotError):
 class GenerationContext:
     """What is about to be generated, where, by whom, and how it was started.
 
-    The image limits (``max_text_length`` on the prompts' characters, steps, size, count) apply to
-    ``kind="image"`` only: for text, ``max_text_length`` caps the tokens to write, which the text
-    request builder checks; alchemy has neither prompt nor model.
+    The image limits (``max_prompt_length`` on the prompts' characters, steps, size, count) apply
+    to ``kind="image"`` only. For text, the request builder checks ``max_prompt_length`` on what the
+    member typed and ``max_text_tokens`` on the length to write (here ``prompt`` may be a continued
+    text that grew past the limit); alchemy has neither prompt nor model.
     """
 
     origin: Origin
@@ -181,9 +182,9 @@ class Policy:
     @staticmethod
     def _check_image_limits(limits: GenerationDefaults, context: GenerationContext) -> None:
         text_length = len(context.prompt) + len(context.negative_prompt)
-        if text_length > limits.max_text_length:
+        if text_length > limits.max_prompt_length:
             raise PolicyError(
-                f"The prompt and negative prompt may have at most {limits.max_text_length:,} characters "
+                f"The prompt and negative prompt may have at most {limits.max_prompt_length:,} characters "
                 f"together here; they have {text_length:,}."
             )
         if context.steps > limits.max_steps:

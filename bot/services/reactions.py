@@ -15,7 +15,7 @@ from typing import Final
 
 from bot.errors import BotError
 from bot.services.guild_settings import GuildConfig, GuildSettingsService
-from bot.services.imagine import ImagineParams, ImagineRequest, exact_seed, rerun_request
+from bot.services.imagine import ImagineParams, ImagineRequest, can_manage_job, exact_seed, rerun_request
 from bot.services.kudos import KudosGift, KudosService
 from bot.services.policy import GenerationContext, Origin
 from bot.storage import JobRecord, Storage
@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 NEW_SEED_EMOJI: Final = "🎲"
 DELETE_EMOJI: Final = "❌"
+
+
 class ReactionAction(StrEnum):
     rerun = "rerun"
     """The configured rerun emoji: the same request with the same seed (like the Same seed button)."""
@@ -43,6 +45,8 @@ class ReactionEvent:
     emoji: str
     from_bot: bool = False
     message_author_id: int | None = None
+    manages_messages: bool = False
+    """Whether the member may manage messages in the channel (a moderator's ❌ deletes too)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +144,7 @@ class ReactionService:
 
         Ignored: reactions by bots (the bot's own included), outside servers, on messages that are
         not an image job's, unknown emoji, reruns of a job still running, and ❌ by anyone but the
-        member who started the job.
+        member who started the job or a moderator (like the Delete button).
         """
         if event.from_bot or event.user_id == bot_user_id or event.guild_id is None:
             return None
@@ -153,7 +157,9 @@ class ReactionService:
         job = await self._storage.jobs.get_by_message(event.channel_id, event.message_id)
         if job is None or job.kind != "image":
             return None
-        if action is ReactionAction.delete and event.user_id != job.user_id:
+        if action is ReactionAction.delete and not can_manage_job(
+            job, event.user_id, manages_messages=event.manages_messages
+        ):
             return None
         if action in (ReactionAction.rerun, ReactionAction.new_seed) and not job.state.is_terminal:
             return None

@@ -288,9 +288,10 @@ class EditThrottle:
     """Decides when a message edit may go out: only when what it shows changed, and at most once
     every ``interval_s`` seconds. A forced edit (the final one) always goes out."""
 
-    def __init__(self, interval_s: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, interval_s: float, *, clock: Callable[[], float] | None = None) -> None:
         self._interval_s = interval_s
-        self._clock = clock
+        # Looked up at each call, not bound at import, so a patched clock (SimCord's virtual one) applies.
+        self._clock = clock or (lambda: time.monotonic())
         self._last_at: float | None = None
         self._last_shown: Hashable | None = None
 

@@ -1,7 +1,8 @@
 """/write: what the user typed → a validated AI Horde text request, the parameters to journal, and
 what the result message shows.
 
-Bounds are the Horde's (the options enforce them too) plus this server's ``max_text_length``. The
+Bounds are the Horde's (the options enforce them too) plus this server's ``max_prompt_length``
+(characters typed) and ``max_text_tokens`` (the length to write). The
 parameters are journalled with the job, so Continue can send the same request again with the prompt
 extended by the text generated so far, also after a restart.
 """
@@ -19,6 +20,7 @@ from bot.config import GenerationDefaults
 from bot.errors import UserInputError
 from bot.horde import TextGenerateAsyncRequest
 from bot.horde.consts import MAX_STOP_SEQUENCE_CHARS, MAX_STOP_SEQUENCES
+from bot.services.imagine import has_visible_text
 from bot.services.jobs import JobOutcome, JobProgress
 from bot.services.render import (
     LOGIN_HINT,
@@ -39,6 +41,8 @@ MAX_TEMPERATURE: Final = 5.0
 MIN_TOP_P: Final = 0.001
 MIN_REP_PEN: Final = 1.0
 MAX_REP_PEN: Final = 3.0
+HORDE_DEFAULT_LENGTH: Final = 80
+"""What the Horde writes when ``max_length`` is left out."""
 MAX_PROMPT_CHARS: Final = 6000
 """Discord's longest string option; a continued prompt may grow past it."""
 
@@ -132,14 +136,23 @@ def parse_stop_sequences(text: str | None) -> tuple[str, ...]:
 
 def build_text_request(options: TextOptions, defaults: GenerationDefaults) -> TextRequest:
     """Check ``options`` against this server's limits and the Horde's; raises :class:`UserInputError`."""
-    if not options.prompt.strip():
+    if not has_visible_text(options.prompt):
         raise UserInputError("The prompt can't be empty.")
-    if options.max_length is not None and options.max_length > defaults.max_text_length:
-        raise UserInputError(f"Max length may be at most {defaults.max_text_length} tokens on this server.")
+    if len(options.prompt) > defaults.max_prompt_length:
+        raise UserInputError(
+            f"The prompt may have at most {defaults.max_prompt_length:,} characters on this server; "
+            f"it has {len(options.prompt):,}."
+        )
+    if options.max_length is not None and options.max_length > defaults.max_text_tokens:
+        raise UserInputError(f"Max length may be at most {defaults.max_text_tokens} tokens on this server.")
+    max_length = options.max_length
+    if max_length is None and defaults.max_text_tokens < HORDE_DEFAULT_LENGTH:
+        # Left out, the Horde would write more than this server allows.
+        max_length = defaults.max_text_tokens
     params = TextParams(
         prompt=options.prompt,
         model=options.model,
-        max_length=options.max_length,
+        max_length=max_length,
         max_context_length=options.max_context_length,
         temperature=options.temperature,
         top_p=options.top_p,

@@ -7,6 +7,7 @@ from bot.storage.base import (
     GuildSettingAuditRecord,
     GuildSettingsRecord,
     GuildSettingsRepository,
+    GuildSettingsWatcher,
     GuildSponsorKeyRecord,
     GuildSponsorKeyRepository,
     InvalidTransitionError,
@@ -22,6 +23,7 @@ from bot.storage.base import (
     StorageError,
     UserRecord,
     UserRepository,
+    guild_shard,
     new_job_id,
 )
 from bot.storage.postgres import PostgresStorage
@@ -49,6 +51,7 @@ __all__ = [
     "GuildSettingAuditRecord",
     "GuildSettingsRecord",
     "GuildSettingsRepository",
+    "GuildSettingsWatcher",
     "GuildSponsorKeyRecord",
     "GuildSponsorKeyRepository",
     "InvalidTransitionError",
@@ -68,6 +71,7 @@ __all__ = [
     "StorageError",
     "UserRecord",
     "UserRepository",
+    "guild_shard",
     "new_job_id",
     "open_storage",
     "parse_database_url",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -57,6 +57,18 @@ UNFINISHED_STATES: tuple[JobState, ...] = (JobState.PENDING, JobState.SUBMITTED)
 JobKind: TypeAlias = Literal["image", "text", "alchemy"]
 KeyOwner: TypeAlias = Literal["user", "anonymous", "sponsor"]
 RowKey: TypeAlias = int | str
+
+
+GuildSettingsWatcher: TypeAlias = Callable[[int | None], None]
+"""Told that a guild's settings or sponsor key changed in the database (``None``: changes may have
+been missed, so forget every guild). See :meth:`Storage.watch_guild_settings`."""
+
+
+def guild_shard(guild_id: int | None, shard_count: int) -> int:
+    """The shard that receives a guild's events (discord.py's rule); a DM's is shard 0."""
+    if shard_count < 1:
+        raise ValueError("shard_count must be at least 1")
+    return 0 if guild_id is None else (guild_id >> 22) % shard_count
 
 
 def check_transition(old: JobState, new: JobState) -> None:
@@ -265,8 +277,12 @@ class JobRepository(Protocol):
         """Raises NotFoundError, InvalidTransitionError, or ValueError for an invalid value."""
         ...
 
-    async def list_unfinished(self, shard_id: int | None = None) -> list[JobRecord]:
-        """Pending and submitted jobs, oldest first; ``shard_id=None`` means every shard."""
+    async def list_unfinished(self, shard_ids: Collection[int] | None = None) -> list[JobRecord]:
+        """Pending and submitted jobs, oldest first: every one (``None``) or those of ``shard_ids``.
+
+        A job journalled without a shard (before sharding) counts as shard 0, the shard of DMs,
+        so exactly one process of a sharded bot picks it up.
+        """
         ...
 
     async def list_recent(self, user_id: int, limit: int = 10) -> list[JobRecord]:
@@ -310,6 +326,17 @@ class Storage(Protocol):
 
     def transaction(self) -> AbstractAsyncContextManager[None]:
         """Atomic multi-statement work; the repositories' calls inside it join it. Nests as savepoints."""
+        ...
+
+    def watch_guild_settings(self, watcher: GuildSettingsWatcher) -> Callable[[], None]:
+        """Call ``watcher`` (synchronously, on the event loop) when a guild's settings or sponsor key
+        change in the database, whoever wrote them; returns a function that stops it.
+
+        For caches shared by several processes. PostgreSQL pushes every committed change
+        (LISTEN/NOTIFY) and calls ``watcher(None)`` whenever it (re)starts listening, since changes
+        may have been missed meanwhile. SQLite cannot tell other processes' writes, so it never
+        calls it: caches over SQLite need a time limit.
+        """
         ...
 
     async def __aenter__(self) -> Storage: ...

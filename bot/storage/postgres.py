@@ -18,10 +18,20 @@ every later statement of it, and its COMMIT rolls back. Committing such a transa
 
 No lock timeout is set: the database's own settings apply, and can be given in the URL
 (``?lock_timeout=5000`` or ``?idle_in_transaction_session_timeout=60000``).
+
+Guild settings changes are pushed to every process: each write NOTIFYs inside its transaction
+(delivered only if it commits), and :meth:`PostgresStorage.watch_guild_settings` LISTENs on a
+dedicated connection (not a pool one: a pooled connection is reset, its LISTENs dropped, when it
+goes back). When that connection is lost, the watchers forget everything and it reconnects with
+backoff; once subscribed again they forget everything once more, since notifications sent while
+nobody listened are lost. The payload carries the schema, so bots in other schemas ignore it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from enum import Enum
@@ -31,6 +41,7 @@ from typing import Any, Final, TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from bot.horde import Wakeup
 from bot.storage.base import StorageError, utcnow
 from bot.storage.postgres_migrations import MIGRATIONS
 from bot.storage.sql import (
@@ -48,6 +59,8 @@ from bot.storage.sql import (
 )
 from bot.storage.url import PostgresURL
 
+log = logging.getLogger(__name__)
+
 # The driver has no runtime generics: the alias is a string, resolved by type checkers only.
 Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 
@@ -59,6 +72,15 @@ DEFAULT_CONNECT_TIMEOUT_S: Final = 10.0
 _WRITE_LOCK: Final = 0x486F7264
 _MIGRATION_LOCK: Final = 0x486F7266
 _SCHEMA_KEY: Final = "hashtext(coalesce(current_schema(), ''))"
+
+SETTINGS_CHANNEL: Final = "horde_bot_guild_settings"
+LISTENER_APPLICATION_NAME: Final = "horde-bot settings listener"
+# The listening connection is checked this often: a peer that vanished without closing the socket
+# is noticed by the failed check, not by the driver.
+DEFAULT_LISTENER_CHECK_S: Final = 30.0
+_LISTENER_CHECK_TIMEOUT_S: Final = 10.0
+# Reconnection backoff: first retry, doubling up to the last.
+_LISTENER_RETRY_S: Final = (0.1, 15.0)
 
 _SCHEMA_VERSION_TABLE: Final = """
     CREATE TABLE IF NOT EXISTS schema_version (
@@ -133,6 +155,7 @@ class PostgresDatabase(Database[Connection]):
         min_connections: int,
         max_connections: int,
         connect_timeout_s: float,
+        listener_check_s: float = DEFAULT_LISTENER_CHECK_S,
     ) -> None:
         super().__init__()
         self._location = location
@@ -140,7 +163,15 @@ class PostgresDatabase(Database[Connection]):
         self._min_connections = min_connections
         self._max_connections = max_connections
         self._connect_timeout_s = connect_timeout_s
+        self._listener_check_s = listener_check_s
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = False
+
+    @property
+    def listening(self) -> bool:
+        """Whether the settings notifications are being received right now."""
+        return self._listening
 
     @property
     def is_connected(self) -> bool:
@@ -165,11 +196,92 @@ class PostgresDatabase(Database[Connection]):
             await uncancellable(pool.close())
             raise
         self._pool = pool
+        self._watchers_changed()
 
     async def _close(self) -> None:
         pool, self._pool = self._pool, None
+        await self._stop_listening()
         if pool is not None:
             await pool.close()
+
+    # -- guild settings notifications --------------------------------------------------------------
+
+    async def guild_settings_changed(self, guild_id: int) -> None:
+        await self.execute(
+            "SELECT pg_notify($1, coalesce(current_schema(), '') || ':' || $2)",
+            (SETTINGS_CHANNEL, str(guild_id)),
+        )
+
+    def _watchers_changed(self) -> None:
+        if self._settings_watchers and self._pool is not None and self._listener is None:
+            self._listener = asyncio.create_task(self._listen(), name="PostgresStorage.listen")
+        elif not self._settings_watchers and self._listener is not None:
+            self._listener.cancel()  # _listen's own cleanup closes its connection
+            self._listener = None
+
+    async def _stop_listening(self) -> None:
+        task, self._listener = self._listener, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _listen(self) -> None:
+        """Keep one connection LISTENing, reconnecting with backoff; runs until cancelled."""
+        first, last = _LISTENER_RETRY_S
+        delay = first
+        while True:
+            try:
+                conn = await asyncpg.connect(
+                    self._location.dsn,
+                    timeout=self._connect_timeout_s,
+                    server_settings={"application_name": LISTENER_APPLICATION_NAME},
+                )
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning(
+                    "Settings notifications: cannot connect to %s (%s); retrying in %gs",
+                    self._location.redacted,
+                    exc,
+                    delay,
+                )
+            else:
+                try:
+                    await self._listen_on(conn)
+                    delay = first  # it worked for a while: the next loss retries quickly again
+                finally:
+                    self._listening = False
+                    await uncancellable(_close_quietly(conn))
+                log.warning("Settings notifications: connection lost; reconnecting in %gs", delay)
+                # Changes may be missed until the next subscription: stop trusting the caches now.
+                self._tell_watchers(None)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, last)
+
+    async def _listen_on(self, conn: asyncpg.Connection[asyncpg.Record]) -> None:
+        """Subscribe on ``conn`` and return once it is lost."""
+        lost = Wakeup()
+        try:
+            conn.add_termination_listener(lambda _conn: lost.set())
+            schema = str(await conn.fetchval("SELECT coalesce(current_schema(), '')"))
+
+            def notified(_conn: object, _pid: int, _channel: str, payload: object) -> None:
+                where, _, guild = str(payload).rpartition(":")
+                if where == schema and guild.isdigit():
+                    self._tell_watchers(int(guild))
+
+            await conn.add_listener(SETTINGS_CHANNEL, notified)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("Settings notifications: cannot subscribe (%s)", exc)
+            return
+        self._listening = True
+        # Writes committed before the LISTEN took effect were never sent to us.
+        self._tell_watchers(None)
+        while not await lost.sleep(self._listener_check_s):
+            try:
+                await conn.execute("SELECT 1", timeout=_LISTENER_CHECK_TIMEOUT_S)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("Settings notifications: the connection stopped answering (%s)", exc)
+                return
 
     def _require(self) -> asyncpg.Pool[asyncpg.Record]:
         if self._pool is None:
@@ -237,6 +349,15 @@ class PostgresDatabase(Database[Connection]):
         return [dict(row.items()) for row in rows]
 
 
+async def _close_quietly(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    if conn.is_closed():
+        return
+    try:
+        await conn.close(timeout=_LISTENER_CHECK_TIMEOUT_S)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        conn.terminate()
+
+
 class PostgresStorage(SQLStorage[PostgresDatabase]):
     """The :class:`~bot.storage.base.Storage` implementation on a PostgreSQL database (or schema)."""
 
@@ -249,6 +370,7 @@ class PostgresStorage(SQLStorage[PostgresDatabase]):
         min_connections: int = DEFAULT_MIN_CONNECTIONS,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        listener_check_s: float = DEFAULT_LISTENER_CHECK_S,
     ) -> None:
         db = PostgresDatabase(
             location,
@@ -256,9 +378,15 @@ class PostgresStorage(SQLStorage[PostgresDatabase]):
             min_connections=min_connections,
             max_connections=max_connections,
             connect_timeout_s=connect_timeout_s,
+            listener_check_s=listener_check_s,
         )
         super().__init__(db, clock)
         self.location: Final = location
+
+    @property
+    def listening(self) -> bool:
+        """Whether guild settings changes are being received right now (see the module's docs)."""
+        return self._db.listening
 
     def __repr__(self) -> str:
         return f"PostgresStorage({self.location.redacted!r})"
@@ -266,8 +394,11 @@ class PostgresStorage(SQLStorage[PostgresDatabase]):
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT_S",
+    "DEFAULT_LISTENER_CHECK_S",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MIN_CONNECTIONS",
+    "LISTENER_APPLICATION_NAME",
+    "SETTINGS_CHANNEL",
     "PostgresDatabase",
     "PostgresStorage",
     "apply_migrations",

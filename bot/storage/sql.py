@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from functools import partial
@@ -22,6 +23,7 @@ from bot.storage.base import (
     EncryptedColumn,
     GuildSettingAuditRecord,
     GuildSettingsRecord,
+    GuildSettingsWatcher,
     GuildSponsorKeyRecord,
     JobChanges,
     JobRecord,
@@ -34,6 +36,8 @@ from bot.storage.base import (
     check_transition,
     utcnow,
 )
+
+log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _Conn = TypeVar("_Conn")
@@ -136,6 +140,7 @@ class Database(ABC, Generic[_Conn]):
         self._owner: asyncio.Task[Any] | None = None
         self._owner_conn: _Conn | None = None
         self._savepoints = 0
+        self._settings_watchers: list[GuildSettingsWatcher] = []
 
     @property
     @abstractmethod
@@ -195,6 +200,32 @@ class Database(ABC, Generic[_Conn]):
         async with self._lock:
             if self.is_connected:
                 await self._close()
+
+    async def guild_settings_changed(self, guild_id: int) -> None:
+        """Tell other processes, if the backend can, that ``guild_id``'s settings changed.
+
+        Called inside the transaction of the write, so the news goes out only if it commits.
+        """
+
+    def watch_guild_settings(self, watcher: GuildSettingsWatcher) -> Callable[[], None]:
+        self._settings_watchers.append(watcher)
+        self._watchers_changed()
+        return partial(self._unwatch, watcher)
+
+    def _unwatch(self, watcher: GuildSettingsWatcher) -> None:
+        if watcher in self._settings_watchers:
+            self._settings_watchers.remove(watcher)
+            self._watchers_changed()
+
+    def _watchers_changed(self) -> None:
+        """A backend that listens for changes starts or stops listening here."""
+
+    def _tell_watchers(self, guild_id: int | None) -> None:
+        for watcher in list(self._settings_watchers):
+            try:
+                watcher(guild_id)
+            except Exception:
+                log.exception("A guild settings watcher failed")
 
     @staticmethod
     def not_connected() -> StorageError:
@@ -421,6 +452,7 @@ class SQLGuildSettings:
                 (guild_id, key, value_json, now, actor_id),
             )
         await _audit(self._db, guild_id, key, old_json, value_json, actor_id, now)
+        await self._db.guild_settings_changed(guild_id)
         return True
 
 
@@ -465,6 +497,7 @@ class SQLSponsorKeys:
                 record.updated_by,
                 now,
             )
+            await self._db.guild_settings_changed(record.guild_id)
 
     async def delete(self, guild_id: int, actor_id: int) -> bool:
         async with self._db.transaction():
@@ -475,6 +508,7 @@ class SQLSponsorKeys:
             await _audit(
                 self._db, guild_id, SPONSOR_AUDIT_KEY, _username_json(old), None, actor_id, self._clock()
             )
+            await self._db.guild_settings_changed(guild_id)
         return True
 
 
@@ -551,12 +585,16 @@ class SQLJobs:
         )
         return 0.0 if row is None else float(row["spent"])
 
-    async def list_unfinished(self, shard_id: int | None = None) -> list[JobRecord]:
+    async def list_unfinished(self, shard_ids: Collection[int] | None = None) -> list[JobRecord]:
         sql = f"SELECT * FROM jobs WHERE state IN ({_UNFINISHED_SQL})"
-        params: tuple[int, ...] = ()
-        if shard_id is not None:
-            sql += " AND shard_id = $1"
-            params = (shard_id,)
+        params: list[int] = []
+        if shard_ids is not None:
+            params = sorted({int(shard) for shard in shard_ids})
+            if not params:
+                return []
+            placeholders = ", ".join(f"${index}" for index in range(1, len(params) + 1))
+            # Rows journalled before sharding have no shard: they are shard 0's (see the protocol).
+            sql += f" AND coalesce(shard_id, 0) IN ({placeholders})"
         return await self._many(sql + " ORDER BY created_at, id", *params)
 
     async def list_recent(self, user_id: int, limit: int = 10) -> list[JobRecord]:
@@ -612,6 +650,9 @@ class SQLStorage(Generic[_Db]):
 
     def transaction(self) -> AbstractAsyncContextManager[None]:
         return self._db.transaction()
+
+    def watch_guild_settings(self, watcher: GuildSettingsWatcher) -> Callable[[], None]:
+        return self._db.watch_guild_settings(watcher)
 
     async def __aenter__(self) -> Self:
         await self.connect()

@@ -83,6 +83,19 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         CREATE INDEX jobs_by_guild ON jobs (guild_id, created_at);
         """,
     ),
+    Migration(
+        3,
+        "split_max_text_length",
+        # max_text_length capped an image's prompt characters and /write's tokens; each stored
+        # value keeps doing both, under the two settings that now mean one thing each.
+        """
+        INSERT INTO guild_settings (guild_id, key, value_json, updated_at, updated_by)
+        SELECT guild_id, 'max_text_tokens', value_json, updated_at, updated_by
+        FROM guild_settings WHERE key = 'max_text_length';
+
+        UPDATE guild_settings SET key = 'max_prompt_length' WHERE key = 'max_text_length';
+        """,
+    ),
 )
 
 __all__ = ["MIGRATIONS", "Migration"]

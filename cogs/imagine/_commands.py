@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -70,26 +69,14 @@ class Imagine(commands.Cog, name=COG_NAME):
     def __init__(self, bot: HordeBot) -> None:
         self.bot = bot
         self.models = ModelsCache(self._fetch_models, ttl_s=bot.settings.horde.models_cache_ttl_s)
-        self._resume_task: asyncio.Task[int] | None = None
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(JobButton)
-        self._resume_task = asyncio.create_task(self._resume(), name="imagine.resume_unfinished")
+        self.bot.jobs.set_listener_factory("image", lambda job: listener_for(self.bot, job))
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(JobButton)
-        if self._resume_task is not None:
-            self._resume_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._resume_task
         await self.models.close()
-
-    async def _resume(self) -> int:
-        try:
-            return await self.bot.jobs.resume_unfinished(lambda job: listener_for(self.bot, job))
-        except Exception:
-            log.exception("Could not resume the unfinished generations")
-            return 0
 
     async def _fetch_models(self) -> Sequence[ActiveModel]:
         return (await self.bot.horde.get_models()).root
@@ -189,11 +176,11 @@ class Imagine(commands.Cog, name=COG_NAME):
             return
         context = _policy_context(interaction, imagine.params, "command", age_restricted=age_restricted)
         async with self.bot.policy.admit(context) as decision:
-            await interaction.response.defer(thinking=True)
+            await interaction.response.defer(thinking=True, ephemeral=decision.ephemeral)
             async with private_failures(interaction):
                 if source_image is not None:
                     imagine = imagine.with_source_image(await _read_source(source_image))
-                await launch(self.bot, interaction, imagine, decision.key)
+                await launch(self.bot, interaction, imagine, decision.key, private=decision.ephemeral)
 
     async def _estimate(self, interaction: discord.Interaction[Any], imagine: ImagineRequest) -> None:
         """The dry run's price, privately; nothing is queued. A source image is priced by its options
@@ -295,9 +282,9 @@ class Imagine(commands.Cog, name=COG_NAME):
         imagine = build(config.nsfw_allowed(interaction.channel_id, age_restricted=age_restricted))
         context = _policy_context(interaction, imagine.params, "button", age_restricted=age_restricted)
         async with self.bot.policy.admit(context) as decision:
-            await interaction.response.defer(thinking=True)
+            await interaction.response.defer(thinking=True, ephemeral=decision.ephemeral)
             async with private_failures(interaction):
-                await launch(self.bot, interaction, imagine, decision.key)
+                await launch(self.bot, interaction, imagine, decision.key, private=decision.ephemeral)
 
     async def _upscale(self, interaction: discord.Interaction[Any], image: discord.Attachment) -> None:
         """An image was picked: upscale it with /alchemy's job, posted publicly."""

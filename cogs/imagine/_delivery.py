@@ -1,7 +1,9 @@
 """The Discord side of an image job: start it bound to a message, then keep that one message current.
 
-The listener addresses its message by channel and message id (never through the interaction), so it
-keeps working after the 15-minute interaction token expired and after a restart.
+The message is a :class:`~bot.services.delivery.MessageTarget`: a channel message (edited by channel
+and message id, so it keeps working after the interaction token expired and after a restart) or,
+where the server shows results privately, the interaction's ephemeral reply, which moves to a
+channel message before its token expires.
 """
 
 from __future__ import annotations
@@ -9,16 +11,23 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final
 
 import discord
-from pydantic import ValidationError
 
 from bot.app import HordeBot
-from bot.errors import BotError
+from bot.errors import BotError, UserInputError
 from bot.services.accounts import ResolvedKey
+from bot.services.delivery import (
+    UNKNOWN_MESSAGE,
+    Delivery,
+    Fields,
+    JobMessage,
+    MessageTarget,
+    journalled_params,
+    monotonic,
+)
 from bot.services.imagine import ImagineParams, ImagineRequest
 from bot.services.jobs import DeliveredImage, JobAbandoned, JobListener, JobOutcome, JobProgress
 from bot.services.render import NO_ATTACH_PERMISSION, EditThrottle, render_progress, render_result
@@ -32,8 +41,10 @@ MAX_ATTACHMENTS: Final = 10
 """Discord allows this many files on one message."""
 FILE_STEM: Final = "imagine"
 NOT_STARTED: Final = "This generation could not be started."
-# Discord error codes: the message or its channel is gone, or the bot can no longer reach it.
-_UNKNOWN_MESSAGE: Final = 10008
+PRIVATE_CHANNEL: Final = (
+    "This server shows results privately here, and a reaction has no private reply: "
+    "use the Rerun button instead."
+)
 
 
 def is_age_restricted(channel: object) -> bool:
@@ -50,59 +61,93 @@ def too_many_files(count: int) -> str:
 
 
 class ImagineListener(JobListener):
-    """Edits one message: progress (only when it changed, at most once per edit interval), each
-    image as soon as it arrives, and the final result with its buttons (always sent)."""
+    """Edits one message: progress (only when it changed, at most once per edit interval, when the
+    channel has a turn free), each image as soon as the channel's turn comes (the last ones with the
+    result), and the final result with its buttons (waits for its turn, then always sent: retried
+    after a 429 or 5xx). When the job moves to a new message (a private reply whose token runs out),
+    every image is attached again there."""
 
     def __init__(
         self,
-        bot: HordeBot,
+        delivery: Delivery,
+        target: MessageTarget,
         *,
-        channel_id: int,
-        message_id: int,
         params: ImagineParams,
         anonymous: bool,
-        clock: Callable[[], float] = time.monotonic,
+        private: bool = False,
+        clock: Callable[[], float] = monotonic,
     ) -> None:
-        self._message = bot.get_partial_messageable(channel_id).get_partial_message(message_id)
+        self._delivery = delivery
+        self._target = target
         self._params = params
         self._anonymous = anonymous
-        self._bar_width = bot.settings.progress.bar_width
-        self._throttle = EditThrottle(bot.settings.progress.edit_interval_s, clock=clock)
+        self._private = private
+        self._bar_width = delivery.progress.bar_width
+        self._throttle = EditThrottle(delivery.progress.edit_interval_s, clock=clock)
         self._progress: JobProgress | None = None
         self._seen: set[str] = set()
-        self._pending: list[DeliveredImage] = []
+        self._images: list[DeliveredImage] = []
+        """Every image in order; the message shows the first ``_shown`` of them."""
+        self._shown = 0
         self._attached: list[discord.Attachment] = []
-        self._left_out = 0
         self._can_attach = True
         self._has_view = False
 
     async def on_progress(self, job: JobRecord, progress: JobProgress) -> None:
         self._progress = progress
-        await self._update(job)
+        content = self._progress_text()
+        if not self._throttle.should_edit((content, len(self._seen))):
+            return
+        if not self._delivery.budget.try_spend(self._target.channel_id):
+            return  # the channel is busy: a later poll shows it
+        await self._edit(job, content=content, view=progress_view(job.id), final=False)
 
     async def on_images(self, job: JobRecord, new_images: Sequence[DeliveredImage]) -> None:
-        # At once, not throttled: the engine fetches new images at most every few seconds (the
-        # status endpoint's rate limit), so these edits cannot flood the channel.
         self._queue(new_images)
-        await self._edit(content=self._progress_text(), view=self._view_once(job))
+        if self._progress is not None and self._progress.state == "finishing":
+            # The job's last images: the result edit, which comes right after, shows them (one
+            # edit of the channel's budget instead of two).
+            return
+        # Not throttled: the engine fetches images at most every few seconds (the status
+        # endpoint's rate limit). They wait for the channel's turn, as results do.
+        await self._delivery.budget.acquire(self._target.channel_id)
+        await self._edit(job, content=self._progress_text(), view=progress_view(job.id), final=False)
 
     async def on_finished(self, job: JobRecord, outcome: JobOutcome) -> None:
         self._queue(outcome.images)
-        result = render_result(self._params, outcome, anonymous=self._anonymous, notes=self._notes())
-        await self._edit(content=result.content, embed=result.embed, view=result_view(job.id))
+        await self._delivery.result_turn(self._target.channel_id, outcome)
+
+        async def attempt() -> None:
+            result = render_result(self._params, outcome, anonymous=self._anonymous, notes=self._notes())
+            # A private reply has no Delete (Discord lets its member dismiss it); a channel message,
+            # also one the job moved to, has.
+            private = self._private and self._target.message_id is None
+            await self._edit(
+                job,
+                content=result.content,
+                embed=result.embed,
+                view=result_view(job.id, private=private),
+                fresh_view=result_view(job.id),
+                final=True,
+            )
+
+        await self._delivery.must_deliver(f"the result of job {job.id}", attempt)
 
     def _queue(self, images: Sequence[DeliveredImage]) -> None:
         for image in images:
             if image.generation_id not in self._seen:
                 self._seen.add(image.generation_id)
-                self._pending.append(image)
+                self._images.append(image)
+
+    def _left_out(self) -> int:
+        return max(0, len(self._images) - MAX_ATTACHMENTS) if self._can_attach else 0
 
     def _notes(self) -> list[str]:
         notes = []
         if not self._can_attach:
             notes.append(NO_ATTACH_PERMISSION)
-        if self._left_out:
-            notes.append(too_many_files(self._left_out))
+        if self._left_out():
+            notes.append(too_many_files(self._left_out()))
         return notes
 
     def _progress_text(self) -> str:
@@ -114,69 +159,87 @@ class ImagineListener(JobListener):
             notes=self._notes(),
         )
 
-    def _view_once(self, job: JobRecord) -> discord.ui.View | None:
-        """The Cancel button, sent with the first edit only (later edits keep it)."""
-        return None if self._has_view else progress_view(job.id)
-
-    async def _update(self, job: JobRecord) -> None:
-        content = self._progress_text()
-        if self._throttle.should_edit((content, len(self._seen))):
-            await self._edit(content=content, view=self._view_once(job))
-
     async def _edit(
-        self, *, content: str, embed: discord.Embed | None = None, view: discord.ui.View | None = None
+        self,
+        job: JobRecord,
+        *,
+        content: str,
+        view: discord.ui.View,
+        final: bool,
+        embed: discord.Embed | None = None,
+        fresh_view: discord.ui.View | None = None,
     ) -> None:
-        """Show ``content`` and every pending image. A 404 abandons the job (the message is gone);
-        a 403 with files means no Attach Files permission: the images are left out and the text
-        says so."""
+        """Show ``content`` and every image not shown yet. A 404 abandons the job (the message is
+        gone); a 403 with files means no Attach Files permission: the images are left out and the
+        text says so. Other errors skip a progress edit (the next one catches up) and propagate
+        from a ``final`` one (:meth:`Delivery.must_deliver` tries again)."""
         shown = (content, len(self._seen))
-        fields: dict[str, Any] = {"content": content, "allowed_mentions": NO_MENTIONS}
-        if embed is not None:
-            fields["embed"] = embed
-        if view is not None:
-            fields["view"] = view
         uploading: list[DeliveredImage] = []
-        left_out = 0
-        if self._can_attach and self._pending:
-            uploading = self._pending[: MAX_ATTACHMENTS - len(self._attached)]
-            left_out = len(self._pending) - len(uploading)
-            if left_out:
-                fields["content"] = _with_line(content, too_many_files(self._left_out + left_out))
-            if uploading:
-                fields["attachments"] = [*self._attached, *(_file(image) for image in uploading)]
+
+        def build(fresh: bool) -> Fields:
+            nonlocal uploading
+            # A fresh message starts with nothing attached: every image goes up again.
+            attached = [] if fresh else self._attached
+            already = 0 if fresh else self._shown
+            text = _with_line(content, NO_ATTACH_PERMISSION) if not self._can_attach else content
+            fields: Fields = {"content": text, "allowed_mentions": NO_MENTIONS}
+            if embed is not None:
+                fields["embed"] = embed
+            if fresh or final or not self._has_view:
+                fields["view"] = fresh_view if fresh and fresh_view is not None else view
+            uploading = []
+            if self._can_attach:
+                uploading = self._images[already:MAX_ATTACHMENTS]
+                if uploading:
+                    fields["attachments"] = [*attached, *(_file(image) for image in uploading)]
+                if self._left_out():
+                    fields["content"] = _with_line(fields["content"], too_many_files(self._left_out()))
+            return fields
+
+        before = self._target.message_id
         try:
-            message = await self._send(fields)
+            message = await self._send(job, build, final=final)
         except discord.Forbidden:
-            log.warning("Missing permission to attach files in channel %s", self._message.channel.id)
-            self._can_attach, uploading, left_out = False, [], 0
-            del fields["attachments"]
-            fields["content"] = _with_line(content, NO_ATTACH_PERMISSION)
-            message = await self._send(fields)
+            log.warning("Missing permission to attach files in channel %s", self._target.channel_id)
+            self._can_attach = False
+            message = await self._send(job, build, final=final)
         if message is None:
             return
+        if self._target.message_id != before:
+            self._shown, self._attached = 0, []
+            await self._delivery.record_move(job, self._target, before)
         if uploading:
             self._attached = list(message.attachments)
-        self._left_out += left_out
-        self._pending.clear()
-        self._has_view = self._has_view or view is not None
+            self._shown = min(len(self._images), MAX_ATTACHMENTS)
+        self._has_view = True
         self._throttle.sent(shown)
 
-    async def _send(self, fields: dict[str, Any]) -> discord.Message | None:
-        """The edited message; ``None`` when Discord failed in a way a later edit may not."""
+    async def _send(self, job: JobRecord, build: Callable[[bool], Fields], *, final: bool) -> Any:
+        """The edited message; ``None`` when a progress edit failed in a way a later one may not."""
+        had_files = False
+
+        def recorded(fresh: bool) -> Fields:
+            nonlocal had_files
+            fields = build(fresh)
+            had_files = bool(fields.get("attachments"))
+            return fields
+
         try:
-            return await self._message.edit(**fields)
+            return await self._target.edit(recorded)
         except discord.NotFound as exc:
-            if exc.code != _UNKNOWN_MESSAGE:
-                log.info("Message %s can no longer be edited: %s", self._message.id, exc)
+            if exc.code != UNKNOWN_MESSAGE:
+                log.info("The message of job %s can no longer be edited: %s", job.id, exc)
             raise JobAbandoned from None
         except discord.Forbidden:
-            if "attachments" in fields:
+            if had_files:
                 raise
-            log.warning("Not allowed to edit message %s", self._message.id)
+            log.warning("Not allowed to edit the message of job %s", job.id)
             return None
         except discord.HTTPException as exc:
+            if final:
+                raise
             log.warning(
-                "Could not edit message %s: HTTP %s (code %s)", self._message.id, exc.status, exc.code
+                "Could not edit the message of job %s: HTTP %s (code %s)", job.id, exc.status, exc.code
             )
             return None
 
@@ -191,18 +254,12 @@ def _with_line(content: str, line: str) -> str:
 
 
 def listener_for(bot: HordeBot, job: JobRecord) -> ImagineListener:
-    """The listener of a journalled job (after a restart); :class:`JobAbandoned` if it has no message."""
-    if job.message_id is None:
-        raise JobAbandoned(f"job {job.id} has no message")
-    try:
-        params = ImagineParams.from_json(job.params_json)
-    except ValidationError:
-        log.warning("Job %s: its journalled parameters can't be read", job.id)
-        raise JobAbandoned(f"job {job.id} has unreadable parameters") from None
+    """The listener of a journalled job (after a restart); :class:`JobAbandoned` if its parameters
+    can't be read. A private job (no channel message) continues in a new channel message."""
+    params = journalled_params(job, ImagineParams.from_json)
     return ImagineListener(
-        bot,
-        channel_id=job.channel_id,
-        message_id=job.message_id,
+        bot.delivery,
+        bot.delivery.resumed(job),
         params=params,
         anonymous=job.key_owner == "anonymous",
     )
@@ -229,17 +286,21 @@ async def private_failures(interaction: discord.Interaction) -> AsyncIterator[No
 
 
 async def launch(
-    bot: HordeBot, interaction: discord.Interaction, imagine: ImagineRequest, key: ResolvedKey
+    bot: HordeBot,
+    interaction: discord.Interaction,
+    imagine: ImagineRequest,
+    key: ResolvedKey,
+    *,
+    private: bool = False,
 ) -> JobRecord:
-    """Start ``imagine`` for the interaction's user in the interaction's (deferred) message.
+    """Start ``imagine`` for the interaction's user in the interaction's (deferred) reply; ``private``
+    when it was deferred ephemeral (the server shows results privately).
 
     ``key`` is the one the policy chose (own, sponsor or anonymous; then the message says how to log in).
     """
-    message = await interaction.edit_original_response(
-        content=_first_text(bot, imagine, key), allowed_mentions=NO_MENTIONS
-    )
+    placed = await bot.delivery.open(interaction, _first_text(bot, imagine, key), private=private)
     return await _start(
-        bot, message, imagine, key, user_id=interaction.user.id, guild_id=interaction.guild_id
+        bot, placed, imagine, key, user_id=interaction.user.id, guild_id=interaction.guild_id, private=private
     )
 
 
@@ -252,9 +313,19 @@ async def launch_in_channel(
     user_id: int,
     guild_id: int | None,
 ) -> JobRecord:
-    """Start ``imagine`` for ``user_id`` in a new message in ``channel`` (no interaction to answer)."""
+    """Start ``imagine`` for ``user_id`` in a new message in ``channel`` (no interaction to answer).
+
+    Where the server shows results privately this refuses (:class:`UserInputError`): without an
+    interaction there is no private reply, and posting publicly would go against the setting.
+    """
+    channel_id = getattr(channel, "id", None)
+    config = await bot.guild_settings.get(guild_id)
+    if config.visibility_in(channel_id if isinstance(channel_id, int) else None) == "private":
+        raise UserInputError(PRIVATE_CHANNEL)
     message = await channel.send(_first_text(bot, imagine, key), allowed_mentions=NO_MENTIONS)
-    return await _start(bot, message, imagine, key, user_id=user_id, guild_id=guild_id)
+    return await _start(
+        bot, bot.delivery.in_channel(message), imagine, key, user_id=user_id, guild_id=guild_id
+    )
 
 
 def _first_text(bot: HordeBot, imagine: ImagineRequest, key: ResolvedKey) -> str:
@@ -265,19 +336,16 @@ def _first_text(bot: HordeBot, imagine: ImagineRequest, key: ResolvedKey) -> str
 
 async def _start(
     bot: HordeBot,
-    message: discord.Message,
+    placed: JobMessage,
     imagine: ImagineRequest,
     key: ResolvedKey,
     *,
     user_id: int,
     guild_id: int | None,
+    private: bool = False,
 ) -> JobRecord:
     listener = ImagineListener(
-        bot,
-        channel_id=message.channel.id,
-        message_id=message.id,
-        params=imagine.params,
-        anonymous=key.is_anonymous,
+        bot.delivery, placed.target, params=imagine.params, anonymous=key.is_anonymous, private=private
     )
     return await bot.jobs.start_image_job(
         request=imagine.request,
@@ -285,8 +353,8 @@ async def _start(
         key_owner=key.owner,
         user_id=user_id,
         guild_id=guild_id,
-        channel_id=message.channel.id,
-        message_id=message.id,
+        channel_id=placed.channel_id,
+        message_id=placed.message_id,
         params=imagine.params.model_dump(mode="json"),
         listener=listener,
     )

@@ -91,16 +91,14 @@ def progress_view(job_id: str) -> discord.ui.View:
     return view
 
 
-def result_view(job_id: str) -> discord.ui.View:
+def result_view(job_id: str, *, private: bool = False) -> discord.ui.View:
+    """The result's buttons; a ``private`` (ephemeral) reply has no Delete: the channel endpoint
+    can't delete it, and Discord lets its member dismiss it."""
     view = discord.ui.View(timeout=None)
-    for action in (
-        Action.rerun,
-        Action.same_seed,
-        Action.edit,
-        Action.upscale,
-        Action.details,
-        Action.delete,
-    ):
+    actions = [Action.rerun, Action.same_seed, Action.edit, Action.upscale, Action.details]
+    if not private:
+        actions.append(Action.delete)
+    for action in actions:
         view.add_item(JobButton(action, job_id))
     return view
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
@@ -11,11 +12,11 @@ import simcord
 
 from bot.app import EXTENSIONS, HordeBot, bot_intents, create_bot
 from bot.config import BotSettings, ConfigError, Settings
-from bot.horde import ImageGenerateAsyncRequest, ImageGenerateAsyncResponse
+from bot.horde import AIHordeAPIAsyncManualClient, ImageGenerateAsyncRequest, ImageGenerateAsyncResponse
 from bot.horde.consts import ANON_API_KEY
 from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
 from bot.logging import REDACTED, SecretRedactor
-from bot.storage import SQLiteStorage, StorageError, parse_database_url
+from bot.storage import JobRecord, JobState, SQLiteStorage, StorageError, open_storage, parse_database_url
 
 
 @pytest.fixture
@@ -165,3 +166,40 @@ async def test_the_settings_secrets_are_registered_for_redaction(settings: Setti
 async def test_without_encryption_keys_the_bot_cannot_be_built(settings: Settings) -> None:
     with pytest.raises(ConfigError, match="HORDE_BOT_SECRET_KEYS is not set"):
         await create_bot(settings.model_copy(update={"secret_keys": None}))
+
+
+async def test_logging_in_without_the_gateway_adopts_no_journalled_job(
+    settings: Settings, horde_sim: Simulator
+) -> None:
+    # `python -m bot sync` logs in (which runs setup_hook) while the real bot may be running: it
+    # must not follow that bot's jobs, nor cancel them when it exits. Resuming waits for READY.
+    request = ImageGenerateAsyncRequest(apikey=ANON_API_KEY, prompt="a lighthouse")
+    async with AIHordeAPIAsyncManualClient(base_url=horde_sim.base_url) as client:
+        accepted = await client.submit_request(request, ImageGenerateAsyncResponse)
+    assert isinstance(accepted, ImageGenerateAsyncResponse)
+    async with open_storage(settings.database.url) as storage:
+        job = await storage.jobs.create(
+            JobRecord(
+                kind="image",
+                state=JobState.SUBMITTED,
+                horde_id=accepted.id_,
+                channel_id=1,
+                message_id=2,
+                user_id=3,
+                key_owner="anonymous",
+                request_json=json.dumps(request.to_wire().json),
+                params_json="{}",
+            )
+        )
+    bot = await create_bot(settings)
+
+    await bot.setup_hook()  # what login() runs; there is no gateway, so no READY
+    await asyncio.sleep(0.1)
+    await bot.close()
+
+    assert horde_sim.counters.calls("generate_check") == 0
+    assert horde_sim.counters.deletes(accepted.id_) == 0
+    async with open_storage(settings.database.url) as storage:
+        stored = await storage.jobs.get(job.id)
+    assert stored is not None
+    assert stored.state is JobState.SUBMITTED

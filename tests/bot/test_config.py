@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -58,7 +59,8 @@ negative_prompt = "blurry"
 max_steps = 40
 max_pixels = 1048576
 max_n = 3
-max_text_length = 300
+max_prompt_length = 300
+max_text_tokens = 200
 allow_anonymous = false
 nsfw_policy = "off"
 """
@@ -107,7 +109,8 @@ def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
     assert defaults.sampler is KNOWN_IMAGE_SAMPLERS.k_euler_a
     assert (defaults.cfg_scale, defaults.n, defaults.negative_prompt) == (7.0, 1, "")
     assert (defaults.max_steps, defaults.max_pixels, defaults.max_n) == (50, 1024 * 1024, 4)
-    assert (defaults.max_text_length, defaults.allow_anonymous) == (512, True)
+    assert (defaults.max_prompt_length, defaults.max_text_tokens) == (2000, 512)
+    assert defaults.allow_anonymous is True
     assert defaults.nsfw_policy == "age_restricted_only"
     assert settings.discord_token is None
     assert settings.secret_keys is None
@@ -136,19 +139,32 @@ def test_a_full_file_is_read(tmp_path: Path) -> None:
         max_steps=40,
         max_pixels=1048576,
         max_n=3,
-        max_text_length=300,
+        max_prompt_length=300,
+        max_text_tokens=200,
         allow_anonymous=False,
         nsfw_policy="off",
     )
 
 
 def test_the_example_documents_every_setting_with_its_default(tmp_path: Path) -> None:
-    example = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    text = EXAMPLE.read_text(encoding="utf-8")
+    example = tomllib.loads(text)
+    # TOML has no null: a setting whose default is "not set" is shown as a commented-out example.
+    commented = {match[1] for match in re.finditer(r"^# (\w+) = ", text, re.MULTILINE)}
     for section, model in _FileSettings.model_fields.items():
         assert model.annotation is not None
-        assert set(example[section]) == set(model.annotation.model_fields), section
+        fields = model.annotation.model_fields
+        unset = {name for name, field in fields.items() if field.default is None}
+        assert set(example[section]) == set(fields) - unset, section
+        assert unset <= commented, section
     assert set(example) == set(_FileSettings.model_fields)
     assert load_settings(EXAMPLE, environ={}) == load(tmp_path, "")
+
+
+def test_the_examples_commented_out_settings_are_valid(tmp_path: Path) -> None:
+    uncommented = re.sub(r"^# (\w+ = )", r"\1", EXAMPLE.read_text(encoding="utf-8"), flags=re.MULTILINE)
+    settings = load(tmp_path, uncommented)
+    assert (settings.bot.shard_count, settings.bot.shard_ids) == (4, (0, 1))
 
 
 def test_the_example_comments_every_key() -> None:
@@ -158,6 +174,27 @@ def test_the_example_comments_every_key() -> None:
             previous = lines[index - 1]
             # A key is documented by the comment right above it, or shares the one of the key above.
             assert previous.startswith("#") or ("=" in previous and not previous.startswith("#")), line
+
+
+@pytest.mark.parametrize(
+    ("toml", "count", "ids", "sharded"),
+    [
+        ("", None, None, False),
+        ("[bot]\nshard_count = 1", 1, None, True),
+        ("[bot]\nshard_count = 4", 4, None, True),
+        ("[bot]\nshard_count = 4\nshard_ids = [3, 0]", 4, (3, 0), True),
+    ],
+)
+def test_sharding_settings(
+    tmp_path: Path, toml: str, count: int | None, ids: tuple[int, ...] | None, sharded: bool
+) -> None:
+    bot = load(tmp_path, toml).bot
+    assert (bot.shard_count, bot.shard_ids, bot.sharded) == (count, ids, sharded)
+
+
+def test_settings_cache_ttl(tmp_path: Path) -> None:
+    assert load(tmp_path, "").bot.settings_cache_ttl_s == 30.0
+    assert load(tmp_path, "[bot]\nsettings_cache_ttl_s = 0").bot.settings_cache_ttl_s == 0
 
 
 def test_settings_are_frozen(tmp_path: Path) -> None:
@@ -192,6 +229,20 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
         ("[bot]\nowner_ids = [1, -5]", "bot.owner_ids: Discord user ids are positive integers"),
         ('[bot]\nowner_ids = [1, "x"]', "bot.owner_ids[1]: Input should be a valid integer"),
         ("[bot]\nshutdown_deadline_s = -1", "bot.shutdown_deadline_s: Input should be greater than 0"),
+        ("[bot]\nshard_count = 0", "bot.shard_count: Input should be greater than or equal to 1"),
+        ("[bot]\nshard_ids = [0]", "bot: shard_ids needs shard_count (the total number of shards"),
+        ("[bot]\nshard_count = 2\nshard_ids = []", "bot: shard_ids must list at least one shard"),
+        ("[bot]\nshard_count = 2\nshard_ids = [1, 1]", "bot: shard_ids must not repeat a shard"),
+        (
+            "[bot]\nshard_count = 2\nshard_ids = [2]",
+            "bot: shard_ids must be between 0 and shard_count - 1 (1)",
+        ),
+        ("[bot]\nshard_count = 2\nshard_ids = [-1]", "bot: shard_ids must be between 0 and shard_count - 1"),
+        ('[bot]\nshard_count = "2"', "bot.shard_count: Input should be a valid integer"),
+        (
+            "[bot]\nsettings_cache_ttl_s = -1",
+            "bot.settings_cache_ttl_s: Input should be greater than or equal",
+        ),
         ("[defaults]\nsteps = 51", "defaults.steps: must be at most max_steps (50)"),
         ("[defaults]\nmax_steps = 20", "defaults.steps: must be at most max_steps (20)"),
         ("[defaults]\nn = 5", "defaults.n: must be at most max_n (4)"),
@@ -210,8 +261,13 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
         ("[defaults]\nallow_anonymous = 1", "defaults.allow_anonymous: Input should be a valid boolean"),
         ("[defaults]\ncfg_scale = 101", "defaults.cfg_scale: Input should be less than or equal to 100"),
         (
-            "[defaults]\nmax_text_length = 8",
-            "defaults.max_text_length: Input should be greater than or equal",
+            "[defaults]\nmax_text_tokens = 8",
+            "defaults.max_text_tokens: Input should be greater than or equal",
+        ),
+        (
+            "[defaults]\nmax_text_length = 512",
+            "defaults: max_text_length was split into max_prompt_length (characters of a prompt) "
+            "and max_text_tokens (tokens /write may write); rename it",
         ),
         ('[defaults]\nmodel = ""', "defaults.model: String should have at least 1 character"),
         ("[defaults]\nstep = 30", "defaults.step: unknown setting"),

@@ -89,7 +89,10 @@ async def test_a_decompression_bomb_is_refused(server: Server) -> None:
         server.channel, "alchemy", image=("bomb.png", bomb()), operation="caption"
     )
 
-    assert "too large" in (response_of(result).content or "")
+    # Found only after the download: answered privately in a followup, the public reply removed.
+    [answer] = result.followups
+    assert answer.ephemeral
+    assert "too large" in (answer.content or "")
     assert await server.bot.storage.jobs.list_recent(server.alice.id, limit=5) == []
 
 

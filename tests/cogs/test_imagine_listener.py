@@ -1,7 +1,9 @@
-"""The /imagine job listener against a fake message: throttling, attachments and Discord errors."""
+"""The /imagine job listener against a fake message: throttling, the channel budget, attachments,
+Discord errors, and moving to a new message."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -11,6 +13,7 @@ import pytest
 
 from bot.config import ProgressSettings
 from bot.horde.consts import KNOWN_IMAGE_SAMPLERS
+from bot.services.delivery import BuildFields, ChannelEditBudget, Delivery
 from bot.services.imagine import ImagineParams
 from bot.services.jobs import DeliveredImage, JobAbandoned, JobOutcome, JobProgress
 from bot.services.render import NO_ATTACH_PERMISSION
@@ -67,16 +70,26 @@ class FakeMessage:
         return SimpleNamespace(attachments=list(self.attachments))
 
 
-class FakeBot:
-    def __init__(self, message: FakeMessage, interval_s: float) -> None:
-        self.message = message
-        self.settings = SimpleNamespace(
-            progress=ProgressSettings.model_construct(edit_interval_s=interval_s, bar_width=10)
-        )
+@dataclass
+class FakeTarget:
+    """A :class:`MessageTarget` over a :class:`FakeMessage`. From edit number ``moves_at`` on, it
+    is a new message (id 21): what a private reply does when its token runs out."""
 
-    def get_partial_messageable(self, channel_id: int) -> Any:
-        assert channel_id == 10
-        return SimpleNamespace(get_partial_message=lambda message_id: self.message)
+    message: FakeMessage
+    moves_at: int | None = None
+    fresh: list[bool] = field(default_factory=list)
+    channel_id: int = 10
+
+    @property
+    def message_id(self) -> int | None:
+        return 21 if self.moves_at is not None and len(self.fresh) > self.moves_at else None
+
+    async def edit(self, build: BuildFields) -> Any:
+        fresh = self.moves_at is not None and len(self.fresh) == self.moves_at
+        fields = build(fresh)
+        result = await self.message.edit(**fields)
+        self.fresh.append(fresh)
+        return result
 
 
 class FakeClock:
@@ -87,9 +100,38 @@ class FakeClock:
         return self.now
 
 
-def listener(message: FakeMessage, clock: FakeClock, interval_s: float = 3.0) -> ImagineListener:
-    bot: Any = FakeBot(message, interval_s)
-    return ImagineListener(bot, channel_id=10, message_id=20, params=PARAMS, anonymous=False, clock=clock)
+class FakeJobs:
+    def __init__(self) -> None:
+        self.moves: list[tuple[str, int | None]] = []
+
+    async def update(self, job_id: str, *, message_id: int | None) -> None:
+        self.moves.append((job_id, message_id))
+
+
+def delivery(interval_s: float = 3.0, budget: ChannelEditBudget | None = None) -> Delivery:
+    progress = ProgressSettings.model_construct(edit_interval_s=interval_s, bar_width=10)
+    client: Any = SimpleNamespace()
+    storage: Any = SimpleNamespace(jobs=FakeJobs())
+    return Delivery(
+        client, storage, progress, budget=budget or ChannelEditBudget(1000, 1.0), retry_delays_s=(0.0, 0.0)
+    )
+
+
+def listener(
+    message: FakeMessage,
+    clock: FakeClock,
+    interval_s: float = 3.0,
+    *,
+    target: FakeTarget | None = None,
+    budget: ChannelEditBudget | None = None,
+) -> ImagineListener:
+    return ImagineListener(
+        delivery(interval_s, budget),
+        target or FakeTarget(message),
+        params=PARAMS,
+        anonymous=False,
+        clock=clock,
+    )
 
 
 def progress(finished: int = 0, processing: int = 1) -> JobProgress:
@@ -208,18 +250,97 @@ async def test_other_discord_errors_skip_the_edit_and_the_next_one_retries(
     await watcher.on_images(JOB, [image(0)])
     await watcher.on_progress(JOB, progress(1))
 
-    assert "Could not edit message 20: HTTP 500" in caplog.text
+    assert f"Could not edit the message of job {JOB.id}: HTTP 500" in caplog.text
     assert message.attachments == ["imagine_1_100.webp"]
 
 
-def test_the_listener_of_a_journalled_job_needs_its_message() -> None:
-    bot: Any = FakeBot(FakeMessage(), 3.0)
+def test_the_listener_of_a_journalled_job_needs_readable_parameters() -> None:
+    bot: Any = SimpleNamespace(delivery=delivery())
 
     assert isinstance(listener_for(bot, JOB), ImagineListener)
-    with pytest.raises(JobAbandoned):
-        listener_for(bot, JOB.model_copy(update={"message_id": None}))
+    # A private job (no channel message) continues in a new channel message.
+    assert isinstance(listener_for(bot, JOB.model_copy(update={"message_id": None})), ImagineListener)
     with pytest.raises(JobAbandoned):
         listener_for(bot, JOB.model_copy(update={"params_json": "{}"}))
+
+
+async def test_a_busy_channel_skips_progress_while_images_and_the_result_wait_their_turn() -> None:
+    message, clock = FakeMessage(), FakeClock()
+    slept: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+        clock.now += delay
+
+    budget = ChannelEditBudget(2, 10.0, clock=clock, sleep=sleep)
+    watcher = listener(message, clock, interval_s=1.0, budget=budget)
+
+    await watcher.on_progress(JOB, progress(0))
+    clock.now = 1.0
+    await watcher.on_progress(JOB, progress(0, processing=2))
+    clock.now = 2.0
+    await watcher.on_progress(JOB, progress(1))  # the channel's two edits are spent: skipped
+    skipped = len(message.edits)
+    await watcher.on_images(JOB, [image(0)])  # waits until 10 s (the first edit's turn is back)
+    await watcher.on_finished(JOB, outcome((image(0), image(1))))  # then until 11 s
+
+    assert skipped == 2
+    assert slept == [8.0, 1.0]
+    assert len(message.edits) == 4
+    assert message.attachments == ["imagine_1_100.webp", "imagine_2_101.webp"]
+    assert budget.available(10) == 0
+
+
+async def test_the_last_images_go_out_with_the_result_in_one_edit() -> None:
+    message, clock = FakeMessage(), FakeClock()
+    watcher = listener(message, clock)
+    await watcher.on_progress(JOB, progress(0))
+    clock.now = 5.0
+    await watcher.on_progress(JOB, dataclasses.replace(progress(PARAMS.n), state="finishing"))
+
+    await watcher.on_images(JOB, [image(0), image(1)])  # the job is finishing: no edit of its own
+    await watcher.on_finished(JOB, outcome((image(0), image(1))))
+
+    assert len(message.edits) == 3
+    assert message.edits[-1]["content"].startswith("✅ **Done**")
+    assert [file.filename for file in message.edits[-1]["attachments"]] == [
+        "imagine_1_100.webp",
+        "imagine_2_101.webp",
+    ]
+
+
+async def test_the_result_is_retried_after_429s_and_5xx() -> None:
+    rate_limited = [http_error(discord.HTTPException, 429, 0) for _ in range(2)]
+    message = FakeMessage(failures=[*rate_limited, http_error(discord.HTTPException, 502, 0)])
+    watcher = listener(message, FakeClock())
+    watcher._delivery.retry_delays_s = (0.0, 0.0, 0.0)
+
+    await watcher.on_finished(JOB, outcome((image(0),)))
+
+    [final] = message.edits
+    assert final["content"].startswith("✅ **Done**")
+    assert message.attachments == ["imagine_1_100.webp"]
+
+
+async def test_a_moved_message_gets_every_image_again_and_is_journalled() -> None:
+    message, clock = FakeMessage(), FakeClock()
+    target = FakeTarget(message, moves_at=2)
+    watcher = listener(message, clock, target=target)
+    await watcher.on_progress(JOB, progress(0))
+    await watcher.on_images(JOB, [image(0), image(1)])
+
+    await watcher.on_finished(JOB, outcome((image(0), image(1), image(2))))
+
+    assert target.fresh == [False, False, True]
+    final = message.edits[-1]
+    # The new message starts empty: every file is uploaded again, none kept by reference.
+    assert [getattr(item, "filename", None) for item in final["attachments"]] == [
+        "imagine_1_100.webp",
+        "imagine_2_101.webp",
+        "imagine_3_102.webp",
+    ]
+    assert "view" in final
+    assert watcher._delivery.storage.jobs.moves == [(JOB.id, 21)]
 
 
 def test_age_restriction_comes_from_the_channel() -> None:

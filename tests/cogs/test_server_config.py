@@ -122,7 +122,8 @@ async def test_setting_names_autocomplete(server: Server) -> None:
         "max_steps",
         "max_pixels",
         "max_count",
-        "max_text_length",
+        "max_prompt_length",
+        "max_text_tokens",
         "max_jobs_member",
         "max_jobs_server",
     ]

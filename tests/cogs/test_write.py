@@ -43,7 +43,7 @@ def horde_sim_config() -> SimulatorConfig:
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return settings.model_copy(
-        update={"defaults": settings.defaults.model_copy(update={"max_text_length": 4096})}
+        update={"defaults": settings.defaults.model_copy(update={"max_text_tokens": 4096})}
     )
 
 
@@ -218,11 +218,11 @@ async def test_a_blocked_word_in_the_prompt_is_refused(server: Server, horde_sim
     assert horde_sim.counters.calls("text_async") == 0
 
 
-async def test_the_servers_max_text_length_caps_the_length_to_write(
+async def test_the_servers_max_text_tokens_caps_the_length_to_write(
     server: Server, horde_sim: Simulator
 ) -> None:
     # The bot's own default (4096 here) allows it; the server's setting doesn't.
-    await config_set(server, "max_text_length", "100")
+    await config_set(server, "max_text_tokens", "100")
 
     message = await refused_write(server, server.alice, prompt="Hi", max_length=101)
 
@@ -231,6 +231,23 @@ async def test_the_servers_max_text_length_caps_the_length_to_write(
     await write(server, prompt="x" * 300, max_length=100)  # a long prompt is fine: tokens are capped
     [job] = await jobs_of(server, server.alice)
     assert job.state is JobState.DONE
+
+
+async def test_the_servers_max_prompt_length_caps_the_prompt_but_not_continue(
+    server: Server, horde_sim: Simulator
+) -> None:
+    await config_set(server, "max_prompt_length", "40")
+
+    message = await refused_write(server, server.alice, prompt="x" * 41)
+
+    assert message == "The prompt may have at most 40 characters on this server; it has 41."
+    assert horde_sim.counters.calls("text_async") == 0
+    first = await write(server, prompt="y" * 40)
+    await server.alice.click(first, label="Continue")  # the continued prompt is longer than 40
+    await next_poll(server)
+    jobs = await jobs_of(server, server.alice)
+    assert [job.state for job in jobs] == [JobState.DONE, JobState.DONE]
+    assert max(len(json.loads(job.request_json)["prompt"]) for job in jobs) > 40
 
 
 async def test_without_anonymous_access_a_member_needs_a_key(server: Server, horde_sim: Simulator) -> None:

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -998,6 +998,55 @@ async def test_simulator_faults_are_retried() -> None:
     assert sim.counters.faults() == 4
     assert sim.counters.calls("generate_async") == 2
     assert sim.counters.calls("generate_status", id=gen_id) == 2
+
+
+async def test_simulator_a_delete_failing_with_500_is_sent_again() -> None:
+    # The transport never retries a 500; a request left running would spend kudos for nobody.
+    async with simulated(worker_threads=0) as (sim, client):
+        event = asyncio.Event()
+
+        async def cancel_at_once(check: ImageGenerateCheckResponse) -> None:
+            event.set()
+
+        sim.state.faults.script("generate_delete", Fault.http(500), times=2)
+        status, gen_id = await client.image_generate_request(
+            image_request(), progress_callback=cancel_at_once, cancel_event=event
+        )
+        assert client.horde_client_session.pending == ()
+    assert status.generations == []
+    assert sim.counters.deletes(gen_id) == 3
+    assert sim.state.ledger()[gen_id].end == "cancelled"
+
+
+async def test_simulator_a_failed_poll_still_cancels_through_a_failing_delete() -> None:
+    async with simulated(worker_threads=0) as (sim, client):
+        # A 500 that outlasts the poll loop's grace (a shorter one blip is polled through).
+        client.poll_policy = replace(FAST_POLL, error_grace_s=0.05)
+        sim.state.faults.script("generate_check", Fault.http(500), times=1000)
+        sim.state.faults.script("generate_delete", Fault.http(500), times=2)
+        with pytest.raises(AIHordeRequestError) as caught:
+            await client.image_generate_request(image_request())
+        assert client.horde_client_session.pending == ()
+    assert caught.value.http_status == 500
+    [gen_id] = sim.state.ledger()
+    assert sim.counters.deletes(gen_id) == 3
+    assert sim.state.orphans() == {}
+
+
+async def test_simulator_a_delete_that_keeps_failing_is_given_up_and_reported() -> None:
+    async with simulated(worker_threads=0) as (sim, client):
+        event = asyncio.Event()
+        event.set()
+        sim.state.faults.script("generate_delete", Fault.http(500), times=3)
+        request = image_request()
+        response = await client.call(request, request.get_default_success_response_type())
+        with pytest.raises(AIHordeRequestError) as caught:
+            await client.poll_image_request(response.id_, timeout=0.01)
+        # Still tracked: closing the session tries once more.
+        assert client.horde_client_session.pending == (response.id_,)
+    assert caught.value.http_status == 500
+    assert sim.counters.deletes(response.id_) == 4
+    assert sim.state.ledger()[response.id_].end == "cancelled"
 
 
 def test_interrupting_a_sync_call_deletes_the_generation() -> None:

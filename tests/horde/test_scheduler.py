@@ -180,6 +180,37 @@ async def test_checks_in_flight_are_bounded() -> None:
     assert most == 4
 
 
+
+async def test_the_runner_parks_on_a_timer_while_every_slot_is_busy() -> None:
+    """With all fetches waiting (e.g. in the rate limiter), the runner must look idle to SimCord:
+    asleep on a timer, not on a bare future."""
+    scheduler = PollScheduler(max_in_flight=2)
+    release = asyncio.Event()
+
+    async def fetch() -> Progress:
+        await release.wait()
+        return Progress(0, 0, 0, done=True)
+
+    callers = [
+        asyncio.create_task(
+            scheduler.poll(fetch, is_final=lambda p: p.done, next_delay=lambda _: 0.0, time_limit=5)
+        )
+        for _ in range(3)
+    ]
+    try:
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert scheduler.in_flight == 2
+        [runner] = [task for task in scheduler.tasks if task.get_name() == "horde-poll-scheduler"]
+        sleeper = runner._fut_waiter  # type: ignore[attr-defined]
+        assert isinstance(sleeper, asyncio.Task)  # Wakeup.wait() sleeps in a task of its own
+        release.set()
+        async with asyncio.timeout(1):
+            outcomes = await asyncio.gather(*callers)
+        assert [o.end for o in outcomes] == [PollEnd.FINAL] * 3
+    finally:
+        await scheduler.close()
+
 async def test_a_herd_of_jobs_is_spread_over_time() -> None:
     rate, burst = 500.0, 20
     scheduler = PollScheduler(max_in_flight=64, max_rate=rate, burst=burst)

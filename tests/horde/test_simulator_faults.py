@@ -7,7 +7,7 @@ import base64
 import io
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -526,3 +526,77 @@ def _tiny_png() -> str:
     buffer = io.BytesIO()
     PIL.Image.new("RGB", (16, 16), (10, 200, 10)).save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+# -- the ledger: what became of every accepted request ----------------------------------------------
+
+
+async def test_sim_requests_tell_how_each_request_ended(
+    http: aiohttp.ClientSession, sim: Simulator, clock: ManualClock
+) -> None:
+    ids = []
+    for _ in range(3):
+        ids.append(await submit(http, sim))
+        clock.advance(1)  # the key may submit twice a second
+    deleted, left_open, expired = ids
+    await call(http, sim, "DELETE", f"v2/generate/status/{deleted}")
+    sim.state.faults.script("generate_check", Fault.expire(), id=expired)
+    assert (await call(http, sim, "GET", f"v2/generate/check/{expired}"))[0] == 404
+
+    async with http.get(sim.root_url + "_sim/requests") as response:
+        assert response.status == 200
+        body = await response.json()
+
+    ends = {request_id: entry["end"] for request_id, entry in body["requests"].items()}
+    assert ends == {deleted: "cancelled", left_open: "open", expired: "expired"}
+    assert body["requests"][expired]["ended_as"] == "open"
+    assert body["orphans"] == [left_open]
+    clock.advance(101)  # past the request lifetime: the janitor expires the open one too
+    assert sim.state.orphans() == {}
+    assert sim.state.ledger()[left_open].end == "expired"
+
+
+async def test_a_finished_request_is_an_orphan_until_its_results_are_fetched(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with run_simulator(SimulatorConfig(knobs=Knobs(speed=0.01))) as sim:
+        image = await submit(http, sim)
+        status, answer, _ = await call(
+            http, sim, "POST", "v2/generate/text/async", json={"prompt": "Once"}, headers=ALICE
+        )
+        assert status == 202
+        text = answer["id"]
+        await _until(lambda: all(entry.end == "finished" for entry in sim.state.ledger().values()))
+        assert set(sim.state.orphans()) == {image, text}
+
+        await call(http, sim, "GET", f"v2/generate/check/{image}")  # progress, not the results
+        await call(http, sim, "GET", f"v2/generate/status/{image}")
+        await call(http, sim, "GET", f"v2/generate/text/status/{text}")
+
+        assert sim.state.orphans() == {}
+        assert {entry.kind for entry in sim.state.ledger().values()} == {"image", "text"}
+
+
+async def test_a_slow_answer_is_still_processed_after_the_client_gave_up(
+    http: aiohttp.ClientSession, sim: Simulator
+) -> None:
+    sim.state.faults.script("generate_async", Fault.delay(0.3))
+    with pytest.raises(TimeoutError):
+        await call(
+            http,
+            sim,
+            "POST",
+            "v2/generate/async",
+            json={"prompt": "x"},
+            headers=ALICE,
+            timeout=aiohttp.ClientTimeout(total=0.1),
+        )
+    await _until(lambda: len(sim.state.ledger()) == 1)
+    assert [entry.end for entry in sim.state.ledger().values()] == ["open"]
+
+
+async def _until(predicate: Callable[[], bool], within_s: float = 3.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not predicate():
+        assert time.monotonic() < deadline, "the simulator did not get there in time"
+        await asyncio.sleep(0.01)

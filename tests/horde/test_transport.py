@@ -463,8 +463,9 @@ async def test_html_error_body_becomes_an_error_response() -> None:
 
 
 async def test_non_json_success_body_becomes_an_error_response() -> None:
+    page = "<html><body><h1>maintenance</h1></body></html>"
     routes: dict[tuple[str, str], Handler] = {
-        ("GET", CHECK_PATH): replies(respond(200, "<html>maintenance</html>", "text/html")),
+        ("GET", CHECK_PATH): replies(respond(200, page, "text/html")),
     }
     async with serve(routes) as server:
         t = transport(server)
@@ -474,6 +475,27 @@ async def test_non_json_success_body_becomes_an_error_response() -> None:
     assert result.http_status == 200
     assert "not JSON" in result.message
     assert "maintenance" in result.message
+    assert "<" not in result.message
+
+
+async def test_a_proxy_page_instead_of_json_is_retried_unless_it_answered_a_post() -> None:
+    # A CDN or captive portal answered for the Horde: a GET is safe to ask again, a POST may have
+    # been queued behind the proxy, so it is not.
+    page = "<html><body>Checking your browser</body></html>"
+    routes: dict[tuple[str, str], Handler] = {
+        ("GET", CHECK_PATH): replies(respond(200, page, "text/html"), ok_check),
+        ("POST", ASYNC_PATH): replies(respond(200, page, "text/html"), accepted),
+    }
+    async with serve(routes) as server:
+        t = transport(server)
+        check = await t.send(CheckRequest(id="x"), Check)
+        submit = await t.send(SubmitRequest(prompt="p"), Submitted)
+        await t.close()
+    assert isinstance(check, Check)
+    assert server.count("/api/v2/generate/check/x") == 2
+    assert isinstance(submit, RequestErrorResponse)
+    assert submit.http_status == 200
+    assert server.count("/api/v2/generate/async") == 1
 
 
 async def test_schema_mismatch_names_the_fields() -> None:

@@ -62,3 +62,38 @@ async def test_sleep_or_until_set_works_with_any_event(event_type: type[asyncio.
     async with asyncio.timeout(1):
         assert await waiting is True
     assert await sleep_or_until_set(0.01, None) is False
+
+
+async def test_wait_parks_on_a_timer_and_returns_when_set() -> None:
+    wakeup = Wakeup()
+    waiting = asyncio.create_task(wakeup.wait())
+    await asyncio.sleep(0)
+    # Event.wait() would leave the task on a bare future, which SimCord cannot tell from busy work.
+    assert isinstance(waiting._fut_waiter, asyncio.Task)  # type: ignore[attr-defined]
+    wakeup.set()
+    async with asyncio.timeout(1):
+        assert await waiting is True
+
+
+async def test_wait_sees_a_set_that_was_cleared_before_it_ran() -> None:
+    wakeup = Wakeup()
+    waiting = asyncio.create_task(wakeup.wait())
+    await asyncio.sleep(0)
+    wakeup.set()
+    wakeup.clear()
+    async with asyncio.timeout(1):
+        assert await waiting is True
+
+
+async def test_wait_returns_at_once_when_already_set_and_cancels_cleanly() -> None:
+    wakeup = Wakeup()
+    wakeup.set()
+    async with asyncio.timeout(0.5):
+        assert await wakeup.wait() is True
+    wakeup.clear()
+    waiting = asyncio.create_task(wakeup.wait())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert wakeup._sleepers == set()

@@ -31,6 +31,19 @@ class PollPolicy:
     Every delay ends up within ``[min_interval, max_interval]``; ``min_interval`` of one second
     matches the server's 1 s cache on ``generate/check``, and the rate limiter keeps the
     per-endpoint budgets (e.g. 60/min for text status) whatever the policy says.
+
+    A poll of an accepted request that fails transiently (a 5xx, no answer, a 429, an answer
+    that is not the Horde's; see :attr:`AIHordeRequestError.is_transient
+    <bot.horde.errors.AIHordeRequestError.is_transient>`) does not end the generation: the
+    Horde most likely goes on with it, and its kudos are spent. It is polled again after
+    ``min_interval``, doubling (``error_backoff``) per further failure in a row up to
+    ``max_interval``, until the failures have lasted ``error_grace_s`` seconds (counted from
+    the end of the first one); the failure after that is raised. Any answer resets the count.
+    The grace is in time rather than failures because one failed poll may take milliseconds
+    (a 500) or minutes (the transport's four attempts, each under a request timeout): two
+    minutes without an answer is long past a blip, yet short next to a generation's life, and
+    with the default backoff (1, 2, 4, 8, 15, 15 … s) it is about ten more polls. ``0`` turns
+    the tolerance off.
     """
 
     min_interval: float = 1.0
@@ -41,12 +54,24 @@ class PollPolicy:
     processing_wait_fraction: float = 1.0
     overdue_backoff: float = 1.5
     overdue_max_interval: float = 4.0
+    error_grace_s: float = 120.0
+    error_backoff: float = 2.0
 
     def __post_init__(self) -> None:
         if not 0 < self.min_interval <= self.max_interval:
             raise ValueError("need 0 < min_interval <= max_interval")
-        if self.overdue_backoff < 1:
-            raise ValueError("overdue_backoff must be at least 1")
+        if self.overdue_backoff < 1 or self.error_backoff < 1:
+            raise ValueError("overdue_backoff and error_backoff must be at least 1")
+        if self.error_grace_s < 0:
+            raise ValueError("error_grace_s must not be negative")
+
+    def error_delay(self, failures: int, failing_for: float) -> float | None:
+        """The delay before polling again after ``failures`` transient failures in a row, the
+        first of them ``failing_for`` seconds ago; ``None`` once the grace is used up."""
+        if failing_for >= self.error_grace_s:
+            return None
+        backoff = self.min_interval * self.error_backoff ** max(0, failures - 1)
+        return min(backoff, self.max_interval)
 
     def next_delay(
         self,
@@ -123,12 +148,14 @@ async def poll_until(
     cancel_event: asyncio.Event | None = None,
     clock: Callable[[], float] | None = None,
     scheduler: PollScheduler | None = None,
+    error_delay: Callable[[Exception, int, float], float | None] | None = None,
 ) -> PollOutcome[S]:
     """Fetch until ``is_final``, ``cancel_event`` is set, or ``time_limit`` seconds pass.
 
     The first fetch is made at once; after the deadline one more fetch is made, so a job
     finishing right at the end still counts. Runs on ``scheduler`` (see
-    :class:`~bot.horde._clients.scheduler.PollScheduler`), else on a private one.
+    :class:`~bot.horde._clients.scheduler.PollScheduler`), else on a private one;
+    ``error_delay`` is :meth:`PollScheduler.poll`'s.
     """
     from bot.horde._clients.scheduler import PollScheduler  # the scheduler imports this module
 
@@ -141,6 +168,7 @@ async def poll_until(
             time_limit=time_limit,
             progress_callback=progress_callback,
             cancel_event=cancel_event,
+            error_delay=error_delay,
         )
     finally:
         if scheduler is None:

@@ -11,14 +11,20 @@ when due; a herd (a thousand jobs submitted or resumed together) is spread out i
 reaching the Horde in the same instant. Delays themselves are not jittered: they follow each
 job's own ``wait_time``, which already differs from job to job.
 
+Failures: a fetch that raises fails its caller, unless the caller's ``error_delay`` returns a
+delay for it: then the job is fetched again after that delay, keeping its last good answer,
+and a later answer resets the count (see :meth:`PollScheduler.poll`).
+
 Budgets: a job has at most one fetch in flight and is never fetched twice within its
 ``min_gap``, whatever ``next_delay`` says. The transport's rate limiter still enforces every
 endpoint's budget on top (check 10/s and status 10/min per id, async 2/s per key and IP).
 
 Waiting callers are parked in :func:`~bot.horde._clients.polling.pause` until their deadline
 (a watchdog, and how ``cancel_event`` is heard at once); resolving a job ends that pause. So
-every wait, the runner's included, is a plain sleep or event wait, which test harnesses with
-virtual time (SimCord) recognise.
+every wait is a sleep on a timer, which test harnesses with virtual time (SimCord) recognise as
+idle: the runner's too, between due times and while every fetch slot is busy (a
+:class:`~bot.horde._clients.wakeup.Wakeup`, whose ``wait`` sleeps). A bare ``Event.wait()``
+there would look busy to them for as long as the fetches wait, e.g. in the rate limiter.
 
 The runner task exists only while something is scheduled; :meth:`close` cancels the fetches in
 flight and fails the callers still waiting with :class:`PollSchedulerClosedError`.
@@ -41,6 +47,9 @@ from bot.horde.errors import AIHordeError
 
 S = TypeVar("S")
 
+ErrorDelay = Callable[[Exception, int, float], float | None]
+"""``(exc, failures, failing_for) -> delay or None``: see :meth:`PollScheduler.poll`."""
+
 DEFAULT_MAX_IN_FLIGHT = 32
 DEFAULT_MAX_RATE = 200.0
 DEFAULT_BURST = 100
@@ -58,12 +67,16 @@ class _Job(Generic[S]):
     is_final: Callable[[S], bool]
     next_delay: Callable[[S], float]
     progress_callback: Callable[[S], Awaitable[object]] | None
+    error_delay: ErrorDelay | None
     deadline: float
     min_gap: float
     future: asyncio.Future[PollOutcome[S]]
     context: contextvars.Context
     last: S | None = None
     last_fetch: float = float("-inf")
+    failures: int = 0
+    """Fetches in a row that raised, and when the first of them ended."""
+    failing_since: float = 0.0
     check: asyncio.Task[None] | None = field(default=None, repr=False)
     park: asyncio.Future[None] | None = field(default=None, repr=False)
     stop_requested: bool = False
@@ -170,6 +183,7 @@ class PollScheduler:
         progress_callback: Callable[[S], Awaitable[object]] | None = None,
         cancel_event: asyncio.Event | None = None,
         min_gap: float = 0.0,
+        error_delay: ErrorDelay | None = None,
     ) -> PollOutcome[S]:
         """Fetch now and then after every ``next_delay``, until ``is_final``, ``cancel_event``
         is set, or ``time_limit`` seconds pass.
@@ -178,6 +192,12 @@ class PollScheduler:
         ``fetch`` is raised here. A set ``cancel_event`` is noticed at once, but a fetch already
         running is finished (callback included) first, so nothing it delivered is lost. After
         the deadline one more fetch is made. Cancelling the caller cancels its fetch.
+
+        ``error_delay(exc, failures, failing_for)`` is asked when ``fetch`` raised ``exc`` (not
+        when the callback did), with the fetches in a row that raised (this one included) and
+        the seconds since the first of them ended. A delay means: fetch again after it (no
+        callback, the outcome keeps the last answer); ``None`` (or no ``error_delay``) raises
+        ``exc`` here. A cancel or the deadline during such failures ends the poll as usual.
         """
         if self._closed:
             raise PollSchedulerClosedError("the poll scheduler is closed")
@@ -189,6 +209,7 @@ class PollScheduler:
             is_final=is_final,
             next_delay=next_delay,
             progress_callback=progress_callback,
+            error_delay=error_delay,
             deadline=now + time_limit,
             min_gap=min_gap,
             future=asyncio.get_running_loop().create_future(),
@@ -268,7 +289,7 @@ class PollScheduler:
                 continue
             if self._in_flight >= self.max_in_flight:
                 self._wake.clear()
-                await self._wake.wait()
+                await self._wake.wait()  # until _release_slot(); parked on a timer, not a bare future
                 continue
             _, _, job = heapq.heappop(heap)
             self._bucket.take()
@@ -291,9 +312,12 @@ class PollScheduler:
         try:
             try:
                 result = await job.fetch()
+            except Exception as exc:
+                self._after_failure(job, exc)
+                return
             finally:
                 self._release_slot()
-            job.last = result
+            job.last, job.failures = result, 0
             if job.progress_callback is not None:
                 await job.progress_callback(result)
             if job.is_final(result):
@@ -308,6 +332,23 @@ class PollScheduler:
             job.fail(exc)
         finally:
             job.check = None
+
+    def _after_failure(self, job: _Job[Any], exc: Exception) -> None:
+        """Fetch again after the caller's ``error_delay``, or raise ``exc`` (see :meth:`poll`)."""
+        now = self._now()
+        job.failures += 1
+        if job.failures == 1:
+            job.failing_since = now
+        failing_for = now - job.failing_since
+        delay = None if job.error_delay is None else job.error_delay(exc, job.failures, failing_for)
+        if delay is None:
+            raise exc
+        if job.stop_requested:
+            job.resolve(PollEnd.CANCELLED)
+        elif now >= job.deadline:
+            job.resolve(PollEnd.TIMED_OUT)
+        else:
+            self._push(job, self._next_due(job, delay))
 
     def _next_due(self, job: _Job[Any], delay: float) -> float:
         due = min(self._now() + max(0.0, delay), job.deadline)

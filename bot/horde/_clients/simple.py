@@ -10,6 +10,10 @@ Outcomes of a generation call:
 * the calling task is cancelled: the request is DELETEd (shielded, bounded by
   ``cleanup_timeout``) and ``CancelledError`` propagates;
 * the Horde answers 404 for a known id: :class:`AIHordeRequestExpiredError`;
+* a poll (or the final status fetch) fails transiently (``AIHordeRequestError.is_transient``:
+  5xx, unreachable, 429, an answer that is not the Horde's): the request is polled again with
+  backoff, keeping the last progress, for ``PollPolicy.error_grace_s``; a failure after that
+  is treated as below;
 * any other error: the request is DELETEd and :class:`AIHordeRequestError` (or whatever was
   raised, e.g. by a callback) propagates.
 """
@@ -33,8 +37,9 @@ from bot.horde._clients.download import (
     fetch_url_bytes,
 )
 from bot.horde._clients.polling import DEFAULT_POLL_POLICY, PollEnd, PollPolicy, ProgressDelay
-from bot.horde._clients.scheduler import PollSchedulerClosedError
+from bot.horde._clients.scheduler import ErrorDelay, PollSchedulerClosedError
 from bot.horde._clients.session import AIHordeAPIAsyncClientSession, is_final_status
+from bot.horde._clients.wakeup import sleep_or_until_set
 from bot.horde.apimodels.alchemy import (
     AlchemyAsyncRequest,
     AlchemyAsyncResponse,
@@ -110,6 +115,8 @@ OnSubmitted = Callable[[str], Awaitable[object]]
 _Submitted = ImageGenerateAsyncResponse | TextGenerateAsyncResponse | AlchemyAsyncResponse
 
 DEFAULT_CLEANUP_TIMEOUT = 10.0
+# A DELETE answered with a 5xx is sent this many times in all (within the cleanup timeout).
+_CLEANUP_ATTEMPTS = 3
 
 
 class AIHordeAPIAsyncSimpleClient:
@@ -204,9 +211,9 @@ class AIHordeAPIAsyncSimpleClient:
         Polls the cheap ``check`` endpoint and fetches the rate-limited ``status`` once, at the end.
         """
 
-        async def collect(_: ImageGenerateCheckResponse) -> ImageGenerateStatusResponse:
-            return await self._call_known(
-                ImageGenerateStatusRequest(id_=gen_id), ImageGenerateStatusResponse, gen_id
+        async def collect(_: ImageGenerateCheckResponse) -> ImageGenerateStatusResponse | None:
+            return await self._fetch_known(
+                ImageGenerateStatusRequest(id_=gen_id), ImageGenerateStatusResponse, gen_id, cancel_event
             )
 
         return await self._follow(
@@ -471,16 +478,60 @@ class AIHordeAPIAsyncSimpleClient:
 
     async def _call_known(self, request: HordeRequest, expected: type[R], gen_id: str) -> R:
         """Like :meth:`call`, for a request about an id the Horde gave us: 404 means it is gone."""
-        response = await self.horde_client_session.submit_request(request, expected)
-        if isinstance(response, RequestErrorResponse):
-            if response.http_status == 404:
-                raise AIHordeRequestExpiredError(
-                    response,
-                    f"AI Horde request {gen_id} is expired or unknown: the Horde keeps a request "
-                    "for about 20 minutes after its last activity ({response.message})",
+        return _known(await self.horde_client_session.submit_request(request, expected), gen_id)
+
+    async def _fetch_known(
+        self, request: HordeRequest, expected: type[R], gen_id: str, cancel_event: asyncio.Event | None
+    ) -> R | None:
+        """:meth:`_call_known`, asked again after a transient failure like a poll (same backoff
+        and grace); ``None`` when ``cancel_event`` is set while it waits to ask again."""
+        error_delay = self._poll_errors(gen_id, type(request).__name__)
+        loop = asyncio.get_running_loop()
+        failures, failing_since = 0, 0.0
+        while True:
+            try:
+                return await self._call_known(request, expected, gen_id)
+            except AIHordeRequestError as exc:
+                now = loop.time()
+                failures += 1
+                if failures == 1:
+                    failing_since = now
+                delay = error_delay(exc, failures, now - failing_since)
+                if delay is None:
+                    raise
+            if await sleep_or_until_set(delay, cancel_event):
+                return None
+
+    def _poll_errors(self, gen_id: str, what: str) -> ErrorDelay:
+        """The scheduler's ``error_delay`` for the polls of ``gen_id``: a transient failure is
+        polled again within the policy's grace (:meth:`PollPolicy.error_delay`), with a warning."""
+        policy = self.poll_policy
+
+        def error_delay(exc: Exception, failures: int, failing_for: float) -> float | None:
+            if not (isinstance(exc, AIHordeRequestError) and exc.is_transient):
+                return None
+            delay = policy.error_delay(failures, failing_for)
+            if delay is None:
+                logger.warning(
+                    "AI Horde request %s: %s failed %d times in a row over %.0fs; giving up: %s",
+                    gen_id,
+                    what,
+                    failures,
+                    failing_for,
+                    exc,
                 )
-            raise AIHordeRequestError(response)
-        return response
+            else:
+                logger.warning(
+                    "AI Horde request %s: %s failed (%d in a row), asking again in %.1fs: %s",
+                    gen_id,
+                    what,
+                    failures,
+                    delay,
+                    exc,
+                )
+            return delay
+
+        return error_delay
 
     async def _follow(
         self,
@@ -490,7 +541,7 @@ class AIHordeAPIAsyncSimpleClient:
         poll_type: type[P],
         is_final: Callable[[P], bool],
         next_delay: Callable[[P], float],
-        collect: Callable[[P], Awaitable[F]],
+        collect: Callable[[P], Awaitable[F | None]],
         cleanup: BaseJobRequest,
         cleanup_type: type[F],
         timeout: float,  # noqa: ASYNC109 - ends in a DELETE and partial results
@@ -506,25 +557,42 @@ class AIHordeAPIAsyncSimpleClient:
                 progress_callback=progress_callback,
                 cancel_event=cancel_event,
                 min_gap=self.poll_policy.min_interval,
+                error_delay=self._poll_errors(gen_id, type(poll).__name__),
             )
-            if outcome.end is PollEnd.FINAL:
+            end = outcome.end
+            if end is PollEnd.FINAL:
                 assert outcome.last is not None
-                return await collect(outcome.last)
+                collected = await collect(outcome.last)
+                if collected is not None:
+                    return collected
+                end = PollEnd.CANCELLED  # while the final status could not be fetched
         except (AIHordeRequestExpiredError, PollSchedulerClosedError):
             # Expired: nothing left to cancel. Closed: the session's close() cancels what it tracks.
             raise
         except BaseException:
             await self._cleanup_quietly(cleanup)
             raise
-        logger.info("AI Horde request %s %s; cancelling it", gen_id, outcome.end.value.replace("_", " "))
-        return await self._call_known(cleanup, cleanup_type, gen_id)
+        logger.info("AI Horde request %s %s; cancelling it", gen_id, end.value.replace("_", " "))
+        return _known(await self._send_cleanup(cleanup, cleanup_type), gen_id)
+
+    async def _send_cleanup(self, cleanup: BaseJobRequest, expected: type[R]) -> R | RequestErrorResponse:
+        """Send a DELETE; one the Horde fails with a 5xx is sent again, up to ``_CLEANUP_ATTEMPTS``.
+
+        The transport never retries a 500, but a DELETE is idempotent and a request left running
+        spends the user's kudos on results nobody will collect. Sent again at once: this often
+        runs under ``_bounded``'s timeout, where a sleep would stall virtual-time harnesses.
+        """
+        response = await self.horde_client_session.submit_request(cleanup, expected)
+        for _ in range(_CLEANUP_ATTEMPTS - 1):
+            if not (isinstance(response, RequestErrorResponse) and response.http_status >= 500):
+                break
+            response = await self.horde_client_session.submit_request(cleanup, expected)
+        return response
 
     async def _cleanup_quietly(self, cleanup: BaseJobRequest) -> None:
         """Best-effort cancel while another exception (often ``CancelledError``) is on its way out."""
         response = await self._bounded(
-            asyncio.ensure_future(
-                self.horde_client_session.submit_request(cleanup, cleanup.get_default_success_response_type())
-            ),
+            asyncio.ensure_future(self._send_cleanup(cleanup, cleanup.get_default_success_response_type())),
             f"cancelling request {cleanup.id_}",
         )
         if isinstance(response, RequestErrorResponse) and response.http_status != 404:
@@ -544,6 +612,19 @@ class AIHordeAPIAsyncSimpleClient:
         except Exception as exc:
             logger.warning("AI Horde cleanup (%s) failed: %s", what, exc)
         return None
+
+
+def _known(response: R | RequestErrorResponse, gen_id: str) -> R:
+    """The answer about an id the Horde gave us, or the error raised: 404 means it is gone."""
+    if isinstance(response, RequestErrorResponse):
+        if response.http_status == 404:
+            raise AIHordeRequestExpiredError(
+                response,
+                f"AI Horde request {gen_id} is expired or unknown: the Horde keeps a request "
+                f"for about 20 minutes after its last activity ({response.message})",
+            )
+        raise AIHordeRequestError(response)
+    return response
 
 
 def _consume_outcome(work: asyncio.Future[Any]) -> None:

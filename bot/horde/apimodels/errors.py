@@ -93,6 +93,11 @@ def _non_json_message(status: int, text: str, content_type: str | None) -> str:
     return f"HTTP {status} from the Horde (non-JSON body: {excerpt})"
 
 
+def body_excerpt(text: str, content_type: str | None) -> str:
+    """At most 200 characters of a body, as text: an HTML page loses its markup, a key is masked."""
+    return _excerpt(text, content_type)
+
+
 def _excerpt(text: str, content_type: str | None) -> str:
     if "html" in (content_type or "").lower() or text.lstrip().startswith("<"):
         text = _HTML_TAG.sub(" ", _DROPPED_HTML_BLOCKS.sub(" ", text))

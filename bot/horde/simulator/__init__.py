@@ -4,7 +4,10 @@ It speaks the wire contract of ``horde-api.md``: the same routes under ``/api``,
 defaults, validation messages, error shapes, rate limits and lifetimes.  Images are real webp
 files (drawn with Pillow) served by the simulator itself under ``/_sim/r2``; ``/_sim`` also has a
 small JSON control surface (``GET /_sim/counters``, ``POST /_sim/reset``, ``GET|POST /_sim/config``,
-``POST /_sim/users``, ``POST /_sim/expire``, ``GET /_sim/requests`` with each request's ``finished_at``).
+``POST /_sim/users``, ``POST /_sim/expire``, ``GET /_sim/requests``: every request accepted since
+start, expired ones too, with its ``finished_at``, how it ``end``-ed and whether its results were
+``retrieved``, and the ``orphans`` nobody cancelled or collected; in process ``sim.state.ledger()``
+and ``sim.state.orphans()``).
 
 In process::
 

@@ -168,6 +168,10 @@ class SimulatorApp:
         self, request: web.Request, fault: Fault, request_id: str | None
     ) -> web.StreamResponse | None:
         if fault.kind == "delay":
+            # The server (its proxy, really) has the whole request before it is slow to answer: a
+            # client that gives up meanwhile does not stop it from being processed.
+            if request.can_read_body:
+                await request.read()
             await asyncio.sleep(fault.seconds)
             return None
         if fault.kind == "expire":
@@ -241,6 +245,7 @@ class SimulatorApp:
     async def generate_status(self, request: web.Request) -> web.Response:
         with self.state.lock:
             record = self._get(request, "image", "Image Waiting Prompt (Status)")
+            record.retrieved = record.retrieved or record.done
             return json_response(ser.image_status(self.state, record, _origin(request)))
 
     async def generate_delete(self, request: web.Request) -> web.Response:
@@ -288,6 +293,7 @@ class SimulatorApp:
     async def text_status(self, request: web.Request) -> web.Response:
         with self.state.lock:
             record = self._get(request, "text", "Text Waiting Prompt (Status)")
+            record.retrieved = record.retrieved or record.done
             return json_response(ser.text_status(self.state, record))
 
     async def text_delete(self, request: web.Request) -> web.Response:
@@ -381,6 +387,7 @@ class SimulatorApp:
     async def interrogate_status(self, request: web.Request) -> web.Response:
         with self.state.lock:
             record = self._get_interrogation(request)
+            record.retrieved = record.retrieved or record.final
             return json_response(ser.interrogation_status(record, _origin(request)))
 
     async def interrogate_delete(self, request: web.Request) -> web.Response:
@@ -619,16 +626,17 @@ class SimulatorApp:
             raise PlainError(404, {"message": f"no request with id {request_id!r}"})
         return json_response({"expired": request_id})
 
-
     async def sim_requests(self, request: web.Request) -> web.Response:
-        """Image and text requests with their ``created`` and ``finished_at`` times, and ``now``,
-        all on the simulator's clock (``time.monotonic`` unless configured otherwise)."""
+        """Every request accepted since start (``kind`` image, text or alchemy; expired ones too),
+        with its ``created`` and ``finished_at`` times and ``now``, all on the simulator's clock
+        (``time.monotonic`` unless configured otherwise); ``end`` (open, finished, faulted,
+        cancelled, expired), whether its final status was ``retrieved``, and ``orphans``: the ids
+        still open or finished but never collected."""
         with self.state.lock:
-            records = {
-                record.id: {"kind": record.kind, "created": record.created, "finished_at": record.finished_at}
-                for record in self.state.requests.values()
-            }
-            return json_response({"now": self.state.now(), "requests": records})
+            ledger = self.state.ledger()
+            orphans = sorted(self.state.orphans())
+            records = {request_id: entry.to_json() for request_id, entry in ledger.items()}
+            return json_response({"now": self.state.now(), "requests": records, "orphans": orphans})
 
 
 class PlainError(Exception):

@@ -29,7 +29,8 @@ class Fault:
     - ``rate_limit``: the limiter's 429 (``{"message": limit_text}``, ``Retry-After`` and
       ``X-Ratelimit-*`` headers).
     - ``drop``: send the headers and part of the body, then close the connection.
-    - ``delay``: wait ``seconds`` (real time), then answer normally.
+    - ``delay``: read the request, wait ``seconds`` (real time), then process it and answer
+      normally, even if the client gave up meanwhile (as the Horde behind its proxy does).
     - ``expire``: expire the request named in the path now, then answer normally (a 404).
     """
 

@@ -21,6 +21,7 @@ from bot.horde.simulator._faults import FaultPlan
 from bot.horde.simulator.config import Knobs, SimulatorConfig, SimUser, anonymous_user
 
 Kind = Literal["image", "text"]
+RequestEnd = Literal["open", "finished", "faulted", "cancelled", "expired"]
 WorkerType = Literal["image", "text", "interrogation"]
 FormState = Literal["waiting", "processing", "done", "cancelled", "faulted"]
 
@@ -94,6 +95,16 @@ class GenRequest:
     seeds_issued: int = 0
     finished_at: float | None = None
     """When ``done`` first became true (simulator clock): benchmarks measure delivery lag from it."""
+    retrieved: bool = False
+    """A final status (with the results) was served to someone after the request was done."""
+
+    @property
+    def end(self) -> RequestEnd:
+        if self.cancelled:
+            return "cancelled"
+        if self.faulted:
+            return "faulted"
+        return "finished" if self.done else "open"
 
     @property
     def finished(self) -> int:
@@ -130,6 +141,21 @@ class Interrogation:
     slow_workers: bool = True
     queued_at: float = 0.0
     consumed: float = 0.0
+    retrieved: bool = False
+    """A status was served after every form had ended."""
+    deleted: bool = False
+
+    @property
+    def final(self) -> bool:
+        return all(form.state not in ("waiting", "processing") for form in self.forms)
+
+    @property
+    def end(self) -> RequestEnd:
+        if self.deleted:
+            return "cancelled"
+        if self.overall_state == "faulted":
+            return "faulted"
+        return "finished" if self.final else "open"
 
     @property
     def overall_state(self) -> str:
@@ -179,6 +205,9 @@ class State:
         self.transfer_log: list[tuple[int, int, int]] = []
         self.user_created: dict[int, float] = {}
         self._r2: dict[str, tuple[bytes, float]] = {}
+        self.expired: dict[str, LedgerEntry] = {}
+        """Requests the janitor (or ``expire``) removed, as they were then: tests check that
+        nothing was left behind unobserved."""
         self._round_robin: dict[str, int] = {}
         self._listeners: list[Callable[[], None]] = []
         self.workers = self._make_workers()
@@ -302,19 +331,54 @@ class State:
     def expire(self, request_id: str) -> bool:
         """Forget a request now, as the janitor does when its lifetime is over."""
         with self.lock:
-            return (
-                self.requests.pop(request_id, None) is not None
-                or self.interrogations.pop(request_id, None) is not None
-            )
+            record: GenRequest | Interrogation | None = self.requests.pop(request_id, None)
+            if record is None:
+                record = self.interrogations.pop(request_id, None)
+            if record is None:
+                return False
+            self._remember_expired(record)
+            return True
 
     def purge_expired(self) -> None:
         with self.lock:
             now = self.now()
-            for store in (self.requests, self.interrogations):
+            stores: tuple[dict[str, GenRequest] | dict[str, Interrogation], ...] = (
+                self.requests,
+                self.interrogations,
+            )
+            for store in stores:
                 for key in [k for k, record in store.items() if now >= record.expires_at]:
-                    del store[key]
+                    self._remember_expired(store.pop(key))
             for key in [k for k, (_, expires) in self._r2.items() if now >= expires]:
                 del self._r2[key]
+
+    def _remember_expired(self, record: GenRequest | Interrogation) -> None:
+        entry = ledger_entry(record)
+        self.expired[record.id] = LedgerEntry(
+            entry.kind, entry.created, entry.finished_at, "expired", entry.retrieved, entry.end
+        )
+
+    def ledger(self) -> dict[str, LedgerEntry]:
+        """Every request accepted since start (image, text and alchemy), expired ones included."""
+        with self.lock:
+            self.purge_expired()
+            entries = dict(self.expired)
+            records: list[GenRequest | Interrogation] = [*self.requests.values()]
+            for record in [*records, *self.interrogations.values()]:
+                entries[record.id] = ledger_entry(record)
+            return entries
+
+    def orphans(self) -> dict[str, LedgerEntry]:
+        """Requests nobody is done with: still open, or finished with results never fetched.
+
+        Ended requests are not orphans when they were cancelled (DELETE), faulted, expired, or
+        finished and their final status was served.
+        """
+        return {
+            request_id: entry
+            for request_id, entry in self.ledger().items()
+            if entry.end == "open" or (entry.end == "finished" and not entry.retrieved)
+        }
 
     def _touch(self, record: GenRequest | Interrogation) -> None:
         record.expires_at = max(record.expires_at, self.now() + self.knobs.request_lifetime)
@@ -632,6 +696,7 @@ class State:
 
     def cancel_interrogation(self, interrogation: Interrogation) -> None:
         with self.lock:
+            interrogation.deleted = True
             for form in interrogation.forms:
                 if form.state != "done":
                     form.state = "cancelled"
@@ -693,6 +758,35 @@ class State:
                 if key in (style.id, style.name, f"{style.creator}::style::{style.name}"):
                     return style
             return None
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One accepted request as ``GET /_sim/requests`` reports it. ``ended_as`` is the state it
+    was in when it expired (``end`` is then ``"expired"``)."""
+
+    kind: str
+    created: float
+    finished_at: float | None
+    end: RequestEnd
+    retrieved: bool
+    ended_as: RequestEnd | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "created": self.created,
+            "finished_at": self.finished_at,
+            "end": self.end,
+            "retrieved": self.retrieved,
+            "ended_as": self.ended_as,
+        }
+
+
+def ledger_entry(record: GenRequest | Interrogation) -> LedgerEntry:
+    if isinstance(record, GenRequest):
+        return LedgerEntry(record.kind, record.created, record.finished_at, record.end, record.retrieved)
+    return LedgerEntry("alchemy", record.created, None, record.end, record.retrieved)
 
 
 def _check_accounts(source: SimUser, dest: SimUser) -> None:

@@ -9,13 +9,10 @@ The URLs themselves are never journalled: a presigned URL is a credential.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Final
 
 from bot.horde import (
-    AIHordeError,
     AlchemyAsyncRequest,
     AlchemyFormStatus,
     AlchemyStatusResponse,
@@ -24,12 +21,10 @@ from bot.horde import (
 )
 from bot.horde.consts import GENERATION_STATE, KNOWN_FACEFIXERS, KNOWN_MISC_POST_PROCESSORS, KNOWN_UPSCALERS
 from bot.services._jobs import messages
-from bot.services._jobs.image import ImageDeliverySettings
-from bot.services._jobs.kinds import JobContext, RunEnd, known_horde_id
+from bot.services._jobs.image import ImageDeliverySettings, download_with_retries
+from bot.services._jobs.kinds import JobContext, RunEnd, submit_or_resume
 from bot.services._jobs.models import DeliveredImage
 from bot.storage import JobKind
-
-log = logging.getLogger(__name__)
 
 IMAGE_FORMS: Final[frozenset[str]] = frozenset(
     [*KNOWN_UPSCALERS, *KNOWN_FACEFIXERS, *KNOWN_MISC_POST_PROCESSORS]
@@ -87,6 +82,10 @@ class AlchemyRun:
     def received(self) -> int:
         return sum(1 for form in self._forms if form.done)
 
+    @property
+    def lost(self) -> int:
+        return len(self._lost)
+
     def notes(self) -> tuple[str, ...]:
         return (messages.lost_images(len(self._lost)),) if self._lost else ()
 
@@ -101,23 +100,14 @@ class AlchemyRun:
 
     async def run(self) -> RunEnd:
         ctx = self._ctx
-        if self._request is not None:
-            status, _ = await ctx.horde.alchemy_request(
-                self._request,
-                timeout=ctx.timeout_s,
-                progress_callback=self._on_status,
-                cancel_event=ctx.cancel_event,
-                on_submitted=ctx.submitted,
-            )
-        else:
-            # The status needs no key of its own: the session's default does.
-            status = await ctx.horde.poll_alchemy_request(
-                known_horde_id(ctx),
-                n=ctx.n,
-                timeout=ctx.timeout_s,
-                progress_callback=self._on_status,
-                cancel_event=ctx.cancel_event,
-            )
+        # A resumed job's status needs no key of its own: the session's default does.
+        status = await submit_or_resume(
+            ctx,
+            self._request,
+            submit=ctx.horde.alchemy_request,
+            resume=ctx.horde.poll_alchemy_request,
+            on_progress=self._on_status,
+        )
         self._faulted = status.is_faulted
         await self._collect(status)
         # Alchemy is free: there is no kudos figure to report.
@@ -159,18 +149,7 @@ class AlchemyRun:
     async def _download(self, form: str, url: str) -> bytes | None:
         # The client downloads generations; a post-processed image is one in all but name.
         generation = ImageGeneration.model_validate({"id": form, "img": url, "seed": "0"})
-        attempts = self._delivery.download_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                return await self._ctx.horde.download_image_bytes(generation)
-            except AIHordeError as exc:
-                if attempt == attempts:
-                    log.warning(
-                        "Job %s: the %s result could not be downloaded: %s", self._ctx.job_id, form, exc
-                    )
-                    return None
-            await asyncio.sleep(self._delivery.download_retry_delay_s * attempt)
-        return None
+        return await download_with_retries(self._ctx, generation, self._delivery, f"the {form} result")
 
 
 def progress_of(status: AlchemyStatusResponse, n: int) -> BaseGenerationProgressResponse:

@@ -24,7 +24,7 @@ from bot.horde import (
     RequestErrorResponse,
 )
 from bot.services._jobs import messages
-from bot.services._jobs.kinds import JobContext, RunEnd, known_horde_id
+from bot.services._jobs.kinds import JobContext, RunEnd, known_horde_id, submit_or_resume
 from bot.services._jobs.models import DeliveredImage
 from bot.storage import JobKind
 
@@ -54,10 +54,11 @@ class ImageJobs:
     kind: ClassVar[JobKind] = "image"
 
     def __init__(
-        self, settings: ImageDeliverySettings, *, clock: Callable[[], float] = time.monotonic
+        self, settings: ImageDeliverySettings, *, clock: Callable[[], float] | None = None
     ) -> None:
         self._settings = settings
-        self._clock = clock
+        # Looked up at each call, not bound at import, so a patched clock (SimCord's virtual one) applies.
+        self._clock = clock or (lambda: time.monotonic())
 
     def expected_results(self, request_body: Mapping[str, Any]) -> int:
         params = request_body.get("params")
@@ -100,6 +101,10 @@ class ImageRun:
     def received(self) -> int:
         return len(self._seen)
 
+    @property
+    def lost(self) -> int:
+        return len(self._lost)
+
     def notes(self) -> tuple[str, ...]:
         return (messages.lost_images(len(self._lost)),) if self._lost else ()
 
@@ -113,22 +118,13 @@ class ImageRun:
 
     async def run(self) -> RunEnd:
         ctx = self._ctx
-        if self._request is not None:
-            status, _ = await ctx.horde.image_generate_request(
-                self._request,
-                timeout=ctx.timeout_s,
-                progress_callback=self._on_check,
-                cancel_event=ctx.cancel_event,
-                on_submitted=ctx.submitted,
-            )
-        else:
-            status = await ctx.horde.poll_image_request(
-                known_horde_id(ctx),
-                n=ctx.n,
-                timeout=ctx.timeout_s,
-                progress_callback=self._on_check,
-                cancel_event=ctx.cancel_event,
-            )
+        status = await submit_or_resume(
+            ctx,
+            self._request,
+            submit=ctx.horde.image_generate_request,
+            resume=ctx.horde.poll_image_request,
+            on_progress=self._on_check,
+        )
         self._faulted = status.faulted
         await self._collect(status)
         return RunEnd(complete=len(status.generations) >= ctx.n, faulted=status.faulted, kudos=status.kudos)
@@ -172,22 +168,26 @@ class ImageRun:
             await self._ctx.deliver_images(delivered)
 
     async def _download(self, generation: ImageGeneration) -> bytes | None:
-        attempts = self._settings.download_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                return await self._ctx.horde.download_image_bytes(generation)
-            except AIHordeError as exc:
-                if attempt == attempts:
-                    log.warning(
-                        "Job %s: image %s could not be downloaded (%d attempts): %s",
-                        self._ctx.job_id,
-                        generation.id_,
-                        attempts,
-                        exc,
-                    )
-                    return None
-            await asyncio.sleep(self._settings.download_retry_delay_s * attempt)
-        return None
+        return await download_with_retries(self._ctx, generation, self._settings, f"image {generation.id_}")
+
+
+async def download_with_retries(
+    ctx: JobContext, generation: ImageGeneration, delivery: ImageDeliverySettings, what: str
+) -> bytes | None:
+    """The image file of ``generation``, tried ``delivery.download_attempts`` times; ``None`` (and
+    a warning naming ``what``) when every attempt failed: a lost image is noted, not fatal."""
+    attempts = delivery.download_attempts
+    for attempt in range(1, attempts + 1):
+        try:
+            return await ctx.horde.download_image_bytes(generation)
+        except AIHordeError as exc:
+            if attempt == attempts:
+                log.warning(
+                    "Job %s: %s could not be downloaded (%d attempts): %s", ctx.job_id, what, attempts, exc
+                )
+                return None
+        await asyncio.sleep(delivery.download_retry_delay_s * attempt)
+    return None
 
 
 def _censored(generation: ImageGeneration) -> bool:

@@ -9,9 +9,9 @@ reporting through the :class:`JobContext` it is given. Adding a kind means writi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from bot.horde import AIHordeAPIAsyncSimpleClient, BaseGenerationProgressResponse
 from bot.services._jobs.models import DeliveredImage
@@ -79,6 +79,11 @@ class JobRun(Protocol):
         """Results the Horde returned so far (delivered or not)."""
         ...
 
+    @property
+    def lost(self) -> int:
+        """Results the Horde returned that could not be downloaded."""
+        ...
+
     def notes(self) -> tuple[str, ...]: ...
 
     def result_json(self) -> dict[str, Any]:
@@ -106,3 +111,70 @@ def known_horde_id(ctx: JobContext) -> str:
     if ctx.horde_id is None:
         raise RuntimeError(f"job {ctx.job_id} has no Horde id yet")
     return ctx.horde_id
+
+
+_Request_contra = TypeVar("_Request_contra", contravariant=True)
+_Status_co = TypeVar("_Status_co", covariant=True)
+_Progress_co = TypeVar("_Progress_co", covariant=True)
+_Status = TypeVar("_Status")
+_Progress = TypeVar("_Progress")
+_Request = TypeVar("_Request")
+
+
+class SubmitCall(Protocol[_Request_contra, _Progress_co, _Status_co]):
+    """A client call that submits a request and follows it (``image_generate_request``…)."""
+
+    def __call__(
+        self,
+        request: _Request_contra,
+        /,
+        *,
+        timeout: float,
+        progress_callback: Callable[[_Progress_co], Awaitable[object]] | None,
+        cancel_event: asyncio.Event | None,
+        on_submitted: Callable[[str], Awaitable[object]] | None,
+    ) -> Awaitable[tuple[_Status_co, str]]: ...
+
+
+class ResumeCall(Protocol[_Progress_co, _Status_co]):
+    """A client call that follows a submitted request by its id (``poll_image_request``…)."""
+
+    def __call__(
+        self,
+        gen_id: str,
+        /,
+        *,
+        n: int,
+        timeout: float,
+        progress_callback: Callable[[_Progress_co], Awaitable[object]] | None,
+        cancel_event: asyncio.Event | None,
+    ) -> Awaitable[_Status_co]: ...
+
+
+async def submit_or_resume(
+    ctx: JobContext,
+    request: _Request | None,
+    *,
+    submit: SubmitCall[_Request, _Progress, _Status],
+    resume: ResumeCall[_Progress, _Status],
+    on_progress: Callable[[_Progress], Awaitable[object]],
+) -> _Status:
+    """Submit ``request`` and follow it, or, without one, follow ``ctx.horde_id`` again; either
+    way with the job's time limit and cancel event, reporting each poll to ``on_progress``.
+    Returns the final status (or the DELETE's answer, with the partial results)."""
+    if request is not None:
+        status, _ = await submit(
+            request,
+            timeout=ctx.timeout_s,
+            progress_callback=on_progress,
+            cancel_event=ctx.cancel_event,
+            on_submitted=ctx.submitted,
+        )
+        return status
+    return await resume(
+        known_horde_id(ctx),
+        n=ctx.n,
+        timeout=ctx.timeout_s,
+        progress_callback=on_progress,
+        cancel_event=ctx.cancel_event,
+    )

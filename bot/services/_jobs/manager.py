@@ -41,7 +41,15 @@ from bot.services._jobs.models import (
     JobsShuttingDownError,
 )
 from bot.services._jobs.text import TextJobs
-from bot.storage import InvalidTransitionError, JobKind, JobRecord, JobState, KeyOwner, Storage
+from bot.storage import (
+    InvalidTransitionError,
+    JobKind,
+    JobRecord,
+    JobState,
+    KeyOwner,
+    Storage,
+    guild_shard,
+)
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +186,8 @@ class JobManager:
         horde: AIHordeAPIAsyncSimpleClient,
         *,
         generation_timeout_s: float,
-        shard_id: int | None = None,
+        shard_count: int = 1,
+        shard_ids: Collection[int] | None = None,
         clock: Callable[[], datetime] = _utcnow,
         image_delivery: ImageDeliverySettings = ImageDeliverySettings(),  # noqa: B008 - frozen
         listener_timeout_s: float = DEFAULT_LISTENER_TIMEOUT_S,
@@ -188,7 +197,14 @@ class JobManager:
         self._storage = storage
         self._horde = horde
         self._timeout_s = generation_timeout_s
-        self._shard_id = shard_id
+        if shard_count < 1:
+            raise ValueError("shard_count must be at least 1")
+        if shard_ids is not None and not all(0 <= shard < shard_count for shard in shard_ids):
+            raise ValueError(f"shard_ids must be between 0 and {shard_count - 1}")
+        # Each job is journalled with its guild's shard; a restart resumes only the shards this
+        # process runs (all of them, whatever their tag, when shard_ids is None).
+        self._shard_count = shard_count
+        self._resume_shards = None if shard_ids is None else frozenset(shard_ids)
         self._clock = clock
         self._listener_timeout_s = listener_timeout_s
         self._image = ImageJobs(image_delivery)
@@ -207,11 +223,13 @@ class JobManager:
         storage: Storage,
         horde: AIHordeAPIAsyncSimpleClient,
         settings: Settings,
-        *,
-        shard_id: int | None = None,
     ) -> JobManager:
         return cls(
-            storage, horde, generation_timeout_s=settings.horde.generation_timeout_s, shard_id=shard_id
+            storage,
+            horde,
+            generation_timeout_s=settings.horde.generation_timeout_s,
+            shard_count=settings.bot.shard_count or 1,
+            shard_ids=settings.bot.shard_ids,
         )
 
     def __repr__(self) -> str:
@@ -303,7 +321,7 @@ class JobManager:
             key_owner=key_owner,
             request_json=json.dumps(start.body),
             params_json=json.dumps(dict(params)),
-            shard_id=self._shard_id,
+            shard_id=guild_shard(guild_id, self._shard_count),
             created_at=now,
             updated_at=now,
         )
@@ -363,6 +381,9 @@ class JobManager:
             return self._outcome(
                 job, run, JobState.FAILED, error=messages.FAULTED, faulted=True, kudos=end.kudos
             )
+        if end.complete and run.received and run.lost >= run.received:
+            # Paid for and finished, yet nothing reached the member: that is a failure to them.
+            return self._outcome(job, run, JobState.FAILED, error=messages.ALL_LOST, kudos=end.kudos)
         if end.complete:
             return self._outcome(job, run, JobState.DONE, kudos=end.kudos)
         if job.cancel_reason is None and self._timed_out(job):
@@ -540,15 +561,18 @@ class JobManager:
     # -- resuming --------------------------------------------------------------------------------
 
     def set_listener_factory(self, kind: JobKind, factory: ListenerFactory) -> None:
-        """Rebuild the listeners of resumed ``kind`` jobs with ``factory`` rather than with the one
-        passed to :meth:`resume_unfinished` (each kind's cog registers its own)."""
+        """Rebuild the listeners of resumed ``kind`` jobs with ``factory`` (each kind's cog
+        registers its own when it loads; the bot resumes once every extension is loaded)."""
         self._listener_factories[kind] = factory
 
-    async def resume_unfinished(self, listener_factory: ListenerFactory) -> int:
-        """Pick up this shard's unfinished jobs after a restart; returns how many are followed again.
+    async def resume_unfinished(self, listener_factory: ListenerFactory | None = None) -> int:
+        """Pick up the unfinished jobs of this process's shards after a restart; returns how many
+        are followed again.
 
         A job's listener comes from the factory registered for its kind
-        (:meth:`set_listener_factory`), else from ``listener_factory``.
+        (:meth:`set_listener_factory`), else from ``listener_factory``. A job of a kind with
+        neither is left in the journal untouched (its extension is not loaded here) for a process
+        that can show it.
 
         * SUBMITTED: polled again by its Horde id and delivered into ``listener_factory(record)``
           (which may be async, and may raise :class:`JobAbandoned` when the message is gone: the
@@ -561,12 +585,16 @@ class JobManager:
         if self._closing:
             return 0
         resumed = 0
-        for record in await self._storage.jobs.list_unfinished(self._shard_id):
+        skipped: set[JobKind] = set()
+        for record in await self._storage.jobs.list_unfinished(self._resume_shards):
             if not self.accepting:  # shutdown began meanwhile: leave the rest for the next start
                 break
             if record.id in self._jobs:
                 continue
             factory = self._listener_factories.get(record.kind, listener_factory)
+            if factory is None:
+                skipped.add(record.kind)
+                continue
             listener, reachable = await self._listener_for(record, factory)
             handler = self._kinds.get(record.kind)
             if record.state is JobState.PENDING or record.horde_id is None:
@@ -585,6 +613,11 @@ class JobManager:
                 job.request_cancel(CancelReason.MESSAGE_GONE)
             self._launch(job, handler.resume)
             resumed += 1
+        if skipped:
+            log.warning(
+                "Unfinished %s job(s) left in the journal: no listener for them (extension not loaded?)",
+                "/".join(sorted(skipped)),
+            )
         if resumed:
             log.info("Resumed %d unfinished job(s)", resumed)
         return resumed

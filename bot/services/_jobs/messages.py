@@ -15,6 +15,13 @@ EXPIRED: Final = (
     "(the Horde forgets a request after about 20 minutes)."
 )
 NOTHING_RETURNED: Final = "The AI Horde ended this request without returning any image."
+UNREADABLE: Final = (
+    "The AI Horde sent an answer the bot could not read (not the Horde's own). "
+    "Please try again in a few minutes."
+)
+ALL_LOST: Final = (
+    "The AI Horde finished this, but none of its results could be downloaded. Please run it again."
+)
 UNEXPECTED: Final = "Something went wrong in the bot while running this generation."
 RESTARTED_BEFORE_ACCEPTED: Final = (
     "The bot restarted before the AI Horde had accepted this request, so it could not be "
@@ -89,4 +96,7 @@ def describe_horde_error(error: AIHordeRequestError, *, anonymous: bool = False)
         return "The AI Horde is rate-limiting the bot right now. Please try again in a minute."
     if status >= 500:
         return f"The AI Horde had a problem (HTTP {status}). Please try again in a few minutes."
+    if status < 400:
+        # A success status without the Horde's JSON: a proxy's page, nothing the user can act on.
+        return UNREADABLE
     return f"The AI Horde refused this request: {error.message}"

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from bot.horde import TextGenerateAsyncRequest, TextGenerateStatusResponse, TextGeneration
-from bot.services._jobs.kinds import JobContext, RunEnd, known_horde_id
+from bot.services._jobs.kinds import JobContext, RunEnd, submit_or_resume
 from bot.services._jobs.models import DeliveredImage
 from bot.storage import JobKind
 
@@ -48,6 +48,10 @@ class TextRun:
     def received(self) -> int:
         return len(self._generations)
 
+    @property
+    def lost(self) -> int:
+        return 0
+
     def notes(self) -> tuple[str, ...]:
         return ()
 
@@ -60,22 +64,13 @@ class TextRun:
 
     async def run(self) -> RunEnd:
         ctx = self._ctx
-        if self._request is not None:
-            status, _ = await ctx.horde.text_generate_request(
-                self._request,
-                timeout=ctx.timeout_s,
-                progress_callback=self._on_status,
-                cancel_event=ctx.cancel_event,
-                on_submitted=ctx.submitted,
-            )
-        else:
-            status = await ctx.horde.poll_text_request(
-                known_horde_id(ctx),
-                n=ctx.n,
-                timeout=ctx.timeout_s,
-                progress_callback=self._on_status,
-                cancel_event=ctx.cancel_event,
-            )
+        status = await submit_or_resume(
+            ctx,
+            self._request,
+            submit=ctx.horde.text_generate_request,
+            resume=ctx.horde.poll_text_request,
+            on_progress=self._on_status,
+        )
         self._keep(status)
         self._faulted = status.faulted
         return RunEnd(complete=len(status.generations) >= ctx.n, faulted=status.faulted, kudos=status.kudos)

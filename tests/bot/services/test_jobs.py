@@ -309,18 +309,33 @@ async def test_a_lost_download_is_reported_not_fatal(
     sim.state.faults.script("r2_image", Fault.http(500), times=FAST_DELIVERY.download_attempts)
     listener = Recorder()
 
-    record = await start(manager, listener)
+    record = await start(manager, listener, image_request(n=2))
     outcome = await listener.finished()
 
     assert outcome.state is JobState.DONE
-    assert outcome.images == ()
+    assert len(outcome.images) == 1
     assert outcome.notes == (messages.lost_images(1),)
-    assert sim.counters.calls("r2_image") == FAST_DELIVERY.download_attempts
+    assert sim.counters.calls("r2_image") == FAST_DELIVERY.download_attempts + 1
     stored = await journalled(storage, record.id)
     result = json.loads(stored.result_json or "{}")
     assert len(result["lost"]) == 1
-    assert result["images"] == []
+    assert len(result["images"]) == 1
     assert result["notes"] == [messages.lost_images(1)]
+
+
+async def test_a_job_whose_every_download_is_lost_fails(
+    manager: JobManager, storage: Storage, sim: Simulator
+) -> None:
+    sim.state.faults.script("r2_image", Fault.http(500), times=FAST_DELIVERY.download_attempts)
+    listener = Recorder()
+
+    record = await start(manager, listener)
+    outcome = await listener.finished()
+
+    assert (outcome.state, outcome.error) == (JobState.FAILED, messages.ALL_LOST)
+    assert outcome.images == ()
+    assert outcome.notes == (messages.lost_images(1),)
+    assert (await journalled(storage, record.id)).state is JobState.FAILED
 
 
 async def test_a_failed_download_is_retried(manager: JobManager, sim: Simulator) -> None:
@@ -817,7 +832,7 @@ async def test_resume_only_takes_this_shards_jobs(
     request = image_request()
     horde_id = await submit_on_the_horde(horde, request)
     other = await journal_crashed_job(storage, request, horde_id=horde_id, shard_id=2)
-    manager = make_manager(shard_id=1)
+    manager = make_manager(shard_count=3, shard_ids=[1])
 
     assert await manager.resume_unfinished(lambda job: Recorder()) == 0
 

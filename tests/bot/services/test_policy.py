@@ -232,7 +232,12 @@ async def test_blocked_words_and_patterns_are_caught(
         ("max_steps", "30", {"steps": 31}, "Steps must be between 1 and 30 on this server."),
         ("max_pixels", "262144", {"width": 1024, "height": 512}, "at most 262,144 pixels"),
         ("max_count", "2", {"n": 3}, "Count must be between 1 and 2 on this server."),
-        ("max_text_length", "20", {"prompt": "x" * 15, "negative_prompt": "y" * 6}, "at most 20 characters"),
+        (
+            "max_prompt_length",
+            "20",
+            {"prompt": "x" * 15, "negative_prompt": "y" * 6},
+            "at most 20 characters",
+        ),
     ],
 )
 async def test_each_limit_is_enforced(
@@ -251,7 +256,7 @@ async def test_each_limit_is_enforced(
 
 
 async def test_limits_at_the_bound_pass(policy: Policy, settings_service: GuildSettingsService) -> None:
-    await configure(settings_service, max_steps="30", max_count="2", max_text_length="20")
+    await configure(settings_service, max_steps="30", max_count="2", max_prompt_length="20")
     await policy.check_generation(context(steps=30, n=2, prompt="x" * 14, negative_prompt="y" * 6))
 
 
@@ -471,8 +476,11 @@ async def test_text_and_alchemy_follow_the_channel_rules(
 async def test_a_text_prompt_is_filtered_but_not_limited_in_characters(
     policy: Policy, settings_service: GuildSettingsService
 ) -> None:
-    # For text, max_text_length caps the tokens to write (the text request builder checks that).
-    await configure(settings_service, max_text_length="20", blocked_words="gore", blocked_patterns="sp[a4]m")
+    # For text, the request builder checks the typed prompt's length (a continued prompt may grow
+    # past max_prompt_length); the policy only filters it.
+    await configure(
+        settings_service, max_prompt_length="20", blocked_words="gore", blocked_patterns="sp[a4]m"
+    )
     await policy.check_generation(text_context(prompt="x" * 500))
 
     assert (await refused(policy, text_context(prompt="A tale of gore"))).startswith(

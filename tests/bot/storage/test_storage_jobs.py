@@ -13,6 +13,7 @@ from bot.storage import (
     JobState,
     NotFoundError,
     StorageError,
+    guild_shard,
 )
 from bot.storage.sql import SQLStorage
 
@@ -35,6 +36,16 @@ def job(**overrides: Any) -> JobRecord:
         "params_json": json.dumps({"prompt": "a cat", "steps": 30}),
     }
     return JobRecord(**(fields | overrides))
+
+
+def test_a_guilds_shard_follows_discords_rule() -> None:
+    guild = (123_456 << 22) | 0b1010  # the shard depends on the timestamp bits only
+    assert guild_shard(guild, 1) == 0
+    assert guild_shard(guild, 4) == 123_456 % 4 == 0
+    assert guild_shard(guild, 5) == 123_456 % 5 == 1
+    assert guild_shard(None, 5) == 0  # DMs
+    with pytest.raises(ValueError, match="at least 1"):
+        guild_shard(guild, 0)
 
 
 def test_job_state_terminality() -> None:
@@ -139,13 +150,31 @@ async def test_list_unfinished_by_shard(storage: SQLStorage[Any], clock: Any) ->
         job(shard_id=1, state=JobState.SUBMITTED, horde_id="h1", created_at=clock())
     )
     pending1 = await storage.jobs.create(job(shard_id=1, created_at=clock()))
+    pending2 = await storage.jobs.create(job(shard_id=2, created_at=clock()))
     for state in TERMINAL:
         await storage.jobs.create(job(shard_id=1, state=state, created_at=clock()))
-    assert [j.id for j in await storage.jobs.list_unfinished()] == [pending0.id, submitted1.id, pending1.id]
-    assert [j.id for j in await storage.jobs.list_unfinished(shard_id=1)] == [submitted1.id, pending1.id]
-    assert await storage.jobs.list_unfinished(shard_id=7) == []
+    everything = [pending0.id, submitted1.id, pending1.id, pending2.id]
+    assert [j.id for j in await storage.jobs.list_unfinished()] == everything
+    assert [j.id for j in await storage.jobs.list_unfinished(shard_ids=[1])] == [submitted1.id, pending1.id]
+    assert [j.id for j in await storage.jobs.list_unfinished({2, 0})] == [pending0.id, pending2.id]
+    assert [j.id for j in await storage.jobs.list_unfinished(range(3))] == everything
+    assert await storage.jobs.list_unfinished(shard_ids=[7]) == []
+    assert await storage.jobs.list_unfinished(shard_ids=()) == []
     await storage.jobs.update(pending1.id, state=JobState.CANCELLED)
-    assert [j.id for j in await storage.jobs.list_unfinished(shard_id=1)] == [submitted1.id]
+    assert [j.id for j in await storage.jobs.list_unfinished(shard_ids=[1])] == [submitted1.id]
+
+
+async def test_jobs_journalled_without_a_shard_belong_to_shard_0(
+    storage: SQLStorage[Any], clock: Any
+) -> None:
+    # Rows from before sharding (or from an unsharded bot) carry no shard: exactly one process of
+    # a sharded bot, the one running shard 0 (where DMs go too), must pick them up.
+    legacy = await storage.jobs.create(job(shard_id=None, created_at=clock()))
+    dm = await storage.jobs.create(job(shard_id=0, guild_id=None, created_at=clock()))
+    await storage.jobs.create(job(shard_id=1, created_at=clock()))
+
+    assert [j.id for j in await storage.jobs.list_unfinished([0])] == [legacy.id, dm.id]
+    assert legacy.id not in {j.id for j in await storage.jobs.list_unfinished([1, 2])}
 
 
 async def test_list_recent_is_per_user_newest_first(storage: SQLStorage[Any], clock: Any) -> None:

@@ -182,13 +182,19 @@ async def test_file_database_uses_wal_foreign_keys_and_busy_timeout(db_path: Pat
 async def test_opening_a_new_file_waits_for_another_connections_write_lock(db_path: Path) -> None:
     # SQLite answers the switch to WAL with "database is locked" at once, without the busy timeout.
     db_path.parent.mkdir(parents=True)
-    with closing(sqlite3.connect(db_path, isolation_level=None)) as other:
-        other.execute("BEGIN IMMEDIATE")
-        connecting = asyncio.create_task(SQLiteStorage(SQLiteURL(db_path)).connect())
-        await asyncio.sleep(0.05)
-        assert not connecting.done()
-        other.execute("ROLLBACK")
-        await asyncio.wait_for(connecting, timeout=5)
+    storage = SQLiteStorage(SQLiteURL(db_path))
+    try:
+        with closing(sqlite3.connect(db_path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            connecting = asyncio.create_task(storage.connect())
+            await asyncio.sleep(0.05)
+            assert not connecting.done()
+            other.execute("ROLLBACK")
+            await asyncio.wait_for(connecting, timeout=5)
+    finally:
+        # Left open, its aiosqlite connection is closed by the garbage collector in some later
+        # test, whose worker thread then answers a closed event loop (an unhandled thread error).
+        await storage.close()
     with closing(sqlite3.connect(db_path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

@@ -1,0 +1,334 @@
+"""The bot's whole path under load: /imagine in SimCord → the simulator over loopback HTTP → the
+Discord edits SimCord records. Not part of the tests.
+
+    python bench/bot_path.py                 # N = 1, 30, 100, 200; prints a Markdown table and JSON
+    python bench/bot_path.py --sizes 1,100
+
+N members run /imagine in the same instant (as in tests/reliability/test_load.py), each case in a
+fresh process (``--one N``), with the real bot (``create_bot``: production poll policy, SQLite, the
+Horde's own rate limits in client and simulator). SimCord's virtual clock drives the bot, and the
+in-process simulator is given the same clock, so the Horde's 2 submissions a second per IP (90 a
+minute) cost virtual seconds, not real ones. Figures:
+
+- *virtual* latency: from the command to the last edit of the member's message (the result), on
+  the shared virtual clock: the Horde's limits, the workers (1-5 s) and the polling;
+- *wall* latency: real seconds from the command until the result was seen (sampled after every
+  5 virtual seconds); mostly SimCord's settlement, which re-examines every pending task at each
+  step, not the bot;
+- Horde calls per job (the simulator's counters), Discord REST calls per job (SimCord's log),
+  edits per message, the channel's message edits in the busiest 5 and 10 virtual seconds (each
+  request stamped with the virtual time as SimCord logs it), and how many edits went out past
+  ``ChannelEditBudget``'s queue (their turn was over ``max_wait_s`` away);
+- CPU seconds per job and peak RSS of the whole process: bot, SimCord and simulator together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import contextlib
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # cogs/ is not installed, only importable from the repository
+
+import discord  # noqa: E402
+import simcord  # noqa: E402
+from pydantic import SecretStr  # noqa: E402
+
+from bot.app import create_bot  # noqa: E402
+from bot.config import DatabaseSettings, HordeSettings, Settings  # noqa: E402
+from bot.crypto import KeyRing, generate_key_value  # noqa: E402
+from bot.horde.simulator import Knobs, SimulatorConfig, run_simulator  # noqa: E402
+
+SIZES = (1, 30, 100, 200)
+PROMPT = "a lighthouse at dusk"
+JOB_SECONDS = (1.0, 5.0)
+# Virtual seconds per advance_time: each call has a fixed cost in SimCord's settlement, so few and
+# large; it is also the resolution of the wall-clock latency.
+STEP_S = 5.0
+CHANNEL_WINDOWS_S = (5.0, 10.0)
+DRAIN_S = 60.0
+"""How long the run goes on after the last job ended, for results still waiting for their turn."""
+SEED = 20_261_127
+# Shaped like a bot token; SimCord never checks it.
+FAKE_TOKEN = "MTA5ODc2NTQzMjEwOTg3NjU0Mw.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"
+_SIMCORD_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+_MESSAGE_PATH = re.compile(r"/messages/(\d+|@original)$")
+
+
+class VirtualClock:
+    """SimCord's clock for the simulator, which runs outside the bot's scope (there
+    ``time.monotonic`` is the real one)."""
+
+    def __init__(self) -> None:
+        self.env: simcord.Env | None = None
+
+    def __call__(self) -> float:
+        return 0.0 if self.env is None else (self.env.now() - _SIMCORD_EPOCH).total_seconds()
+
+
+class StampedRequests(list[Any]):
+    """SimCord's log of the bot's REST calls, with the virtual time of each (SimCord keeps none)."""
+
+    def __init__(self, clock: Any, entries: list[Any]) -> None:
+        super().__init__(entries)
+        self._clock = clock
+        self.times: list[float | None] = [None] * len(entries)
+
+    def append(self, entry: Any) -> None:
+        self.times.append(self._clock.elapsed)
+        super().append(entry)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+async def slash_together(env: simcord.Env, actions: Sequence[Coroutine[Any, Any, Any]]) -> None:
+    """Every member's /imagine in the same instant (SimCord refuses overlapping actions): each
+    action is stepped once, which creates its interaction, then one settle waits for the bot."""
+    for action in actions:
+        with contextlib.suppress(StopIteration):
+            action.send(None)
+    for action in actions:
+        action.close()
+    await env.advance_time(0)
+
+
+@contextlib.asynccontextmanager
+async def world(n: int, tmp: Path) -> AsyncIterator[tuple[simcord.Env, Any, VirtualClock]]:
+    clock = VirtualClock()
+    knobs = Knobs(speed=JOB_SECONDS, worker_threads=max(n, 1))
+    async with run_simulator(SimulatorConfig(clock=clock, knobs=knobs, seed=SEED)) as sim:
+        settings = Settings(
+            horde=HordeSettings(
+                api_url=sim.base_url, client_agent="horde-discord-bot-bench:0:bench@example.invalid"
+            ),
+            database=DatabaseSettings(url=f"sqlite:///{tmp / 'bot.sqlite3'}"),
+            discord_token=SecretStr(FAKE_TOKEN),
+            secret_keys=KeyRing.from_env_value(generate_key_value(1)),
+        )
+        bot = await create_bot(settings)
+        try:
+            async with simcord.run(bot, settle_timeout=120.0) as env:
+                clock.env = env
+                await bot.tree.sync()
+                yield env, sim, clock
+        finally:
+            await bot.close()
+
+
+async def run_one(n: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bot-path-") as tmp:
+        async with world(n, Path(tmp)) as (env, sim, clock):
+            guild = env.create_guild("Bench")
+            channel = guild.create_text_channel("general")
+            members = [guild.add_member(env.create_user(f"member{i:03}")) for i in range(n)]
+            bot: Any = env.bot
+            backend: Any = env.backend  # SimCord-internal: the only place its request log lives
+            stamped = backend.http_requests = StampedRequests(backend.clock, backend.http_requests)
+            usage_before = resource.getrusage(resource.RUSAGE_SELF)
+            wall_start, virtual_start = time.perf_counter(), clock()
+            requests_before = len(env.http_requests)
+
+            await slash_together(
+                env,
+                [member.slash(channel, "imagine", prompt=PROMPT, width=64, height=64) for member in members],
+            )
+            answered_wall = time.perf_counter() - wall_start
+            seen_wall: dict[int, float] = {}
+            ended_at = clock()
+            for _ in range(1000):
+                for message in channel.history():
+                    if message.attachments and message.id not in seen_wall:
+                        seen_wall[message.id] = time.perf_counter() - wall_start
+                # A finished job may still wait for its channel's turn to show the result.
+                if not bot.jobs.active_jobs() and (len(seen_wall) >= n or clock() - ended_at > DRAIN_S):
+                    break
+                if bot.jobs.active_jobs():
+                    ended_at = clock()
+                await env.advance_time(STEP_S)
+            wall_s = time.perf_counter() - wall_start
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+
+            results = [message for message in channel.history() if message.attachments]
+            jobs = [job for member in members for job in await bot.storage.jobs.list_recent(member.id)]
+            virtual_latency = [
+                (message.edited_at - _SIMCORD_EPOCH).total_seconds() - virtual_start
+                for message in results
+                if message.edited_at is not None
+            ]
+            requests = env.http_requests[requests_before:]
+            edits = [e for e in requests if e.method == "PATCH" and _MESSAGE_PATH.search(e.path)]
+            counters = sim.counters
+            horde_calls = {
+                name: counters.calls(endpoint) / n
+                for name, endpoint in (
+                    ("async", "generate_async"),
+                    ("check", "generate_check"),
+                    ("status", "generate_status"),
+                    ("download", "r2_image"),
+                )
+            }
+            cpu_s = (usage.ru_utime - usage_before.ru_utime) + (usage.ru_stime - usage_before.ru_stime)
+            return {
+                "n": n,
+                "delivered": len(results),
+                "jobs_done": sum(job.state.value == "done" for job in jobs),
+                "responses_429": counters.status(429),
+                "virtual_run_s": clock() - virtual_start,
+                "virtual_latency_s": _summary(virtual_latency),
+                "wall_run_s": wall_s,
+                "wall_all_answered_s": answered_wall,
+                "wall_latency_s": _summary(list(seen_wall.values())),
+                "horde_calls_per_job": {**horde_calls, "total": sum(horde_calls.values())},
+                "discord_requests_per_job": len(requests) / n,
+                "discord_requests_by_kind_per_job": {
+                    kind: count / n
+                    for kind, count in Counter(
+                        f"{entry.method} {_kind(entry.path)}" for entry in requests
+                    ).most_common()
+                },
+                "edits_per_message": len(edits) / max(1, len(results)),
+                **{
+                    f"channel_edits_max_per_{window:g}s": _busiest_window(
+                        _channel_edit_times(stamped, channel.id), window
+                    )
+                    for window in CHANNEL_WINDOWS_S
+                },
+                "edits_past_the_budget_queue": bot.delivery.budget.unbudgeted,
+                "cpu_s": cpu_s,
+                "cpu_s_per_job": cpu_s / n,
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+
+
+def _kind(path: str) -> str:
+    if path.startswith("/interactions/"):
+        return "interaction callback"
+    if path.startswith("/webhooks/"):
+        return "webhook " + ("message edit" if "/messages/" in path else "followup")
+    if "/messages" in path:
+        return "channel message"
+    return re.sub(r"\d+", "{id}", path)
+
+
+def _summary(values: Sequence[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    return {
+        "p50": statistics.median(values),
+        "p95": percentile(values, 0.95),
+        "max": max(values),
+        "mean": statistics.fmean(values),
+    }
+
+
+def _channel_edit_times(stamped: StampedRequests, channel_id: int) -> list[float]:
+    """When each message in the channel was edited (not the interactions' own replies, which are
+    edited through their webhook)."""
+    prefix = f"/channels/{channel_id}/messages/"
+    return [
+        at
+        for at, entry in zip(stamped.times, stamped, strict=True)
+        if at is not None and entry.method == "PATCH" and entry.path.startswith(prefix)
+    ]
+
+
+def _busiest_window(times: Sequence[float], window: float) -> int:
+    """The most of ``times`` in any ``[t, t + window)`` virtual seconds."""
+    ordered = sorted(times)
+    return max((bisect.bisect_left(ordered, at + window) - i for i, at in enumerate(ordered)), default=0)
+
+
+# -- the runner --------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, nproc {os.cpu_count()}, Python {platform.python_version()}, {platform.platform()}"
+
+
+def report(results: Sequence[dict[str, Any]]) -> str:
+    def row(label: str, pick: Any, fmt: str = "{:.2f}") -> str:
+        return f"| {label} | " + " | ".join(fmt.format(pick(r)) for r in results) + " |"
+
+    header = "| measure | " + " | ".join(f"N = {r['n']}" for r in results) + " |"
+    lines = [
+        header,
+        "|---|" + "---:|" * len(results),
+        row("results delivered / jobs done", lambda r: f"{r['delivered']} / {r['jobs_done']}", "{}"),
+        row("429s from the simulator", lambda r: r["responses_429"], "{}"),
+        row("latency p50, virtual s", lambda r: r["virtual_latency_s"]["p50"], "{:.1f}"),
+        row("latency p95, virtual s", lambda r: r["virtual_latency_s"]["p95"], "{:.1f}"),
+        row("whole run, virtual s", lambda r: r["virtual_run_s"], "{:.1f}"),
+        row("latency p50, wall s", lambda r: r["wall_latency_s"]["p50"], "{:.1f}"),
+        row("latency p95, wall s", lambda r: r["wall_latency_s"]["p95"], "{:.1f}"),
+        row("every member answered (deferred), wall s", lambda r: r["wall_all_answered_s"], "{:.2f}"),
+        row("whole run, wall s", lambda r: r["wall_run_s"], "{:.1f}"),
+        row("Horde calls per job: total", lambda r: r["horde_calls_per_job"]["total"]),
+        row("… generate/async", lambda r: r["horde_calls_per_job"]["async"]),
+        row("… generate/check", lambda r: r["horde_calls_per_job"]["check"]),
+        row("… generate/status", lambda r: r["horde_calls_per_job"]["status"]),
+        row("… image download", lambda r: r["horde_calls_per_job"]["download"]),
+        row("Discord REST calls per job", lambda r: r["discord_requests_per_job"]),
+        row("… edits per message (result message)", lambda r: r["edits_per_message"]),
+        row("edits in the channel, most in any 5 virtual s", lambda r: r["channel_edits_max_per_5s"], "{}"),
+        row("edits in the channel, most in any 10 virtual s", lambda r: r["channel_edits_max_per_10s"], "{}"),
+        row("edits past the budget's queue (over 30 s)", lambda r: r["edits_past_the_budget_queue"], "{}"),
+        row("CPU s per job (bot + SimCord + simulator)", lambda r: r["cpu_s_per_job"], "{:.3f}"),
+        row("peak RSS, MiB (whole process)", lambda r: r["peak_rss_mib"], "{:.0f}"),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="comma-separated N values")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # one case, in this process
+    args = parser.parse_args(argv)
+    if args.one is not None:
+        discord.utils.setup_logging(level=40)  # errors only: the bench prints JSON on stdout
+        print(json.dumps(asyncio.run(run_one(args.one))))
+        return
+    results = []
+    for n in (int(size) for size in args.sizes.split(",")):
+        print(f"N={n} …", file=sys.stderr, flush=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--one", str(n)], capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            print(done.stderr[-5000:], file=sys.stderr)
+            raise SystemExit(f"N={n} failed")
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(json.dumps(results[-1], indent=1), file=sys.stderr, flush=True)
+    print(f"Machine: {machine()}\n")
+    print(report(results))
+
+
+if __name__ == "__main__":
+    main()

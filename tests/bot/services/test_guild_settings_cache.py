@@ -1,0 +1,132 @@
+"""GuildSettingsService's cache when several processes share one SQLite file: nothing is pushed, so
+a guild's cached settings expire after ``cache_ttl_s`` (an injected clock moves time here).
+PostgreSQL's pushed invalidation is tested with the storage (test_storage_settings_notifications.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.config import GenerationDefaults
+from bot.crypto import KeyRing
+from bot.horde import AIHordeAPIAsyncSimpleClient
+from bot.services.guild_settings import GuildSettingsService
+from bot.storage import GuildSponsorKeyRecord, SQLiteStorage, SQLiteURL
+
+GUILD = 111
+ADMIN = 7
+TTL_S = 30.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 500.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def two_processes(tmp_path: Path) -> AsyncIterator[tuple[SQLiteStorage, SQLiteStorage]]:
+    """Two storages on one SQLite file, as two bot processes would open it."""
+    url = SQLiteURL(tmp_path / "bot.sqlite3")
+    async with SQLiteStorage(url) as first, SQLiteStorage(url) as second:
+        yield first, second
+
+
+def make_service(
+    storage: SQLiteStorage, keyring: KeyRing, clock: Clock, ttl_s: float = TTL_S
+) -> GuildSettingsService:
+    return GuildSettingsService(
+        storage,
+        GenerationDefaults(),
+        keyring=keyring,
+        horde=AIHordeAPIAsyncSimpleClient(),
+        cache_ttl_s=ttl_s,
+        clock=clock,
+    )
+
+
+async def test_another_processs_write_is_seen_once_the_cache_expires(
+    two_processes: tuple[SQLiteStorage, SQLiteStorage], keyring: KeyRing, clock: Clock
+) -> None:
+    first, second = two_processes
+    reader, writer = make_service(first, keyring, clock), make_service(second, keyring, clock)
+    assert (await reader.get(GUILD)).cooldown_seconds == 0
+
+    await writer.set(GUILD, "cooldown_seconds", "9", ADMIN)
+
+    assert (await writer.get(GUILD)).cooldown_seconds == 9  # the writer's own cache: at once
+    clock.now += TTL_S - 0.5
+    assert (await reader.get(GUILD)).cooldown_seconds == 0  # still within the time limit
+    clock.now += 0.5
+    assert (await reader.get(GUILD)).cooldown_seconds == 9
+    # Read again at 530: cached anew for another 30 s.
+    await writer.set(GUILD, "cooldown_seconds", "4", ADMIN)
+    clock.now += TTL_S - 0.5
+    assert (await reader.get(GUILD)).cooldown_seconds == 9
+    clock.now += 0.5
+    assert (await reader.get(GUILD)).cooldown_seconds == 4
+
+
+async def test_each_guild_expires_on_its_own_reading_time(
+    two_processes: tuple[SQLiteStorage, SQLiteStorage], keyring: KeyRing, clock: Clock
+) -> None:
+    first, second = two_processes
+    reader, writer = make_service(first, keyring, clock), make_service(second, keyring, clock)
+    await reader.get(GUILD)
+    clock.now += 20
+    await reader.get(GUILD + 1)
+    await writer.set(GUILD, "cooldown_seconds", "9", ADMIN)
+    await writer.set(GUILD + 1, "cooldown_seconds", "9", ADMIN)
+
+    clock.now += 10
+    assert [(await reader.get(g)).cooldown_seconds for g in (GUILD, GUILD + 1)] == [9, 0]
+
+
+async def test_a_zero_time_limit_reads_every_time(
+    two_processes: tuple[SQLiteStorage, SQLiteStorage], keyring: KeyRing, clock: Clock
+) -> None:
+    first, second = two_processes
+    reader, writer = make_service(first, keyring, clock, ttl_s=0), make_service(second, keyring, clock)
+    assert (await reader.get(GUILD)).cooldown_seconds == 0
+
+    await writer.set(GUILD, "cooldown_seconds", "9", ADMIN)
+
+    assert (await reader.get(GUILD)).cooldown_seconds == 9  # the clock did not move
+
+
+async def test_a_negative_time_limit_is_refused(
+    two_processes: tuple[SQLiteStorage, SQLiteStorage], keyring: KeyRing
+) -> None:
+    with pytest.raises(ValueError, match="must not be negative"):
+        make_service(two_processes[0], keyring, Clock(), ttl_s=-1)
+
+
+async def test_a_sponsor_key_removed_elsewhere_expires_too(
+    two_processes: tuple[SQLiteStorage, SQLiteStorage], keyring: KeyRing, clock: Clock
+) -> None:
+    first, second = two_processes
+    reader = make_service(first, keyring, clock)
+
+    await second.sponsor_keys.set(
+        GuildSponsorKeyRecord(
+            guild_id=GUILD,
+            encrypted_api_key=keyring.encrypt("sponsor-key-0123456789"),
+            horde_username="p",
+            updated_by=ADMIN,
+        )
+    )
+    assert (await reader.get(GUILD)).has_sponsor_key
+    await second.sponsor_keys.delete(GUILD, actor_id=ADMIN)
+
+    assert (await reader.get(GUILD)).has_sponsor_key
+    clock.now += TTL_S
+    assert not (await reader.get(GUILD)).has_sponsor_key
