@@ -151,6 +151,9 @@ class DatabaseSettings(_Section):
 class ProgressSettings(_Section):
     edit_interval_s: float = Field(default=3.0, ge=1.0, le=60)
     bar_width: int = Field(default=20, ge=1, le=100)
+    # Every job in a channel shares these; Discord's per-channel message bucket is about 5 per 5 s.
+    channel_edits: int = Field(default=5, ge=1, le=50)
+    channel_window_s: float = Field(default=5.0, ge=1.0, le=60)
 
 
 class GenerationDefaults(_Section):

@@ -24,7 +24,7 @@ import simcord
 from pydantic import SecretStr
 
 from bot.app import EXTENSIONS, HordeBot, create_bot
-from bot.config import DatabaseSettings, HordeSettings, Settings
+from bot.config import DatabaseSettings, HordeSettings, ProgressSettings, Settings
 from bot.crypto import KeyRing, generate_key_value
 from bot.horde import PollPolicy
 from bot.horde.simulator import Knobs, Simulator, SimulatorConfig, run_simulator
@@ -125,6 +125,9 @@ def settings(horde_sim: Simulator, tmp_path: Path, keyring: KeyRing) -> Settings
             api_url=horde_sim.base_url, client_agent=TEST_CLIENT_AGENT, request_timeout_s=5.0
         ),
         database=DatabaseSettings(url=f"sqlite:///{tmp_path / 'bot.sqlite3'}"),
+        # A wait for the channel's turn is real time to SimCord when it falls inside an action's
+        # settling: tests of other things must not queue. The budget's own tests set it.
+        progress=ProgressSettings(channel_edits=50),
         discord_token=SecretStr(FAKE_DISCORD_TOKEN),
         secret_keys=keyring,
     )

@@ -409,7 +409,11 @@ class Delivery:
         self.client = client
         self.storage = storage
         self.progress = progress
-        self.budget = budget if budget is not None else ChannelEditBudget()
+        self.budget = (
+            budget
+            if budget is not None
+            else ChannelEditBudget(progress.channel_edits, progress.channel_window_s)
+        )
         self.retry_delays_s = tuple(retry_delays_s)
 
     def __repr__(self) -> str:
@@ -580,33 +584,45 @@ class MessageJobListener(JobListener):
         (its message is gone). A 403 with files propagates (sent again without them); so does any
         error of a ``final`` edit, which :meth:`Delivery.must_deliver` tries again."""
         before = self._target.message_id
-        shown: Fields = {}
-
-        def recorded(fresh: bool) -> Fields:
-            shown.clear()
-            shown.update(build(fresh))
-            return shown
-
-        try:
-            await self._target.edit(recorded)
-        except discord.NotFound as exc:
-            if exc.code != UNKNOWN_MESSAGE:
-                log.info("The message of job %s can no longer be edited: %s", job.id, exc)
-            raise JobAbandoned from None
-        except discord.Forbidden:
-            if shown.get("attachments"):
-                raise
-            log.warning("Not allowed to edit the message of job %s", job.id)
-            return False
-        except discord.HTTPException as exc:
-            if final:
-                raise
-            log.warning(
-                "Could not edit the message of job %s: HTTP %s (code %s)", job.id, exc.status, exc.code
-            )
+        if await edit_job_message(self._target, job, build, final=final) is None:
             return False
         await self._delivery.record_move(job, self._target, before)
         return True
+
+
+async def edit_job_message(
+    target: MessageTarget, job: JobRecord, build: BuildFields, *, final: bool
+) -> discord.Message | None:
+    """Edit ``job``'s message; ``None`` when Discord failed in a way a later edit may not.
+
+    A 404 abandons the job (its message is gone). A 403 while attaching files propagates (the caller
+    sends again without them); so does any error of a ``final`` edit, which
+    :meth:`Delivery.must_deliver` tries again.
+    """
+    had_files = False
+
+    def recorded(fresh: bool) -> Fields:
+        nonlocal had_files
+        fields = build(fresh)
+        had_files = bool(fields.get("attachments"))
+        return fields
+
+    try:
+        return await target.edit(recorded)
+    except discord.NotFound as exc:
+        if exc.code != UNKNOWN_MESSAGE:
+            log.info("The message of job %s can no longer be edited: %s", job.id, exc)
+        raise JobAbandoned from None
+    except discord.Forbidden:
+        if had_files:
+            raise
+        log.warning("Not allowed to edit the message of job %s", job.id)
+        return None
+    except discord.HTTPException as exc:
+        if final:
+            raise
+        log.warning("Could not edit the message of job %s: HTTP %s (code %s)", job.id, exc.status, exc.code)
+        return None
 
 
 def _with_line(content: str, line: str) -> str:

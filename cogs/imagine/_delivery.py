@@ -12,7 +12,7 @@ import contextlib
 import io
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, Final
+from typing import Final
 
 import discord
 
@@ -20,16 +20,16 @@ from bot.app import HordeBot
 from bot.errors import BotError, UserInputError
 from bot.services.accounts import ResolvedKey
 from bot.services.delivery import (
-    UNKNOWN_MESSAGE,
     Delivery,
     Fields,
     JobMessage,
     MessageTarget,
+    edit_job_message,
     journalled_params,
     monotonic,
 )
 from bot.services.imagine import ImagineParams, ImagineRequest
-from bot.services.jobs import DeliveredImage, JobAbandoned, JobListener, JobOutcome, JobProgress
+from bot.services.jobs import DeliveredImage, JobListener, JobOutcome, JobProgress
 from bot.services.render import NO_ATTACH_PERMISSION, EditThrottle, render_progress, render_result
 from bot.storage import JobRecord
 from cogs.imagine._views import progress_view, result_view
@@ -198,11 +198,11 @@ class ImagineListener(JobListener):
 
         before = self._target.message_id
         try:
-            message = await self._send(job, build, final=final)
+            message = await edit_job_message(self._target, job, build, final=final)
         except discord.Forbidden:
             log.warning("Missing permission to attach files in channel %s", self._target.channel_id)
             self._can_attach = False
-            message = await self._send(job, build, final=final)
+            message = await edit_job_message(self._target, job, build, final=final)
         if message is None:
             return
         if self._target.message_id != before:
@@ -213,35 +213,6 @@ class ImagineListener(JobListener):
             self._shown = min(len(self._images), MAX_ATTACHMENTS)
         self._has_view = True
         self._throttle.sent(shown)
-
-    async def _send(self, job: JobRecord, build: Callable[[bool], Fields], *, final: bool) -> Any:
-        """The edited message; ``None`` when a progress edit failed in a way a later one may not."""
-        had_files = False
-
-        def recorded(fresh: bool) -> Fields:
-            nonlocal had_files
-            fields = build(fresh)
-            had_files = bool(fields.get("attachments"))
-            return fields
-
-        try:
-            return await self._target.edit(recorded)
-        except discord.NotFound as exc:
-            if exc.code != UNKNOWN_MESSAGE:
-                log.info("The message of job %s can no longer be edited: %s", job.id, exc)
-            raise JobAbandoned from None
-        except discord.Forbidden:
-            if had_files:
-                raise
-            log.warning("Not allowed to edit the message of job %s", job.id)
-            return None
-        except discord.HTTPException as exc:
-            if final:
-                raise
-            log.warning(
-                "Could not edit the message of job %s: HTTP %s (code %s)", job.id, exc.status, exc.code
-            )
-            return None
 
 
 def _file(image: DeliveredImage) -> discord.File:
