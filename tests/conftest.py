@@ -16,9 +16,11 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import discord
 import hypothesis
+import pg_server
 import pytest
 import simcord
 from pydantic import SecretStr
@@ -131,6 +133,35 @@ def settings(horde_sim: Simulator, tmp_path: Path, keyring: KeyRing) -> Settings
         discord_token=SecretStr(FAKE_DISCORD_TOKEN),
         secret_keys=keyring,
     )
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URL of a database the tests may create schemas in: ``TEST_DATABASE_URL`` when set (CI),
+    else a throwaway server started once for the session (``tests/pg_server.py``), else a skip."""
+    url = os.environ.get(pg_server.URL_ENV)
+    if url:
+        yield url
+        return
+    try:
+        server = pg_server.start(owner_pid=os.getpid())
+    except pg_server.PostgresUnavailable as exc:
+        pytest.skip(f"needs PostgreSQL: {exc}")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """``url`` with its connections' ``search_path`` set to ``schema`` (asyncpg sends unknown query
+    parameters as server settings)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "search_path"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("search_path", schema)])))
 
 
 # -- the bot in SimCord -------------------------------------------------------------------------

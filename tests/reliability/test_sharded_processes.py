@@ -11,15 +11,12 @@ this module; each test gets a fresh schema. Without PostgreSQL the tests are ski
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
-import pg_server
 import pytest
 from bot_process_driver import (
     BotProcess,
@@ -30,6 +27,7 @@ from bot_process_driver import (
     reading_journal,
     write_config,
 )
+from conftest import with_search_path
 
 from bot.crypto import generate_key_value
 from bot.horde.simulator import Knobs, ManualClock, RateLimits, Simulator, SimulatorConfig
@@ -66,22 +64,6 @@ def world(shard_id: int) -> dict[str, Any]:
 # -- PostgreSQL --------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def shared_postgres() -> Iterator[str]:
-    url = os.environ.get(pg_server.URL_ENV)
-    if url:
-        yield url
-        return
-    try:
-        server = pg_server.start(owner_pid=os.getpid())
-    except pg_server.PostgresUnavailable as exc:
-        pytest.skip(f"needs PostgreSQL: {exc}")
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 async def journal_storage(database_url: str) -> AsyncIterator[Storage]:
     async with reading_journal(database_url) as storage:
@@ -89,16 +71,14 @@ async def journal_storage(database_url: str) -> AsyncIterator[Storage]:
 
 
 @pytest.fixture
-async def database_url(shared_postgres: str) -> AsyncIterator[str]:
+async def database_url(postgres_server: str) -> AsyncIterator[str]:
     """A fresh schema of this test's own, named in the URL (asyncpg sends ``search_path`` as a
     server setting)."""
     schema = f"sharded_{uuid.uuid4().hex}"
-    admin = await asyncpg.connect(shared_postgres)
+    admin = await asyncpg.connect(postgres_server)
     try:
         await admin.execute(f'CREATE SCHEMA "{schema}"')
-        parts = urlsplit(shared_postgres)
-        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "search_path"]
-        yield urlunsplit(parts._replace(query=urlencode([*query, ("search_path", schema)])))
+        yield with_search_path(postgres_server, schema)
     finally:
         await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await admin.close()

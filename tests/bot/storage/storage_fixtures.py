@@ -10,20 +10,18 @@ when PostgreSQL is installed, else they are skipped. Each PostgreSQL test gets a
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
-import pg_server
 import pytest
+from conftest import with_search_path
 from cryptography.fernet import Fernet
 
 from bot.crypto import KeyRing
@@ -75,31 +73,6 @@ def ring() -> KeyRing:
 
 
 # -- PostgreSQL -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """The URL of a database the tests may create schemas in."""
-    url = os.environ.get(pg_server.URL_ENV)
-    if url:
-        yield url
-        return
-    try:
-        server = pg_server.start(owner_pid=os.getpid())
-    except pg_server.PostgresUnavailable as exc:
-        pytest.skip(f"PostgreSQL variant skipped: {exc}")
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-def with_search_path(url: str, schema: str) -> str:
-    """``url`` with its connections' ``search_path`` set to ``schema`` (asyncpg sends unknown query
-    parameters as server settings)."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "search_path"]
-    return urlunsplit(parts._replace(query=urlencode([*query, ("search_path", schema)])))
 
 
 @dataclass
