@@ -29,6 +29,13 @@ from bot.errors import BotError, HordeUnavailableError, UserInputError
 from bot.horde import ANON_API_KEY, AIHordeAPIAsyncSimpleClient, AIHordeRequestError, FindUserRequest
 from bot.horde.consts import KNOWN_IMAGE_SAMPLERS
 from bot.services.accounts import ResolvedKey, SecretRegistry
+from bot.services.patterns import (
+    ALLOWED,
+    MAX_PATTERN_LENGTH,
+    BlockedPattern,
+    PatternError,
+    compile_pattern,
+)
 from bot.storage import GuildSettingAuditRecord, GuildSponsorKeyRecord, Storage
 
 log = logging.getLogger(__name__)
@@ -46,7 +53,7 @@ CHANNEL_SEPARATOR: Final = "#"
 MAX_LIST_ITEMS: Final = 100
 MAX_WORD_LENGTH: Final = 100
 MAX_PATTERNS: Final = 25
-MAX_PATTERN_LENGTH: Final = 200
+MAX_SHOWN_PATTERN: Final = 60
 MAX_MODEL_NAME: Final = 100
 MAX_NEGATIVE_PROMPT: Final = 1000
 MAX_PROMPT_LENGTH: Final = 6000
@@ -66,14 +73,6 @@ _TRUE: Final = frozenset({"on", "yes", "true", "1", "enabled", "enable"})
 _FALSE: Final = frozenset({"off", "no", "false", "0", "disabled", "disable"})
 _CHANNEL_REF: Final = re.compile(r"<#(\d{15,21})>|(\d{15,21})")
 _CUSTOM_EMOJI: Final = re.compile(r"<a?:\w{2,32}:\d{15,21}>")
-# A quantified group that itself contains a quantifier, e.g. (a+)+ or (\w*x)*: the classic shape of
-# catastrophic backtracking. Backreferences are refused too (no linear-time guarantee at all).
-_NESTED_QUANTIFIER: Final = re.compile(
-    r"\((?:[^()\\]|\\.)*(?:[+*]|\{\d*,\d*\})(?:[^()\\]|\\.)*\)\s*(?:[+*]|\{\d*,)"
-)
-_BACKREFERENCE: Final = re.compile(r"\\[1-9]|\(\?P=")
-
-
 class SettingGroup(StrEnum):
     defaults = "defaults"
     limits = "limits"
@@ -258,58 +257,45 @@ def _format_words(value: tuple[str, ...]) -> str:
     return _format_string_set(frozenset(value))
 
 
-_OPEN_REPEAT = re.compile(r"\{\d*,\}")
-
-
-def _unbounded_repeats(pattern: str) -> int:
-    """Counts ``*``, ``+`` and ``{n,}`` outside character classes and escapes."""
-    count = 0
-    in_class = escaped = False
-    for index, char in enumerate(pattern):
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif in_class:
-            in_class = char != "]"
-        elif char == "[":
-            in_class = True
-        elif char in "*+" or (char == "{" and _OPEN_REPEAT.match(pattern, index)):
-            count += 1
-    return count
-
-
-def check_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile one admin-supplied regular expression, refusing ones that could match slowly.
-
-    Matching happens only on prompts, whose length the server limits (``max_prompt_length``); with the
-    length cap here and the refusal of nested quantifiers and backreferences, matching stays bounded.
-    """
-    if not pattern or len(pattern) > MAX_PATTERN_LENGTH:
-        raise ValueError(f"each pattern 1 to {MAX_PATTERN_LENGTH} characters")
-    if _NESTED_QUANTIFIER.search(pattern) or _BACKREFERENCE.search(pattern):
-        raise ValueError("no nested quantifiers such as (a+)+ and no backreferences")
-    if _unbounded_repeats(pattern) > 1:
-        # Each further unbounded repeat multiplies the backtracking: a.*b.*c took 45 s on 4096 chars.
-        raise ValueError("at most one unbounded repetition (*, + or {n,}) per pattern")
-    try:
-        return re.compile(pattern, re.IGNORECASE)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression: {exc.msg}") from None
-    except RecursionError:
-        raise ValueError("the pattern is too deeply nested") from None
-
-
-def _patterns(text: str) -> tuple[str, ...]:
+def _pattern_entries(text: str) -> list[str]:
     # A single pattern may contain commas ({1,3}); several need the JSON list form.
     if text.lower() in _NONE_WORDS:
-        return ()
+        return []
     entries = _items(text) if text.startswith("[") else [text]
     if len(entries) > MAX_PATTERNS:
         raise ValueError(f"at most {MAX_PATTERNS} patterns")
+    return entries
+
+
+def _compile(entry: str) -> BlockedPattern:
+    try:
+        return compile_pattern(entry)
+    except PatternError as exc:
+        raise PatternError(f"“{entry[:MAX_SHOWN_PATTERN]}”: {exc}") from None
+
+
+def _patterns(text: str) -> tuple[str, ...]:
+    entries = _pattern_entries(text)
     for entry in entries:
-        check_pattern(entry)
+        _compile(entry)
     return tuple(entries)
+
+
+def _stored_patterns(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Stored patterns that still compile, and why each other one is no longer applied.
+
+    Patterns saved before they ran on RE2 may use what RE2 cannot do: the others keep working.
+    """
+    kept: list[str] = []
+    refused: list[str] = []
+    for entry in _pattern_entries(text):
+        try:
+            _compile(entry)
+        except PatternError as exc:
+            refused.append(str(exc))
+        else:
+            kept.append(entry)
+    return tuple(kept), tuple(refused)
 
 
 def _format_patterns(value: tuple[str, ...]) -> str:
@@ -517,8 +503,7 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         SettingGroup.filters,
         "Prompts matching these regular expressions (case-insensitive) are refused.",
         f'one regular expression, or a JSON list of up to {MAX_PATTERNS} such as ["fo+", "ba[rz]"], '
-        f"each at most {MAX_PATTERN_LENGTH} characters, without nested quantifiers or backreferences; "
-        "or none",
+        f"each at most {MAX_PATTERN_LENGTH} characters; or none. Patterns: {ALLOWED}",
         _patterns,
         _format_patterns,
         _const(()),
@@ -743,7 +728,9 @@ class GuildConfig:
     overridden: frozenset[str] = frozenset()
     """The names set for this server (channel overrides as ``name#channel``)."""
     channel_overrides: Mapping[int, Mapping[str, Any]] = field(default_factory=dict, repr=False)
-    _compiled_patterns: tuple[re.Pattern[str], ...] = field(default=(), repr=False)
+    refused_patterns: tuple[str, ...] = ()
+    """Stored patterns no longer applied, each with why (see :func:`_stored_patterns`)."""
+    _compiled_patterns: tuple[BlockedPattern, ...] = field(default=(), repr=False)
 
     @property
     def has_sponsor_key(self) -> bool:
@@ -779,7 +766,7 @@ class GuildConfig:
             if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.IGNORECASE):
                 return f"“{word}”"
         for pattern in self._compiled_patterns:
-            if pattern.search(text):
+            if pattern.search(text):  # RE2: linear in the text, whatever the admin wrote
                 return "a blocked pattern"
         return None
 
@@ -844,6 +831,7 @@ def build_config(
     values: dict[str, Any] = {setting.name: setting.default(base) for setting in SETTINGS}
     overridden: set[str] = set()
     channel_overrides: dict[int, dict[str, Any]] = {}
+    refused_patterns: tuple[str, ...] = ()
     for key, raw in sorted(stored.items()):
         name, _, channel_text = key.partition(CHANNEL_SEPARATOR)
         setting = REGISTRY.get(name)
@@ -856,7 +844,12 @@ def build_config(
             log.warning("Guild %s: ignoring the stored setting %r", guild_id, key)
             continue
         try:
-            value = setting.read(raw)
+            if name == "blocked_patterns" and not channel_text:
+                value, refused_patterns = _stored_patterns(raw.strip())
+                for why in refused_patterns:
+                    log.warning("Guild %s: a stored blocked pattern is no longer applied: %s", guild_id, why)
+            else:
+                value = setting.read(raw)
             if channel_text:
                 channel_overrides.setdefault(int(channel_text), {})[name] = value
             else:
@@ -905,7 +898,8 @@ def build_config(
         values=values,
         overridden=frozenset(overridden),
         channel_overrides=channel_overrides,
-        _compiled_patterns=tuple(check_pattern(pattern) for pattern in values["blocked_patterns"]),
+        refused_patterns=refused_patterns,
+        _compiled_patterns=tuple(compile_pattern(pattern) for pattern in values["blocked_patterns"]),
     )
 
 
@@ -1057,6 +1051,17 @@ class GuildSettingsService:
             shown.append(
                 ShownSetting(
                     setting.name, setting.group, value, setting.name in config.overridden, setting.description
+                )
+            )
+        if config.refused_patterns:
+            shown.append(
+                ShownSetting(
+                    "blocked_patterns not applied",
+                    SettingGroup.filters,
+                    "; ".join(config.refused_patterns),
+                    True,
+                    "Stored patterns the bot can no longer match safely: set blocked_patterns again "
+                    f"without them. Allowed: {ALLOWED}.",
                 )
             )
         for channel_id, overrides in sorted(config.channel_overrides.items()):
