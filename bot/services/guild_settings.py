@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import time
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -73,6 +74,8 @@ _TRUE: Final = frozenset({"on", "yes", "true", "1", "enabled", "enable"})
 _FALSE: Final = frozenset({"off", "no", "false", "0", "disabled", "disable"})
 _CHANNEL_REF: Final = re.compile(r"<#(\d{15,21})>|(\d{15,21})")
 _CUSTOM_EMOJI: Final = re.compile(r"<a?:\w{2,32}:\d{15,21}>")
+
+
 class SettingGroup(StrEnum):
     defaults = "defaults"
     limits = "limits"
@@ -959,6 +962,8 @@ class GuildSettingsService:
     """
 
     DEFAULT_CACHE_TTL_S: Final = 30.0
+    DEFAULT_CACHE_SIZE: Final = 10_000
+    """Servers kept at once; past it the least recently read is dropped (read again when needed)."""
 
     def __init__(
         self,
@@ -969,10 +974,13 @@ class GuildSettingsService:
         horde: AIHordeAPIAsyncSimpleClient,
         redactor: SecretRegistry | None = None,
         cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
+        cache_size: int = DEFAULT_CACHE_SIZE,
         clock: Callable[[], float] | None = None,
     ) -> None:
         if cache_ttl_s < 0:
             raise ValueError("cache_ttl_s must not be negative")
+        if cache_size < 1:
+            raise ValueError("cache_size must be at least 1")
         self._storage = storage
         self._defaults = defaults
         self._keyring = keyring
@@ -981,11 +989,13 @@ class GuildSettingsService:
         self._cache_ttl_s = cache_ttl_s
         # Looked up at each call, not bound at import, so a patched clock (SimCord's virtual one) applies.
         self._clock = clock or (lambda: time.monotonic())
-        # guild → (config, when it was read)
-        self._cache: dict[int, tuple[GuildConfig, float]] = {}
+        # guild → (config, when it was read), least recently read first; at most cache_size.
+        self._cache: OrderedDict[int, tuple[GuildConfig, float]] = OrderedDict()
+        self._cache_size = cache_size
         # Bumped on every invalidation (per guild, and for all at once), so a read that started
-        # before a write does not cache what it read.
+        # before a write does not cache what it read. Only guilds being read have an entry.
         self._versions: dict[int, int] = {}
+        self._readers: Counter[int] = Counter()
         self._generation = 0
         self._dm_config = build_config(None, defaults, {})
         self._unwatch = storage.watch_guild_settings(self._changed_in_storage)
@@ -1001,17 +1011,30 @@ class GuildSettingsService:
         if cached is not None:
             config, read_at = cached
             if self._clock() - read_at < self._cache_ttl_s:
+                self._cache.move_to_end(guild_id)
                 return config
             del self._cache[guild_id]
         version = (self._generation, self._versions.get(guild_id, 0))
         read_at = self._clock()
-        config = await self._load(guild_id)
-        if self._cache_ttl_s > 0 and (self._generation, self._versions.get(guild_id, 0)) == version:
+        self._readers[guild_id] += 1
+        try:
+            config = await self._load(guild_id)
+        finally:
+            unchanged = (self._generation, self._versions.get(guild_id, 0)) == version
+            self._readers[guild_id] -= 1
+            if not self._readers[guild_id]:
+                del self._readers[guild_id]
+                self._versions.pop(guild_id, None)
+        if self._cache_ttl_s > 0 and unchanged:
             self._cache[guild_id] = (config, read_at)
+            self._cache.move_to_end(guild_id)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
         return config
 
     def invalidate(self, guild_id: int) -> None:
-        self._versions[guild_id] = self._versions.get(guild_id, 0) + 1
+        if guild_id in self._readers:
+            self._versions[guild_id] = self._versions.get(guild_id, 0) + 1
         self._cache.pop(guild_id, None)
 
     def invalidate_all(self) -> None:

@@ -15,7 +15,7 @@ from bot.crypto import KeyRing
 from bot.errors import NotLoggedInError
 from bot.horde import AIHordeAPIAsyncSimpleClient
 from bot.services.accounts import AccountService
-from bot.services.guild_settings import GuildSettingsService
+from bot.services.guild_settings import MAX_COOLDOWN_S, GuildSettingsService
 from bot.services.policy import GenerationContext, Origin, Policy, PolicyError, start_of_day
 from bot.storage import (
     GuildSponsorKeyRecord,
@@ -385,6 +385,25 @@ async def test_the_cooldown_counts_from_the_last_admitted_start(
 
     clock.monotonic += 15
     await policy.check_generation(context(origin))
+
+
+async def test_cooldowns_are_remembered_for_a_bounded_number_of_members(
+    storage: SQLiteStorage, keyring: KeyRing, settings_service: GuildSettingsService, clock: Clock
+) -> None:
+    accounts = AccountService(storage, keyring, AIHordeAPIAsyncSimpleClient())
+    policy = Policy(settings_service, accounts, storage, monotonic=lambda: clock.monotonic, max_tracked=3)
+    await configure(settings_service, cooldown_seconds="60")
+    for member in range(1000, 1010):
+        async with policy.admit(context(user_id=member)):
+            clock.monotonic += 1
+    assert list(policy._last_start) == [(GUILD, 1007), (GUILD, 1008), (GUILD, 1009)]
+    assert "Try again in" in await refused(policy, context(user_id=1009))  # the latest still wait
+
+    # A start older than the longest possible cooldown can refuse no one: it is forgotten.
+    clock.monotonic += MAX_COOLDOWN_S
+    async with policy.admit(context(user_id=ALICE)):
+        pass
+    assert list(policy._last_start) == [(GUILD, ALICE)]
 
 
 @pytest.mark.parametrize("origin", ORIGINS)
