@@ -25,7 +25,7 @@ from typing import Any, Final, Generic, Literal, TypeVar, cast, get_args
 from pydantic import ValidationError
 
 from bot.config import GenerationDefaults
-from bot.crypto import DecryptionError, KeyRing
+from bot.crypto import DecryptionError, KeyBindingError, KeyRing, binding
 from bot.errors import BotError, HordeUnavailableError, UserInputError
 from bot.horde import ANON_API_KEY, AIHordeAPIAsyncSimpleClient, AIHordeRequestError, FindUserRequest
 from bot.horde.consts import KNOWN_IMAGE_SAMPLERS
@@ -943,6 +943,10 @@ SPONSOR_UNREADABLE_MESSAGE: Final = (
     "This server's sponsor key can't be read any more (the bot's encryption keys changed). "
     "A server admin needs to set it again with /config set sponsor_key."
 )
+SPONSOR_NOT_BOUND_MESSAGE: Final = (
+    "This server's sponsor key can't be used: in the bot's records it isn't bound to this server, so it "
+    "was not used. A server admin needs to set it again with /config set sponsor_key."
+)
 NOT_PER_CHANNEL_MESSAGE: Final = (
     "`{name}` is a server-wide setting; it can't be set per channel. Per channel: {names}."
 )
@@ -1159,7 +1163,12 @@ class GuildSettingsService:
         if record is None:
             return None
         try:
-            apikey = self._keyring.decrypt(record.encrypted_api_key)
+            apikey = self._keyring.decrypt(record.encrypted_api_key, bound_to=binding("guild", guild_id))
+        except KeyBindingError as exc:
+            log.error("Refusing the sponsor key of guild %s: %s", guild_id, exc)
+            raise SponsorKeyUnreadableError(
+                SPONSOR_NOT_BOUND_MESSAGE, detail=f"sponsor key bound to another row on guild {guild_id}"
+            ) from None
         except DecryptionError as exc:
             log.error("Cannot decrypt the sponsor key of guild %s: %s", guild_id, exc)
             raise SponsorKeyUnreadableError(detail=f"undecryptable sponsor key of guild {guild_id}") from None
@@ -1202,7 +1211,7 @@ class GuildSettingsService:
         await self._storage.sponsor_keys.set(
             GuildSponsorKeyRecord(
                 guild_id=guild_id,
-                encrypted_api_key=self._keyring.encrypt(apikey),
+                encrypted_api_key=self._keyring.encrypt(apikey, bound_to=binding("guild", guild_id)),
                 horde_username=username,
                 updated_by=actor_id,
             )

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import TEST_CLIENT_AGENT
 
-from bot.crypto import KeyRing, generate_key_value
+from bot.crypto import KeyRing, binding, generate_key_value
 from bot.errors import BotError, HordeUnavailableError, NotLoggedInError
 from bot.horde import (
     ANON_API_KEY,
@@ -26,9 +26,11 @@ from bot.services.accounts import (
     ANONYMOUS_KEY_MESSAGE,
     MALFORMED_KEY_MESSAGE,
     REGISTER_URL,
+    STORED_KEY_NOT_YOURS_MESSAGE,
     AccountService,
     InvalidAPIKeyError,
     ResolvedKey,
+    StoredKeyNotYoursError,
     StoredKeyRejectedError,
     StoredKeyUnreadableError,
 )
@@ -38,6 +40,7 @@ ALICE_KEY = "sim-alice-key-00000001"
 BOB_KEY = "sim-bob-key-0000000002"
 UNKNOWN_KEY = "nobody-has-this-key-01"
 ALICE_ID = 1001
+BOB_ID = 1002
 RETRY = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.01)
 
 
@@ -99,7 +102,7 @@ async def test_login_stores_only_ciphertext(
     assert row["discord_id"] == ALICE_ID
     assert all(ALICE_KEY not in str(value) for value in row.values())
     assert isinstance(row["encrypted_api_key"], str)
-    assert keyring.decrypt(row["encrypted_api_key"]) == ALICE_KEY
+    assert keyring.decrypt(row["encrypted_api_key"], bound_to=binding("user", ALICE_ID)) == ALICE_KEY
     assert ALICE_KEY not in repr(record)
     assert redactor.redact(f"key={ALICE_KEY}") == f"key={REDACTED}"
 
@@ -109,7 +112,7 @@ async def test_login_strips_whitespace(accounts: AccountService, keyring: KeyRin
 
     [row] = raw_user_rows(db_path)
     assert isinstance(row["encrypted_api_key"], str)
-    assert keyring.decrypt(row["encrypted_api_key"]) == ALICE_KEY
+    assert keyring.decrypt(row["encrypted_api_key"], bound_to=binding("user", ALICE_ID)) == ALICE_KEY
 
 
 async def test_login_again_replaces_the_account(accounts: AccountService, storage: SQLiteStorage) -> None:
@@ -359,10 +362,33 @@ async def test_a_key_ring_that_lost_the_key_gives_a_clear_error(
 async def test_a_tampered_token_gives_the_same_clear_error(accounts: AccountService, db_path: Path) -> None:
     await accounts.login(ALICE_ID, ALICE_KEY)
     with sqlite3.connect(db_path) as conn:
-        conn.execute("UPDATE users SET encrypted_api_key = 'v1:not-a-fernet-token'")
+        conn.execute("UPDATE users SET encrypted_api_key = 'a1:not-a-token'")
 
     with pytest.raises(StoredKeyUnreadableError):
         await accounts.resolve_key(ALICE_ID)
+
+
+async def test_a_key_moved_to_another_members_row_is_refused(
+    accounts: AccountService, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Whoever can write the database copies alice's stored key onto bob's row.
+    await accounts.login(ALICE_ID, ALICE_KEY)
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(
+            "INSERT INTO users SELECT ?, encrypted_api_key, horde_user_id, 'bob#2', created_at, updated_at "
+            "FROM users WHERE discord_id = ?",
+            (BOB_ID, ALICE_ID),
+        )
+
+    for call in (accounts.resolve_key(BOB_ID), accounts.profile(BOB_ID)):
+        with pytest.raises(StoredKeyNotYoursError) as caught:
+            await call
+        assert caught.value.user_message == STORED_KEY_NOT_YOURS_MESSAGE
+        assert_not_leaked(ALICE_KEY, caught.value)
+    assert (await accounts.resolve_key(ALICE_ID)).apikey == ALICE_KEY  # alice's own row still works
+    [error, _again] = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert f"Refusing the stored API key of Discord user {BOB_ID}" in error.getMessage()
+    assert "fails authentication" in error.getMessage()
 
 
 async def test_logging_in_again_after_a_lost_key_works(

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from bot.config import GenerationDefaults
-from bot.crypto import KeyRing, generate_key_value, rotate_all
+from bot.crypto import KeyRing, binding, generate_key_value, rotate_all
 from bot.horde import ANON_API_KEY, AIHordeAPIAsyncClientSession, AIHordeAPIAsyncSimpleClient
 from bot.horde.simulator import Simulator
 from bot.services.guild_settings import (
@@ -390,7 +390,7 @@ async def test_a_sponsor_key_is_checked_stored_encrypted_and_never_shown(
     assert record is not None
     assert ALICE_KEY not in record.encrypted_api_key
     assert ALICE_KEY not in repr(record)
-    assert keyring.decrypt(record.encrypted_api_key) == ALICE_KEY
+    assert keyring.decrypt(record.encrypted_api_key, bound_to=binding("guild", GUILD)) == ALICE_KEY
     config = await service.get(GUILD)
     assert config.has_sponsor_key
     assert ALICE_KEY not in repr(config)
@@ -442,4 +442,4 @@ async def test_the_sponsor_key_is_rotated_with_the_other_secrets(
     record = await storage.sponsor_keys.get(GUILD)
     assert record is not None
     assert newer.version_of(record.encrypted_api_key) == 2
-    assert newer.decrypt(record.encrypted_api_key) == ALICE_KEY
+    assert newer.decrypt(record.encrypted_api_key, bound_to=binding("guild", GUILD)) == ALICE_KEY

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import GenerationDefaults
-from bot.crypto import KeyRing
+from bot.crypto import KeyRing, binding
 from bot.horde import AIHordeAPIAsyncSimpleClient
 from bot.services.guild_settings import GuildSettingsService
 from bot.storage import GuildSponsorKeyRecord, SQLiteStorage, SQLiteURL
@@ -120,7 +120,7 @@ async def test_a_sponsor_key_removed_elsewhere_expires_too(
     await second.sponsor_keys.set(
         GuildSponsorKeyRecord(
             guild_id=GUILD,
-            encrypted_api_key=keyring.encrypt("sponsor-key-0123456789"),
+            encrypted_api_key=keyring.encrypt("sponsor-key-0123456789", bound_to=binding("guild", GUILD)),
             horde_username="p",
             updated_by=ADMIN,
         )

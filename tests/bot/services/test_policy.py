@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bot.config import GenerationDefaults
-from bot.crypto import KeyRing
+from bot.crypto import KeyRing, binding
 from bot.errors import NotLoggedInError
 from bot.horde import AIHordeAPIAsyncSimpleClient
 from bot.services.accounts import AccountService
@@ -267,7 +267,7 @@ async def set_sponsor(storage: SQLiteStorage, keyring: KeyRing, service: GuildSe
     await storage.sponsor_keys.set(
         GuildSponsorKeyRecord(
             guild_id=GUILD,
-            encrypted_api_key=keyring.encrypt(SPONSOR_KEY),
+            encrypted_api_key=keyring.encrypt(SPONSOR_KEY, bound_to=binding("guild", GUILD)),
             horde_username="patron#9",
             updated_by=ADMIN,
         )
@@ -279,7 +279,7 @@ async def login(storage: SQLiteStorage, keyring: KeyRing, user_id: int = ALICE) 
     await storage.users.upsert(
         UserRecord(
             discord_id=user_id,
-            encrypted_api_key=keyring.encrypt(ALICE_KEY),
+            encrypted_api_key=keyring.encrypt(ALICE_KEY, bound_to=binding("user", user_id)),
             horde_user_id=1,
             horde_username="alice#1",
         )
