@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 from conftest import TEST_CLIENT_AGENT
+from cryptography.fernet import Fernet
 
-from bot.crypto import KeyRing, binding, generate_key_value
+from bot.crypto import KeyRing, binding, generate_key_value, is_bound_token
 from bot.errors import BotError, HordeUnavailableError, NotLoggedInError
 from bot.horde import (
     ANON_API_KEY,
@@ -34,7 +35,8 @@ from bot.services.accounts import (
     StoredKeyRejectedError,
     StoredKeyUnreadableError,
 )
-from bot.storage import SQLiteStorage, SQLiteURL
+from bot.storage import SQLiteStorage, SQLiteURL, UserRecord
+from bot.storage.sqlite_migrations import MIGRATIONS
 
 ALICE_KEY = "sim-alice-key-00000001"
 BOB_KEY = "sim-bob-key-0000000002"
@@ -268,6 +270,28 @@ async def test_profile_follows_a_rename_on_the_horde(
     assert stored is not None
     assert stored.horde_username == "alicia#1"
     assert (await accounts.resolve_key(ALICE_ID)).horde_username == "alicia#1"
+
+
+async def test_a_key_stored_before_binding_still_works_and_is_bound_when_its_row_is_rewritten(
+    tmp_path: Path, keyring: KeyRing, horde: AIHordeAPIAsyncSimpleClient, horde_sim: Simulator
+) -> None:
+    url = SQLiteURL(tmp_path / "older.sqlite3")
+    legacy = f"v1:{Fernet(keyring.secret_material()[0]).encrypt(ALICE_KEY.encode()).decode()}"
+    async with SQLiteStorage(url, migrations=[m for m in MIGRATIONS if m.number < 5]) as older_bot:
+        record = UserRecord(
+            discord_id=ALICE_ID, encrypted_api_key=legacy, horde_user_id=1, horde_username="a"
+        )
+        await older_bot.users.upsert(record)
+
+    async with SQLiteStorage(url) as storage:
+        accounts = AccountService(storage, keyring, horde)
+        assert (await accounts.resolve_key(ALICE_ID)).apikey == ALICE_KEY
+        horde_sim.state.users[1].alias = "alicia"  # the rename rewrites the row: bound on the way
+        assert (await accounts.profile(ALICE_ID)).username == "alicia#1"
+        stored = await storage.users.get(ALICE_ID)
+        assert stored is not None
+        assert is_bound_token(stored.encrypted_api_key)
+        assert (await accounts.resolve_key(ALICE_ID)).apikey == ALICE_KEY
 
 
 async def test_profile_when_not_logged_in(accounts: AccountService, horde_sim: Simulator) -> None:

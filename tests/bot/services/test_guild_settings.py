@@ -18,8 +18,10 @@ from bot.services.guild_settings import (
     REGISTRY,
     SETTINGS,
     SPONSOR_KEY,
+    SPONSOR_NOT_BOUND_MESSAGE,
     GuildSettingsService,
     SettingValueError,
+    SponsorKeyUnreadableError,
     UnknownSettingError,
     build_config,
 )
@@ -401,6 +403,24 @@ async def test_a_sponsor_key_is_checked_stored_encrypted_and_never_shown(
     assert key is not None
     assert (key.apikey, key.owner, key.horde_username) == (ALICE_KEY, "sponsor", "alice#1")
     assert ALICE_KEY not in repr(key)
+
+
+async def test_a_sponsor_key_moved_to_another_server_is_refused(
+    service: GuildSettingsService, storage: SQLiteStorage, caplog: pytest.LogCaptureFixture
+) -> None:
+    await service.set(GUILD, "sponsor_key", ALICE_KEY, ADMIN)
+    record = await storage.sponsor_keys.get(GUILD)
+    assert record is not None
+    await storage.sponsor_keys.set(record.model_copy(update={"guild_id": GUILD + 1}))
+
+    with pytest.raises(SponsorKeyUnreadableError) as caught:
+        await service.sponsor_key(GUILD + 1)
+    assert caught.value.user_message == SPONSOR_NOT_BOUND_MESSAGE
+    assert ALICE_KEY not in caplog.text
+    assert f"Refusing the sponsor key of guild {GUILD + 1}" in caplog.text
+    key = await service.sponsor_key(GUILD)
+    assert key is not None
+    assert key.apikey == ALICE_KEY
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,6 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -56,21 +55,13 @@ async def longest_stall(work: Callable[[], Awaitable[object]], tick_s: float = 0
 
 
 @pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[SQLiteStorage]:
-    async with SQLiteStorage(SQLiteURL(tmp_path / "bot.sqlite3")) as opened:
-        yield opened
-
-
-@pytest.fixture
-def settings_service(storage: SQLiteStorage, keyring: KeyRing) -> GuildSettingsService:
-    defaults = GenerationDefaults(max_prompt_length=MAX_PROMPT_LENGTH)
-    return GuildSettingsService(storage, defaults, keyring=keyring, horde=AIHordeAPIAsyncSimpleClient())
-
-
-@pytest.fixture
-def policy(storage: SQLiteStorage, keyring: KeyRing, settings_service: GuildSettingsService) -> Policy:
-    accounts = AccountService(storage, keyring, AIHordeAPIAsyncSimpleClient())
-    return Policy(settings_service, accounts, storage)
+async def guarded(keyring: KeyRing) -> AsyncIterator[tuple[Policy, GuildSettingsService]]:
+    """A policy and its settings service on an in-memory journal; nothing here reaches the Horde."""
+    horde = AIHordeAPIAsyncSimpleClient()
+    async with SQLiteStorage(SQLiteURL(None)) as storage:
+        defaults = GenerationDefaults(max_prompt_length=MAX_PROMPT_LENGTH)
+        settings_service = GuildSettingsService(storage, defaults, keyring=keyring, horde=horde)
+        yield Policy(settings_service, AccountService(storage, keyring, horde), storage), settings_service
 
 
 def contexts(text: str) -> list[GenerationContext]:
@@ -88,8 +79,9 @@ def contexts(text: str) -> list[GenerationContext]:
 
 @pytest.mark.parametrize("length", [26, 34, MAX_PROMPT_LENGTH, 4 * MAX_PROMPT_LENGTH])
 async def test_the_issues_patterns_do_not_stall_the_loop(
-    policy: Policy, settings_service: GuildSettingsService, length: int
+    guarded: tuple[Policy, GuildSettingsService], length: int
 ) -> None:
+    policy, settings_service = guarded
     await settings_service.set(GUILD, "blocked_patterns", json.dumps(list(ISSUE_PATTERNS)), ADMIN)
     text = "a" * (length - 1) + "!"  # no "b" and one "a" short: every way of matching is tried
 
