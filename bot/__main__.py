@@ -5,7 +5,7 @@
     horde-bot [--config config.toml] [run]          start the bot (commands are NOT synced)
     horde-bot [--config config.toml] sync [--guild ID]
                                                     publish the slash commands, globally or to one guild
-    horde-bot [--config config.toml] rotate-key     re-encrypt stored API keys with the newest key
+    horde-bot [--config config.toml] rotate-key     re-encrypt stored API keys with the newest key, bound
     horde-bot gen-key [--key-version N]             print a new entry for HORDE_BOT_SECRET_KEYS
 
 A configuration error prints one line to stderr and exits with status 2.
@@ -28,7 +28,7 @@ import discord
 from bot.app import HordeBot, create_bot
 from bot.config import ConfigError, Settings, load_settings
 from bot.crypto import ENV_VAR as SECRET_KEYS_ENV_VAR
-from bot.crypto import CryptoError, check_keyring, generate_key_value, rotate_all
+from bot.crypto import CryptoError, check_keyring, count_unbound, generate_key_value, rotate_all
 from bot.logging import SecretRedactor, setup_logging
 from bot.storage import open_storage
 
@@ -93,8 +93,15 @@ async def run_bot(settings: Settings, redactor: SecretRedactor) -> None:
     # A wrong HORDE_BOT_SECRET_KEYS stops the start with one line, before anyone is served.
     async with open_storage(settings.database.url) as storage:
         unreadable = await check_keyring(storage, settings.require_keyring())
+        unbound = await count_unbound(storage)
     if unreadable:
         log.warning("%d stored API key(s) can't be decrypted; their owners must log in again", unreadable)
+    if unbound:
+        log.warning(
+            "%d stored API key(s) are not bound to their row yet (stored before keys were bound); "
+            "run `python -m bot rotate-key` once to bind them",
+            unbound,
+        )
     bot = await create_bot(settings, redactor=redactor)
     await run_until_stopped(bot, token)
 
@@ -145,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "rotate-key":
             count = asyncio.run(rotate_keys(settings))
             current = settings.require_keyring().current_version
-            print(f"Re-encrypted {count} stored value(s) with key version {current}.")
+            print(f"Re-encrypted {count} stored value(s) with key version {current}, each bound to its row.")
             return 0
         asyncio.run(run_bot(settings, redactor))
     except ConfigError as exc:

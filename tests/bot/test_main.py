@@ -14,7 +14,7 @@ import simcord
 from bot.__main__ import EXIT_CONFIG_ERROR, build_parser, main, run_until_stopped, sync_commands
 from bot.app import create_bot
 from bot.config import Settings
-from bot.crypto import ENV_VAR, KeyRing, generate_key_value
+from bot.crypto import ENV_VAR, KeyRing, binding, generate_key_value
 from bot.storage import UserRecord, open_storage
 
 
@@ -100,7 +100,9 @@ def test_rotate_key_re_encrypts_the_stored_keys(
             for discord_id in (11, 12):
                 record = UserRecord(
                     discord_id=discord_id,
-                    encrypted_api_key=old.encrypt(f"key-of-{discord_id}"),
+                    encrypted_api_key=old.encrypt(
+                        f"key-of-{discord_id}", bound_to=binding("user", discord_id)
+                    ),
                     horde_user_id=discord_id,
                     horde_username=f"user#{discord_id}",
                 )
@@ -117,12 +119,15 @@ def test_rotate_key_re_encrypts_the_stored_keys(
     assert main(["--config", str(config), "rotate-key"]) == 0
 
     first, second = capsys.readouterr().out.splitlines()
-    assert first == "Re-encrypted 2 stored value(s) with key version 2."
-    assert second == "Re-encrypted 0 stored value(s) with key version 2."
+    assert first == "Re-encrypted 2 stored value(s) with key version 2, each bound to its row."
+    assert second == "Re-encrypted 0 stored value(s) with key version 2, each bound to its row."
     new = KeyRing.from_env_value(new_entry)
     tokens = asyncio.run(stored_keys())
     assert {discord_id: new.version_of(token) for discord_id, token in tokens.items()} == {11: 2, 12: 2}
-    assert {discord_id: new.decrypt(token) for discord_id, token in tokens.items()} == {
+    assert {
+        discord_id: new.decrypt(token, bound_to=binding("user", discord_id))
+        for discord_id, token in tokens.items()
+    } == {
         11: "key-of-11",
         12: "key-of-12",
     }

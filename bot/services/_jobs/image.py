@@ -53,9 +53,7 @@ class ImageJobs:
 
     kind: ClassVar[JobKind] = "image"
 
-    def __init__(
-        self, settings: ImageDeliverySettings, *, clock: Callable[[], float] | None = None
-    ) -> None:
+    def __init__(self, settings: ImageDeliverySettings, *, clock: Callable[[], float] | None = None) -> None:
         self._settings = settings
         # Looked up at each call, not bound at import, so a patched clock (SimCord's virtual one) applies.
         self._clock = clock or (lambda: time.monotonic())

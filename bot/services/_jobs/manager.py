@@ -675,7 +675,6 @@ class _Start:
     n: int
 
 
-
 def _with_key(request: _Request, key: str) -> _Request:
     """The request with ``key`` set (re-validated; the model never echoes a key in its errors)."""
     fields = {name: getattr(request, name) for name in request.model_fields_set}
