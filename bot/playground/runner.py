@@ -24,6 +24,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiohttp
+import discord
 import simcord
 from pydantic import ValidationError
 from simcord import Env
@@ -31,7 +32,6 @@ from simcord import Env
 from bot.app import HordeBot, create_bot
 from bot.config import DatabaseSettings, HordeSettings, Settings, load_settings
 from bot.crypto import KeyRing, generate_key_value
-from bot.errors import BotError
 from bot.horde import PollPolicy
 from bot.horde.simulator import Knobs, SimulatorConfig, default_users, run_simulator
 from bot.logging import SecretRedactor
@@ -50,6 +50,8 @@ DEFAULT_SPEED_S: Final = 3.0
 SETTLE_S: Final = 1.0
 # Ctrl-C must end the process within 5 s: the bot gets this much to cancel its generations.
 SHUTDOWN_DEADLINE_S: Final = 3.0
+# How long the start waits for the AI Horde to accept --apikey.
+LOGIN_TIMEOUT_S: Final = 60.0
 BOT_NAME: Final = "Horde Bot"
 # Against the simulator the bot may poll fast: the page shows each change within about a second.
 SIMULATOR_POLL_POLICY: Final = PollPolicy(max_interval=2.0, processing_max_interval=2.0)
@@ -91,6 +93,32 @@ def local_timezone() -> str:
                 ZoneInfo(name)
                 return name
     return "UTC"
+
+
+def _text_input(modal: Mapping[str, Any] | None) -> str:
+    """The ``custom_id`` of the (only) text input of a modal's raw payload."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Mapping):
+            if node.get("type") == discord.ComponentType.text_input.value:
+                found.append(str(node["custom_id"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(modal)
+    if len(found) != 1:
+        raise PlaygroundError("/login did not open its form")
+    return found[0]
+
+
+def _answer(result: simcord.InteractionResult) -> str:
+    """What the bot answered to an interaction so far ("" while it is still thinking)."""
+    messages = [result.response, *result.followups]
+    return " ".join(message.content for message in messages if message is not None and message.content)
 
 
 def _with_api_url(horde: HordeSettings, api_url: str) -> HordeSettings:
@@ -229,6 +257,11 @@ class Playground:
         )
 
     async def _log_in_with_apikey(self, bot: HordeBot, world: World) -> None:
+        """Log "you" in with ``--apikey`` the way a member does: ``/login`` and its form.
+
+        Through SimCord, not by calling the bot's services from here: the bot's rate limiter reads
+        SimCord's clock inside the bot and the real one outside, and must see one of them only.
+        """
         if self.options.horde_url is None:
             return
         if not self.options.apikey:
@@ -238,10 +271,14 @@ class Playground:
             f"AI Horde at {self.options.horde_url}: generations here spend REAL kudos of the "
             "--apikey account."
         )
-        try:
-            record = await bot.accounts.login(world.you.id, self.options.apikey)
-        except BotError as exc:
-            raise PlaygroundError(f"the AI Horde refused the --apikey key: {exc.user_message}") from None
+        shown = await world.you.slash(world.general, "login")
+        submitted = await world.you.submit_modal(shown, {_text_input(shown.modal): self.options.apikey})
+        deadline = asyncio.get_running_loop().time() + LOGIN_TIMEOUT_S
+        while not (answer := _answer(submitted)) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)  # the bot waits for the Horde after SimCord's action returned
+        record = await bot.storage.users.get(world.you.id)
+        if record is None:
+            raise PlaygroundError(f"the AI Horde refused the --apikey key: {answer or 'no answer'}")
         self.note(f"You are logged in as {record.horde_username}.")
 
     def _welcome(self, world: World) -> str:

@@ -3,6 +3,9 @@
 The browser is the system's Chromium (Debian's ``chromium``), started by Playwright with
 ``executable_path``: nothing is downloaded. Without one the browser tests are skipped, unless
 ``PLAYGROUND_BROWSER_TESTS=required`` (CI, ``.ci/playground.sh``) makes that a failure.
+
+(Context managers rather than fixtures: a ``conftest.py`` here would shadow tests/conftest.py
+for every ``from conftest import ...`` collected after it.)
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -230,3 +234,27 @@ class PlaygroundPage:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
             self.page.wait_for_timeout(100)
+
+
+@contextmanager
+def browser_page() -> Iterator[PlaygroundPage]:
+    """A page of a fresh headless Chromium, with its own profile."""
+    chromium = find_chromium()
+    if chromium is None:
+        unavailable("no Chromium found (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("Playwright is not installed (pip install -e '.[test]')")
+    with tempfile.TemporaryDirectory(prefix="playground-chromium-") as profile, sync_playwright() as driver:
+        context = driver.chromium.launch_persistent_context(
+            profile,
+            executable_path=chromium,
+            args=list(LAUNCH_ARGS),
+            headless=True,
+            viewport={"width": 1280, "height": 900},
+        )
+        try:
+            yield PlaygroundPage(context.pages[0] if context.pages else context.new_page())
+        finally:
+            context.close()
