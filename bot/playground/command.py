@@ -34,7 +34,10 @@ def note(line: str) -> None:
 def run_playground_command(args: argparse.Namespace) -> int:
     missing = missing_requirements()
     if missing:
-        print(f"error: the playground needs its extra ({', '.join(missing)} missing): {INSTALL}", file=sys.stderr)
+        print(
+            f"error: the playground needs its extra ({', '.join(missing)} missing): {INSTALL}",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     if args.apikey and not args.horde_url:
         print("error: --apikey needs --horde-url (the simulator has its own demo key)", file=sys.stderr)

@@ -52,6 +52,7 @@ SETTLE_S: Final = 1.0
 SHUTDOWN_DEADLINE_S: Final = 3.0
 # How long the start waits for the AI Horde to accept --apikey.
 LOGIN_TIMEOUT_S: Final = 60.0
+LOGIN_POLL_S: Final = 0.05
 BOT_NAME: Final = "Horde Bot"
 # Against the simulator the bot may poll fast: the page shows each change within about a second.
 SIMULATOR_POLL_POLICY: Final = PollPolicy(max_interval=2.0, processing_max_interval=2.0)
@@ -273,9 +274,13 @@ class Playground:
         )
         shown = await world.you.slash(world.general, "login")
         submitted = await world.you.submit_modal(shown, {_text_input(shown.modal): self.options.apikey})
-        deadline = asyncio.get_running_loop().time() + LOGIN_TIMEOUT_S
-        while not (answer := _answer(submitted)) and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)  # the bot waits for the Horde after SimCord's action returned
+        answer = ""
+        for _ in range(int(LOGIN_TIMEOUT_S / LOGIN_POLL_S)):
+            # The bot waits for the Horde after SimCord's action returned: its answer comes later.
+            answer = _answer(submitted)
+            if answer:
+                break
+            await asyncio.sleep(LOGIN_POLL_S)
         record = await bot.storage.users.get(world.you.id)
         if record is None:
             raise PlaygroundError(f"the AI Horde refused the --apikey key: {answer or 'no answer'}")
@@ -287,7 +292,8 @@ class Playground:
         return welcome_text(world, demo_key=None, horde=f"the AI Horde at {self.options.horde_url}")
 
     async def _open_preview(self, channel: simcord.ChannelHandle) -> Upstream:
-        assert self.env is not None and self.world is not None
+        assert self.env is not None
+        assert self.world is not None
         preview = self.env.preview(
             channel,
             viewers=list(self.world.members),
@@ -304,7 +310,8 @@ class Playground:
 
     async def _stop_world(self) -> None:
         """Close the bot (cancelling its generations on the Horde), then SimCord."""
-        assert self.env is not None and self.bot is not None
+        assert self.env is not None
+        assert self.bot is not None
         await self.bot.close()
         live = getattr(self, "_live", None)
         if live is not None:
@@ -341,7 +348,8 @@ class Playground:
         self._upstream = await self._open_preview(channel)
 
     async def message_action(self, viewer_id: int, message_id: int, action: str) -> None:
-        assert self.world is not None and self.env is not None
+        assert self.world is not None
+        assert self.env is not None
         member = self.world.member(viewer_id)
         channel = self._current().preview.channel
         message = next((item for item in channel.history() if item.id == message_id), None)

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -60,12 +60,14 @@ class Upstream:
         return cls(origin=origin, capability=capability, preview=preview)
 
 
-class PlaygroundApi:
-    """What the playground's bar asks of the world (implemented by the runner)."""
+class PlaygroundApi(Protocol):
+    """What the playground's bar asks of the world (the runner's :class:`Playground`)."""
 
-    state: Callable[[], Mapping[str, Any]]
-    switch_channel: Callable[[int], Awaitable[None]]
-    message_action: Callable[[int, int, str], Awaitable[None]]
+    def state(self) -> Mapping[str, Any]: ...
+
+    async def switch_channel(self, channel_id: int) -> None: ...
+
+    async def message_action(self, viewer_id: int, message_id: int, action: str) -> None: ...
 
 
 class BadRequest(Exception):
@@ -147,7 +149,8 @@ class PlaygroundServer:
         upstream = await self._fetch(request, "GET", "/", {}, b"")
         if upstream.status != 200:
             return upstream
-        assert isinstance(upstream, web.Response) and upstream.text is not None
+        assert isinstance(upstream, web.Response)
+        assert upstream.text is not None
         page = (
             upstream.text.replace("<title>SimCord Preview</title>", "<title>Horde bot playground</title>")
             .replace("</head>", _INJECTED_HEAD, 1)
@@ -251,8 +254,10 @@ async def _action_at(request: web.Request, revision: int | None) -> bytes | aioh
                 content = _restated(content, revision)
             kind = part.headers.get("Content-Type", "application/octet-stream")
             added = writer.append(content, {"Content-Type": kind})
-            where = {"name": part.name or ""} | ({"filename": part.filename} if part.filename else {})
-            added.set_content_disposition("form-data", **where)
+            if part.filename:
+                added.set_content_disposition("form-data", name=part.name or "", filename=part.filename)
+            else:
+                added.set_content_disposition("form-data", name=part.name or "")
         return writer
     return _restated(await request.read(), revision)
 

@@ -58,10 +58,9 @@ def unavailable(reason: str) -> None:
 
 def find_chromium() -> str | None:
     explicit = os.environ.get(CHROMIUM_ENV)
-    if explicit:
-        return explicit
-    found = [path for path in CHROMIUM_CANDIDATES if os.access(path, os.X_OK)]
-    return found[0] if found else shutil.which("chromium")
+    candidates = (explicit,) if explicit else CHROMIUM_CANDIDATES
+    found = [path for path in candidates if os.access(path, os.X_OK)]
+    return found[0] if found else None if explicit else shutil.which("chromium")
 
 
 @dataclass
@@ -126,7 +125,8 @@ def start_playground(*args: str, timeout: float = 10.0) -> RunningPlayground:
             running.started_in_s = time.monotonic() - started
             printed.set()
 
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
     for stream, lines, seen in (
         (process.stdout, running.stdout, on_stdout),
         (process.stderr, running.stderr, lambda _: None),
@@ -178,7 +178,9 @@ class PlaygroundPage:
         return self.page.locator(f'#channel-message-list [data-message-id="{message_id}"]')
 
     def message_ids(self) -> list[str]:
-        return [str(item) for item in self.messages.evaluate_all("items => items.map(i => i.dataset.messageId)")]
+        return [
+            str(item) for item in self.messages.evaluate_all("items => items.map(i => i.dataset.messageId)")
+        ]
 
     def type_command(self, command: str, *then: str) -> None:
         """Type ``/command``, then each of ``then``: text, or a key like "Tab" or "Enter"."""
@@ -219,7 +221,8 @@ class PlaygroundPage:
         [viewer_id] = self.page.select_option("#viewer-picker", label=name)
         self.until(
             lambda: self.page.evaluate(
-                "id => String(window.simcordPreview.viewerId) === id && window.simcordPreview.ready", viewer_id
+                "id => String(window.simcordPreview.viewerId) === id && window.simcordPreview.ready",
+                viewer_id,
             ),
             10.0,
             f"the page showing what {name} sees",

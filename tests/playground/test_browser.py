@@ -97,7 +97,9 @@ def test_imagine_as_a_person_does_it(browser: PlaygroundPage) -> None:
         assert len(set(progress)) >= 2, states
         assert browser.navigations == 1  # the page was never reloaded
         width = browser.until(
-            lambda: job.locator("img").first.evaluate("img => img.complete && img.naturalWidth"), 10, "the image"
+            lambda: job.locator("img").first.evaluate("img => img.complete && img.naturalWidth"),
+            10,
+            "the image",
         )
         assert width >= 256
         for label in RESULT_BUTTONS:

@@ -43,7 +43,8 @@ async def test_it_needs_no_token_and_says_its_key_is_thrown_away(
 ) -> None:
     running, notes = playground
     assert running.url.startswith("http://127.0.0.1:")
-    assert running.bot is not None and running.bot.settings.discord_token is None
+    assert running.bot is not None
+    assert running.bot.settings.discord_token is None
     assert any("throw-away encryption key" in note for note in notes)
     state = running.state()
     assert [(channel["name"], channel["current"]) for channel in state["channels"]] == [
@@ -90,7 +91,8 @@ async def test_switching_channel_opens_the_other_one(playground: tuple[Playgroun
             await running.switch_channel(1)
     assert [channel["current"] for channel in running.state()["channels"]] == [False, True]
     bot_view = running.bot.get_channel(world.after_dark.id) if running.bot else None
-    assert isinstance(bot_view, discord.TextChannel) and bot_view.is_nsfw()
+    assert isinstance(bot_view, discord.TextChannel)
+    assert bot_view.is_nsfw()
 
 
 async def test_with_a_real_key_it_warns_and_keeps_the_key_out_of_logs_and_page(

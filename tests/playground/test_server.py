@@ -87,7 +87,10 @@ def api() -> FakeApi:
 @pytest.fixture
 async def server(upstream: FakePreview, api: FakeApi) -> AsyncIterator[PlaygroundServer]:
     server = PlaygroundServer(
-        token=TOKEN, upstream=lambda: Upstream.of(upstream), api=api, lock=asyncio.Lock()  # type: ignore[arg-type]
+        token=TOKEN,
+        upstream=lambda: Upstream.of(upstream),
+        api=api,
+        lock=asyncio.Lock(),  # type: ignore[arg-type]
     )
     await server.start()
     try:
@@ -111,7 +114,9 @@ async def status(
 ) -> int:
     names = {"token": "X-Simcord-Capability", "context": "X-Simcord-Context"}
     sent = {names.get(name, name): value for name, value in headers.items()}
-    async with client.request(method, origin(server) + path, headers=sent, json={} if method == "POST" else None) as answer:
+    async with client.request(
+        method, origin(server) + path, headers=sent, json={} if method == "POST" else None
+    ) as answer:
         return answer.status
 
 
@@ -119,7 +124,9 @@ def test_the_url_carries_the_token_in_its_fragment_on_loopback(server: Playgroun
     assert server.url == f"http://127.0.0.1:{server.port}/#{TOKEN}"
 
 
-@pytest.mark.parametrize("path", ["/", "/app.js", "/playground/playground.js", "/api/state", "/playground/api/state"])
+@pytest.mark.parametrize(
+    "path", ["/", "/app.js", "/playground/playground.js", "/api/state", "/playground/api/state"]
+)
 async def test_a_foreign_host_is_refused(
     server: PlaygroundServer, client: aiohttp.ClientSession, upstream: FakePreview, path: str
 ) -> None:
@@ -129,7 +136,9 @@ async def test_a_foreign_host_is_refused(
     assert [seen["path"] for seen in upstream.seen] in ([], [path])  # the refused ones never got there
 
 
-async def test_a_cross_site_request_is_refused(server: PlaygroundServer, client: aiohttp.ClientSession) -> None:
+async def test_a_cross_site_request_is_refused(
+    server: PlaygroundServer, client: aiohttp.ClientSession
+) -> None:
     assert await status(client, server, "/api/state", token=TOKEN, Origin="http://evil.example") == 403
     assert await status(client, server, "/api/state", token=TOKEN, Origin=origin(server)) == 200
 
@@ -157,7 +166,9 @@ async def test_requests_reach_simcord_with_its_own_capability(
     assert TOKEN not in json.dumps(seen["headers"])
 
 
-async def test_the_page_gets_the_playground_bar(server: PlaygroundServer, client: aiohttp.ClientSession) -> None:
+async def test_the_page_gets_the_playground_bar(
+    server: PlaygroundServer, client: aiohttp.ClientSession
+) -> None:
     async with client.get(origin(server) + "/") as answer:
         page = await answer.text()
         assert answer.headers["X-Frame-Options"] == "DENY"  # SimCord's own headers are kept

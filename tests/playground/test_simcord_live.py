@@ -48,7 +48,8 @@ async def test_the_clock_reads_the_wall_clock_and_the_bot_has_a_name(env: simcor
     live.verify(env)
 
     assert abs((env.now() - datetime.now(UTC)).total_seconds()) < 2
-    assert env.bot.user is not None and env.bot.user.name == "Horde Bot"
+    assert env.bot.user is not None
+    assert env.bot.user.name == "Horde Bot"
     guild = env.create_guild()
     channel = guild.create_text_channel("general")
     message = await guild.create_webhook(channel, "hook").send("hello")
