@@ -199,6 +199,19 @@ class PlaygroundPage:
         self.page.get_by_role("option", name=name, exact=False).first.click()
         self.page.keyboard.type(value, delay=10)
 
+    def imagine(self, prompt: str) -> tuple[Locator, str]:
+        """``/imagine`` typed as a person does (the command, Tab, the prompt, Enter); its message
+        and that message's id."""
+        before = self.message_ids()
+        self.type_command("imagine", "Tab", prompt, "Enter")
+        job = self.new_message(before, prompt)
+        return job, str(job.get_attribute("data-message-id"))
+
+    def image_width(self, message: Locator) -> int:
+        """The natural width of the first image in ``message``, once it has loaded."""
+        script = "img => img.complete && img.naturalWidth"
+        return int(self.until(lambda: message.locator("img").first.evaluate(script), 10.0, "an image"))
+
     def new_message(self, before: list[str], contains: str, timeout_s: float = 10.0) -> Locator:
         """The first message not in ``before`` whose text contains ``contains``."""
 

@@ -78,12 +78,8 @@ def test_the_command_prints_its_url_and_the_page_needs_its_token(browser: Playgr
 def test_imagine_as_a_person_does_it(browser: PlaygroundPage) -> None:
     with playground() as running:
         browser.open(running.url)
-        before = browser.message_ids()
 
-        browser.type_command("imagine", "Tab", "a lighthouse at dusk", "Enter")
-
-        job = browser.new_message(before, "a lighthouse at dusk")
-        job_id = str(job.get_attribute("data-message-id"))
+        job, job_id = browser.imagine("a lighthouse at dusk")
         states: list[str] = []
 
         def done() -> bool:
@@ -173,10 +169,7 @@ def test_a_slow_horde_does_not_freeze_the_world(browser: PlaygroundPage, slow_ho
     slow_horde.state.faults.script("generate_check", Fault.delay(3.0), times=1000)
     with playground("--horde-url", slow_horde.base_url, "--apikey", ALICE_KEY) as running:
         browser.open(running.url)
-        before = browser.message_ids()
-        browser.type_command("imagine", "Tab", "a slow lighthouse", "Enter")
-        job = browser.new_message(before, "a slow lighthouse")
-        job_id = str(job.get_attribute("data-message-id"))
+        _, job_id = browser.imagine("a slow lighthouse")
         browser.until(lambda: slow_horde.counters.calls("generate_check") >= 1, 10, "a slow check")
 
         # While the bot waits for the Horde, the world still answers at once.
@@ -197,10 +190,7 @@ def test_ctrl_c_exits_0_within_5_s_and_cancels_on_the_horde(
     running = start_playground("--horde-url", slow_horde.base_url, "--apikey", ALICE_KEY)
     try:
         browser.open(running.url)
-        before = browser.message_ids()
-        browser.type_command("imagine", "Tab", "interrupted", "Enter")
-        job = browser.new_message(before, "interrupted")
-        job_id = str(job.get_attribute("data-message-id"))
+        _, job_id = browser.imagine("interrupted")
         browser.until(lambda: "1 processing" in browser.text(job_id), 15, "a job being processed")
     finally:
         code, took = running.stop(signal.SIGINT)
@@ -233,13 +223,10 @@ def test_imagine_against_the_real_ai_horde(browser: PlaygroundPage) -> None:
     with playground("--horde-url", real["HORDE_URL"], "--apikey", real["ALICE_KEY"]) as running:
         assert "REAL kudos" in running.output
         browser.open(running.url)
-        before = browser.message_ids()
-        browser.type_command("imagine", "Tab", "a lighthouse on the real horde", "Enter")
-        job = browser.new_message(before, "a lighthouse on the real horde")
-        job_id = str(job.get_attribute("data-message-id"))
+        job, job_id = browser.imagine("a lighthouse on the real horde")
 
         browser.until(lambda: status_line(browser.text(job_id)).startswith("✅"), 120, "✅ Done")
 
-        assert job.locator("img").count() >= 1
+        assert browser.image_width(job) >= 256
         assert real["ALICE_KEY"] not in browser.page.content()
         assert real["ALICE_KEY"] not in running.output
