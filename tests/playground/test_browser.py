@@ -100,8 +100,9 @@ def test_imagine_as_a_person_does_it(browser: PlaygroundPage) -> None:
         assert width >= 256
         for label in RESULT_BUTTONS:
             assert job.get_by_role("button", name=label).count() == 1, label
-        if os.environ.get(SCREENSHOT_ENV):
-            job.scroll_into_view_if_needed()
+        if os.environ.get(SCREENSHOT_ENV):  # the README's picture: the whole result, and the bar
+            browser.page.set_viewport_size({"width": 1280, "height": 1180})
+            browser.page.wait_for_timeout(500)
             browser.page.screenshot(path=str(Path(os.environ[SCREENSHOT_ENV]) / "playground.png"))
 
         before = browser.message_ids()
@@ -131,6 +132,35 @@ def test_login_with_the_demo_key_then_me_shows_the_account(browser: PlaygroundPa
         browser.type_command("me", "Enter", "Enter")
         me = browser.new_message(before, "alice#1")
         assert "Kudos" in me.inner_text()
+
+
+def test_the_bar_reacts_for_the_viewer_and_switches_channel(browser: PlaygroundPage) -> None:
+    with playground("--speed", "0.5") as running:
+        browser.open(running.url)
+        job, job_id = browser.imagine("a fox to react to")
+        browser.until(lambda: status_line(browser.text(job_id)).startswith("✅"), 30, "✅ Done")
+
+        job.get_by_role("button", name="React with 🎲").click()  # no emoji picker: the bar's button
+        rerun, _ = browser.until(
+            lambda: next(
+                (
+                    (browser.message(other), other)
+                    for other in browser.message_ids()
+                    if other != job_id and "a fox to react to" in browser.text(other)
+                ),
+                None,
+            ),
+            15,
+            "the 🎲 rerun",
+        )
+        assert job.locator(".reaction-chip").inner_text().startswith("🎲")  # toggled on the page
+
+        browser.page.select_option(".playground-channel select", label="#after-dark (age-restricted)")
+        browser.until(
+            lambda: browser.page.locator("#channel-name").inner_text() == "after-dark", 15, "#after-dark"
+        )
+        assert "a fox to react to" not in browser.page.locator("#channel-message-list").inner_text()
+        assert rerun is not None
 
 
 def test_cancel_during_a_slow_job_keeps_the_finished_images(

@@ -55,15 +55,18 @@ function decorate(state) {
     if (!fromBot || !message.querySelector("img")) continue;
     const tools = element("div", "playground-tools");
     tools.setAttribute("aria-label", "Playground actions for this message");
+    tools.append(element("span", "playground-tools-label", "React"));
     for (const emoji of state.reactions) {
       const button = element("button", "playground-react", emoji);
       button.type = "button";
       button.title = `React with ${emoji}`;
+      button.setAttribute("aria-label", button.title);
       button.addEventListener("click", () => act(message.dataset.messageId, `react:${emoji}`));
       tools.append(button);
     }
+    tools.append(element("span", "playground-tools-label", "Apps"));
     for (const menu of state.menus) {
-      const button = element("button", "playground-menu", menu.replace(" image", ""));
+      const button = element("button", "playground-menu", menu);
       button.type = "button";
       button.title = `Apps → ${menu}`;
       button.addEventListener("click", () => act(message.dataset.messageId, `menu:${menu}`));
