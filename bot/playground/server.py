@@ -37,6 +37,7 @@ TOKEN_HEADER: Final = "X-Simcord-Capability"
 CONTEXT_HEADER: Final = "X-Simcord-Context"
 # The preview takes attachments up to 25 MiB; a little more for the multipart envelope.
 MAX_BODY: Final = 27 * 1024 * 1024
+RELAY_CHUNK: Final = 256 * 1024
 STATIC: Final = {"playground.js": "application/javascript", "playground.css": "text/css"}
 # Relayed answers keep SimCord's headers, except those describing the connection or the encoding.
 _HOP_HEADERS: Final = frozenset(
@@ -146,17 +147,21 @@ class PlaygroundServer:
     # -- the page ---------------------------------------------------------------------------------
 
     async def _index(self, request: web.Request) -> web.StreamResponse:
-        upstream = await self._fetch(request, "GET", "/", {}, b"")
-        if upstream.status != 200:
-            return upstream
-        assert isinstance(upstream, web.Response)
-        assert upstream.text is not None
+        upstream = self.upstream()
+        assert self._client is not None
+        async with self._client.get(
+            upstream.origin + "/", headers={TOKEN_HEADER: upstream.capability}, allow_redirects=False
+        ) as answer:
+            page = await answer.text()
+            if answer.status != 200:
+                return web.Response(text=page, status=answer.status)
+            headers = _copy_headers(answer.headers)
         page = (
-            upstream.text.replace("<title>SimCord Preview</title>", "<title>Horde bot playground</title>")
+            page.replace("<title>SimCord Preview</title>", "<title>Horde bot playground</title>")
             .replace("</head>", _INJECTED_HEAD, 1)
             .replace("</body>", _INJECTED_BODY, 1)
         )
-        return web.Response(body=page.encode(), headers=_copy_headers(upstream.headers))
+        return web.Response(body=page.encode(), headers=headers)
 
     async def _static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
@@ -218,7 +223,8 @@ class PlaygroundServer:
         path: str,
         headers: dict[str, str],
         data: bytes | aiohttp.MultipartWriter,
-    ) -> web.Response:
+    ) -> web.StreamResponse:
+        """Relay one request to SimCord's preview and stream its answer back (fonts are megabytes)."""
         upstream = self.upstream()
         assert self._client is not None
         headers = {**headers, TOKEN_HEADER: upstream.capability}
@@ -227,8 +233,13 @@ class PlaygroundServer:
         async with self._client.request(
             method, upstream.origin + path, headers=headers, data=data or None, allow_redirects=False
         ) as answer:
-            content = await answer.read()
-            return web.Response(body=content, status=answer.status, headers=_copy_headers(answer.headers))
+            response = web.StreamResponse(status=answer.status, headers=_copy_headers(answer.headers))
+            response.content_length = answer.content_length
+            await response.prepare(request)
+            async for chunk in answer.content.iter_chunked(RELAY_CHUNK):
+                await response.write(chunk)
+            await response.write_eof()
+            return response
 
 
 def _copy_headers(headers: Mapping[str, str]) -> dict[str, str]:
