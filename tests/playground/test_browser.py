@@ -13,6 +13,7 @@ import signal
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,9 @@ def test_imagine_as_a_person_does_it(browser: PlaygroundPage) -> None:
         progress = [state for state in states if not state.startswith("✅")]
         assert len(set(progress)) >= 2, states
         assert browser.navigations == 1  # the page was never reloaded
+        for message in (browser.messages.first, job):  # the welcome, posted at start, and the result
+            posted = datetime.fromisoformat(str(message.locator("time.message-time").get_attribute("datetime")))
+            assert abs((datetime.now(UTC) - posted).total_seconds()) < 60  # the wall clock, not SimCord's
         width = browser.until(
             lambda: job.locator("img").first.evaluate("img => img.complete && img.naturalWidth"),
             10,

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import discord
 import pytest
@@ -134,3 +135,18 @@ async def test_a_bad_horde_url_stops_the_start_with_one_line() -> None:
     with pytest.raises(PlaygroundError, match="--horde-url"):
         async with Playground(PlaygroundOptions(horde_url="ftp://x"), note=lambda _: None):
             pass
+
+
+async def test_a_config_file_brings_its_settings_and_database(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'mine.sqlite3'}"
+    config = tmp_path / "config.toml"
+    config.write_text(f"[database]\nurl = '{database}'\n[progress]\nedit_interval_s = 7.0\n", encoding="utf-8")
+
+    async with Playground(PlaygroundOptions(config=config), note=lambda _: None) as running:
+        assert running.bot is not None
+        settings = running.bot.settings
+
+    assert settings.database.url == database
+    assert settings.progress.edit_interval_s == 7.0
+    assert settings.bot.shutdown_deadline_s <= 3.0
+    assert (tmp_path / "mine.sqlite3").exists()
