@@ -7,28 +7,21 @@ from collections.abc import AsyncIterator
 
 import pytest
 import simcord
+from wall_clock_env import one_channel, wall_clock_env
 
 from bot.app import HordeBot
-from bot.playground._simcord_live import clock_lag, page_revision, start_clock_now
+from bot.playground._simcord_live import clock_lag, page_revision
 from bot.playground.live import LiveSync
 
 
 @pytest.fixture
 async def env(simcord_bot: HordeBot) -> AsyncIterator[simcord.Env]:
-    env = simcord.Env(simcord_bot, check_errors=False)
-    start_clock_now(env)
-    await env.start()
-    try:
+    async with wall_clock_env(simcord_bot) as env:
         yield env
-    finally:
-        await simcord_bot.close()
-        await env.shutdown()
 
 
 async def test_a_step_brings_the_clock_to_the_wall_clock(env: simcord.Env, simcord_bot: HordeBot) -> None:
-    guild = env.create_guild()
-    channel = guild.create_text_channel("general")
-    member = guild.add_member(env.create_user("you"))
+    channel, member = one_channel(env)
     async with env.preview(channel, viewers=[member], layout="channel") as preview:
         live = LiveSync(env, lambda: preview, asyncio.Lock())
         await asyncio.sleep(1.0)
@@ -42,10 +35,8 @@ async def test_a_step_brings_the_clock_to_the_wall_clock(env: simcord.Env, simco
 
 
 async def test_pages_are_republished_when_the_bot_did_something(env: simcord.Env) -> None:
-    guild = env.create_guild()
-    channel = guild.create_text_channel("general")
-    member = guild.add_member(env.create_user("you"))
-    hook = guild.create_webhook(channel, "hook")
+    channel, member = one_channel(env)
+    hook = channel.guild.create_webhook(channel, "hook")
     async with env.preview(channel, viewers=[member], layout="channel") as preview:
         live = LiveSync(env, lambda: preview, asyncio.Lock(), refresh_s=3600)
 
@@ -70,9 +61,7 @@ async def test_pages_are_republished_when_the_bot_did_something(env: simcord.Env
 
 
 async def test_the_loop_runs_under_the_lock_until_stopped(env: simcord.Env) -> None:
-    guild = env.create_guild()
-    channel = guild.create_text_channel("general")
-    member = guild.add_member(env.create_user("you"))
+    channel, member = one_channel(env)
     async with env.preview(channel, viewers=[member], layout="channel") as preview:
         lock = asyncio.Lock()
         live = LiveSync(env, lambda: preview, lock, tick_s=0.05)

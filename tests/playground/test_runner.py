@@ -140,7 +140,7 @@ async def test_a_bad_horde_url_stops_the_start_with_one_line() -> None:
 async def test_a_config_file_brings_its_settings_and_database(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'mine.sqlite3'}"
     config = tmp_path / "config.toml"
-    config.write_text(f"[database]\nurl = '{database}'\n[progress]\nedit_interval_s = 7.0\n", encoding="utf-8")
+    config.write_text(f"[database]\nurl = '{database}'\n[progress]\nedit_interval_s = 7.0\n", "utf-8")
 
     async with Playground(PlaygroundOptions(config=config), note=lambda _: None) as running:
         assert running.bot is not None

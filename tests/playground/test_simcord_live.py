@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 import simcord
+from wall_clock_env import one_channel, wall_clock_env
 
 from bot.app import HordeBot
 from bot.playground import _simcord_live as live
@@ -18,15 +19,8 @@ from bot.playground.server import Upstream
 
 @pytest.fixture
 async def env(simcord_bot: HordeBot) -> AsyncIterator[simcord.Env]:
-    env = simcord.Env(simcord_bot, check_errors=False)
-    live.start_clock_now(env)
-    live.name_the_bot(env, "Horde Bot")
-    await env.start()
-    try:
+    async with wall_clock_env(simcord_bot) as env:  # start_clock_now, name_the_bot
         yield env
-    finally:
-        await simcord_bot.close()
-        await env.shutdown()
 
 
 async def read_state(upstream: Upstream, session: aiohttp.ClientSession, context: str) -> dict[str, Any]:
@@ -50,18 +44,15 @@ async def test_the_clock_reads_the_wall_clock_and_the_bot_has_a_name(env: simcor
     assert abs((env.now() - datetime.now(UTC)).total_seconds()) < 2
     assert env.bot.user is not None
     assert env.bot.user.name == "Horde Bot"
-    guild = env.create_guild()
-    channel = guild.create_text_channel("general")
-    message = await guild.create_webhook(channel, "hook").send("hello")
+    channel, _ = one_channel(env)
+    message = await channel.guild.create_webhook(channel, "hook").send("hello")
     assert abs((message.created_at - datetime.now(UTC)).total_seconds()) < 2
     assert 0 <= live.clock_lag(env) < 2
 
 
 async def test_a_republish_shows_what_changed_since_the_last_browser_action(env: simcord.Env) -> None:
-    guild = env.create_guild()
-    channel = guild.create_text_channel("general")
-    member = guild.add_member(env.create_user("you"))
-    hook = guild.create_webhook(channel, "hook")
+    channel, member = one_channel(env)
+    hook = channel.guild.create_webhook(channel, "hook")
     await hook.send("before")
     async with env.preview(channel, viewers=[member], layout="channel") as preview:
         live.verify(env, preview)
