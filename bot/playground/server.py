@@ -235,11 +235,13 @@ class PlaygroundServer:
         ) as answer:
             response = web.StreamResponse(status=answer.status, headers=_copy_headers(answer.headers))
             response.content_length = answer.content_length
-            await response.prepare(request)
-            async for chunk in answer.content.iter_chunked(RELAY_CHUNK):
-                await response.write(chunk)
-            await response.write_eof()
-            return response
+            try:
+                await response.prepare(request)
+                async for chunk in answer.content.iter_chunked(RELAY_CHUNK):
+                    await response.write(chunk)
+            except ConnectionError:
+                pass  # the page gave up on it (it aborts its state reads when an action starts)
+            return response  # aiohttp ends it, and takes a gone browser quietly
 
 
 def _copy_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -141,12 +141,14 @@ def start_playground(*args: str, timeout: float = 10.0) -> RunningPlayground:
 
 @contextmanager
 def playground(*args: str) -> Iterator[RunningPlayground]:
+    """The playground running while the block runs; stopped after it, having logged no traceback."""
     running = start_playground(*args)
     try:
         yield running
     finally:
         if running.process.poll() is None:
             running.stop()
+    assert "Traceback" not in running.output, running.output
 
 
 class PlaygroundPage:

@@ -205,7 +205,7 @@ def test_a_slow_horde_does_not_freeze_the_world(browser: PlaygroundPage, slow_ho
         # While the bot waits for the Horde, the world still answers at once.
         before = browser.message_ids()
         browser.type_command("help", "Enter", "Enter")
-        browser.new_message(before, "/imagine", timeout_s=2.5)
+        browser.new_message(before, "/imagine", timeout_s=5)
 
         browser.until(lambda: status_line(browser.text(job_id)).startswith("✅"), 40, "✅ Done")
         assert "did not settle" not in running.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -17,6 +18,7 @@ from bot.playground.server import BadRequest, PlaygroundServer, Upstream
 
 TOKEN = "page-token-0123456789"
 UPSTREAM_CAPABILITY = "simcord-capability-secret"
+BIG_FILE = 16 * 1024 * 1024
 INDEX = "<html><head><title>SimCord Preview</title></head><body><main></main></body></html>"
 
 
@@ -63,6 +65,8 @@ async def upstream() -> AsyncIterator[FakePreview]:
         preview.seen.append(entry)
         if request.path == "/":
             return web.Response(text=INDEX, content_type="text/html", headers={"X-Frame-Options": "DENY"})
+        if request.path == "/fonts/big.ttf":
+            return web.Response(body=b"f" * BIG_FILE, content_type="font/ttf")
         return web.json_response({"ok": True})
 
     app = web.Application()
@@ -241,3 +245,19 @@ async def test_the_bar_asks_the_playground(
         assert answer.status == 400
 
     assert api.calls == [("channel", 123), ("message", 1, 2, "react:🔁")]
+
+
+async def test_a_browser_leaving_mid_answer_is_no_error(
+    server: PlaygroundServer, client: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aiohttp")
+    for _ in range(3):
+        answer = await client.get(origin(server) + "/fonts/big.ttf")
+        assert answer.status == 200
+        await answer.content.read(1024)
+        answer.close()  # the page aborted its request
+    await asyncio.sleep(0.3)
+    async with client.get(origin(server) + "/fonts/big.ttf") as answer:
+        assert len(await answer.read()) == BIG_FILE  # streamed whole to a browser that stays
+
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
