@@ -26,8 +26,8 @@ from bot.horde.simulator import (
     run_simulator,
 )
 
-# shared/ sits beside the repository, on a developer's machine and in CI alike.
-REAL = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "horde" / "real"
+# Copied from ../shared (origin in tests/fixtures/README.md), so a plain clone runs these.
+REAL = Path(__file__).resolve().parents[1] / "fixtures" / "horde" / "real"
 WORKERS_CAPTURE = REAL.parent / "workers_get_200_real.json"
 
 ALICE = {"apikey": "sim-alice-key-00000001", "Client-Agent": "sim-tests:1:tests"}

@@ -26,7 +26,8 @@ from bot.horde.simulator import (
     run_simulator,
 )
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "horde" / "real"
+# Copied from ../shared (origin in tests/fixtures/README.md), so a plain clone runs these.
+REAL = Path(__file__).resolve().parents[1] / "fixtures" / "horde" / "real"
 ALICE = {"apikey": "sim-alice-key-00000001"}
 BOB = {"apikey": "sim-bob-key-0000000002"}
 POOR = {"apikey": "sim-poor-key-000000003"}
