@@ -119,6 +119,7 @@ SUCCESS_FIXTURES: dict[str, type[HordeResponse]] = {
     "text_async_200_dry_run.json": TextGenerateAsyncDryRunResponse,
     "users_1_200.json": UserDetailsResponse,
     "workers_200.json": AllWorkersDetailsResponse,
+    "workers_200_three_kinds.json": AllWorkersDetailsResponse,
 }
 
 # file -> (HTTP status, rc, failing fields of a schema error)

@@ -287,7 +287,9 @@ def test_examples_are_the_seed_documents(name: str) -> None:
 
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[SimulatorThread]:
-    with SimulatorThread(SimulatorConfig(knobs=Knobs(speed=0.05))) as sim:
+    # The examples ask for models real workers serve; so do these simulated ones.
+    knobs = Knobs(speed=0.05, advertised_text_models=("koboldcpp/LLaMA2-13B-Psyfighter2",))
+    with SimulatorThread(SimulatorConfig(knobs=knobs)) as sim:
         yield sim
 
 

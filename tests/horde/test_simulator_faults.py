@@ -193,20 +193,27 @@ async def test_records_expire_with_the_servers_messages(
             f"v2/generate/status/{image}",
             f"Image Waiting Prompt (Delete) with ID '{image}' not found.",
         ),
+        # As the real server words them: Flask-RESTX adds the closest route to some of them.
         (
             "GET",
             f"v2/generate/text/status/{text}",
-            f"Text Waiting Prompt (Status) with ID '{text}' not found.",
+            f"Text Waiting Prompt (Status) with ID '{text}' not found. You have requested this URI "
+            f"[/api/v2/generate/text/status/{text}] but did you mean "
+            "/api/v2/generate/text/status/<string:id> ?",
         ),
         (
             "DELETE",
             f"v2/generate/text/status/{text}",
-            f"Text Waiting Prompt (Delete) with ID '{text}' not found.",
+            f"Text Waiting Prompt (Delete) with ID '{text}' not found. You have requested this URI "
+            f"[/api/v2/generate/text/status/{text}] but did you mean "
+            "/api/v2/generate/text/status/<string:id> ?",
         ),
         (
             "GET",
             f"v2/interrogate/status/{alchemy['id']}",
-            f"Interrogation with ID '{alchemy['id']}' not found.",
+            f"Interrogation with ID '{alchemy['id']}' not found. You have requested this URI "
+            f"[/api/v2/interrogate/status/{alchemy['id']}] but did you mean "
+            "/api/v2/interrogate/status/<string:id> ?",
         ),
     ]
     for method, path, message in expected:

@@ -10,7 +10,6 @@ import logging
 import math
 import random
 import re
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,13 +18,14 @@ from aiohttp import web
 
 from bot.horde.consts import ANON_API_KEY
 from bot.horde.simulator import _errors as err
-from bot.horde.simulator import _images
+from bot.horde.simulator import _forms, _images
+from bot.horde.simulator import _kudos as kudos
 from bot.horde.simulator import _requests as build
 from bot.horde.simulator import _serialize as ser
 from bot.horde.simulator._counters import Counters
 from bot.horde.simulator._faults import Fault
-from bot.horde.simulator._kudos import form_kudos, image_tiles
 from bot.horde.simulator._ratelimit import RateLimiter, Verdict
+from bot.horde.simulator._records import Form, GenRequest, Interrogation, Kind, SimWorker
 from bot.horde.simulator._schema import (
     IMAGE_REQUEST,
     INTERROGATE_REQUEST,
@@ -34,8 +34,9 @@ from bot.horde.simulator._schema import (
     Schema,
     validate,
 )
-from bot.horde.simulator._state import Form, GenRequest, Interrogation, Kind, SimWorker, State
-from bot.horde.simulator.config import SimUser
+from bot.horde.simulator._state import State
+from bot.horde.simulator._users import transfer_kudos
+from bot.horde.simulator.config import Limit, SimUser
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -77,6 +78,7 @@ class SimulatorApp:
             ("GET", "/api/v2/status/models", self.status_models, "status_models"),
             ("GET", "/api/v2/status/models/{name:.+}", self.status_model, "status_model"),
             ("GET", "/api/v2/status/heartbeat", self.heartbeat, "heartbeat"),
+            ("GET", "/api/v2/status/modes", self.status_modes, "status_modes"),
             ("GET", "/api/v2/status/performance", self.performance, "performance"),
             ("GET", "/api/v2/status/news", self.news, "news"),
             ("GET", "/api/v2/workers", self.workers, "workers"),
@@ -111,6 +113,8 @@ class SimulatorApp:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         route_name = request.match_info.route.name
+        if route_name is None and isinstance(request.match_info.http_exception, web.HTTPNotFound):
+            return html_not_found()
         if route_name is None or route_name.startswith("sim_"):
             return await self._answer(request, handler)
         request_id = request.match_info.get("id")
@@ -142,19 +146,20 @@ class SimulatorApp:
         )
         if verdict is not None and not verdict.allowed:
             self.counters.record_rate_limited(endpoint, request_id)
-            return limiter_response(
-                verdict.limit.text, verdict.limit.amount, verdict.reset_in, verdict.reset_in
-            )
+            return json_response({"message": verdict.limit.text}, 429, verdict.headers())
         response = await self._answer(request, handler)
         if verdict is not None:
-            response.headers.update(_limit_headers(verdict))
+            response.headers.update(verdict.headers())
         return response
 
     async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
         except err.HordeError as exc:
-            return json_response(exc.body(), exc.status)
+            body = exc.body()
+            if exc.status == 404:
+                body["message"] = err.with_route_hint(exc.message, request.path)
+            return json_response(body, exc.status)
         except err.SchemaError as exc:
             return json_response(exc.body(), 400)
         except PlainError as exc:
@@ -185,7 +190,7 @@ class SimulatorApp:
         if fault.kind == "rate_limit":
             amount = int(fault.limit_text.split(" ", 1)[0]) if fault.limit_text[:1].isdigit() else 1
             wait = retry_after if retry_after is not None else 1.0
-            return limiter_response(fault.limit_text, amount, wait, wait)
+            return limiter_response(fault.limit_text, amount, wait)
         headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after is not None else {}
         phrase = http.HTTPStatus(fault.status).phrase
         if fault.html:
@@ -204,7 +209,7 @@ class SimulatorApp:
         body = await _json_body(request)
         _validate(body, IMAGE_REQUEST)
         api_key = _required_header(request, "apikey", "The API Key corresponding to a registered user.")
-        user = self._generation_user(api_key, body)
+        user = self._generation_user(request, api_key, body)
         build.apply_style(state, "image", body)
         if body["prompt"] == "":
             raise err.missing_prompt()
@@ -220,13 +225,14 @@ class SimulatorApp:
             return json_response({"kudos": float(round(required))}, 200)
         record = build.new_request(state, "image", user, body, params, models, per_image)
         state.add_request(record)
+        state.charge(record, kudos.IMAGE_SUBMIT_TAX)
         answer: dict[str, Any] = {"id": record.id, "kudos": float(round(per_image))}
         if not state.can_serve(record):
             answer["message"] = ser.IMAGE_NO_WORKER_MESSAGE
             answer["warnings"] = [{"code": "NoAvailableWorker", "message": ser.IMAGE_NO_WORKER_MESSAGE}]
         return json_response(answer, 202)
 
-    def _generation_user(self, api_key: str, body: dict[str, Any]) -> SimUser:
+    def _generation_user(self, request: web.Request, api_key: str, body: dict[str, Any]) -> SimUser:
         if self.state.knobs.maintenance_mode:
             raise err.maintenance_mode()
         webhook = body.get("webhook")
@@ -235,12 +241,20 @@ class SimulatorApp:
         user = self.state.user_by_key(api_key)
         if user is None:
             raise err.invalid_api_key()
+        if user.trusted or user.education:
+            # One generation by a trusted user lifts the caller's IP limits for a day.
+            whitelist_for = self.state.knobs.rate_limits.whitelist_seconds
+            self.limiter.whitelist(request.remote or "unknown", whitelist_for)
         return user
 
     async def generate_check(self, request: web.Request) -> web.Response:
-        with self.state.lock:
+        state = self.state
+        with state.lock:
             record = self._get(request, "image", "Image Waiting Prompt (Check)")
-            return json_response(ser.check(self.state, record))
+            answer = state.cached(
+                ("check", record.id), state.knobs.check_cache, lambda: ser.check(state, record)
+            )
+            return json_response(answer)
 
     async def generate_status(self, request: web.Request) -> web.Response:
         with self.state.lock:
@@ -271,7 +285,7 @@ class SimulatorApp:
         api_key = _required_header(request, "apikey", "The API Key corresponding to a registered user.")
         if "prompt" not in body:
             raise err.missing_parameter("prompt", "The prompt to generate from.", "the JSON body")
-        user = self._generation_user(api_key, body)
+        user = self._generation_user(request, api_key, body)
         build.apply_style(state, "text", body)
         if body["prompt"] == "":
             raise err.missing_prompt()
@@ -280,12 +294,14 @@ class SimulatorApp:
         build.check_workers(state, list(body.get("workers") or []))
         build.check_concurrency(state, user, "text", models, int(params["n"]))
         build.check_text_request(body, params)
-        per_generation = build.price_text(state, user, body, params)
+        dry_run = build.price_text(state, user, body, params)
         if body.get("dry_run"):
-            return json_response({"kudos": float(round(per_generation * int(params["n"]) + 1))}, 200)
-        record = build.new_request(state, "text", user, body, params, models, per_generation)
+            return json_response({"kudos": float(round(dry_run))}, 200)
+        record = build.new_request(state, "text", user, body, params, models, 0.0)
         state.add_request(record)
-        answer: dict[str, Any] = {"id": record.id, "kudos": float(round(per_generation))}
+        state.charge(record, kudos.TEXT_SUBMIT_TAX)
+        # The server never prices a text request for a model its reference does not know.
+        answer: dict[str, Any] = {"id": record.id, "kudos": 0.0}
         if not state.can_serve(record):
             answer["message"] = ser.TEXT_NO_WORKER_MESSAGE
         return json_response(answer, 202)
@@ -321,13 +337,13 @@ class SimulatorApp:
         if user is None:
             raise err.invalid_api_key()
         requested = list(body.get("forms") or [])
-        count, limit = state.active_forms(user) + len(requested), user.concurrency * 10
+        count, limit = _forms.active_forms(state, user) + len(requested), user.concurrency * 10
         if count > limit:
             raise err.too_many_prompts(count, limit)
         source = await self._load_source_image(str(body["source_image"]))
         try:
             width, height = _images.probe_size(source)
-            tiles = image_tiles(width, height)
+            tiles = kudos.image_tiles(width, height)
             if tiles > 255:
                 raise err.image_validation_failed(
                     f"Image is too large ({tiles} tiles) and would cause horde alchemists to run out of VRAM "
@@ -346,7 +362,7 @@ class SimulatorApp:
                     id=state.new_id(),
                     name=item["name"],
                     payload=item.get("payload"),
-                    kudos=form_kudos(item["name"], tiles, KNOWN_POST_PROCESSORS),
+                    kudos=kudos.form_kudos(item["name"], tiles, KNOWN_POST_PROCESSORS),
                 )
             )
         now = state.now()
@@ -393,7 +409,7 @@ class SimulatorApp:
     async def interrogate_delete(self, request: web.Request) -> web.Response:
         with self.state.lock:
             record = self._get_interrogation(request)
-            self.state.cancel_interrogation(record)
+            _forms.cancel_interrogation(self.state, record)
             return json_response(ser.interrogation_status(record, _origin(request)))
 
     def _get_interrogation(self, request: web.Request) -> Interrogation:
@@ -409,24 +425,42 @@ class SimulatorApp:
         api_key = request.headers.get("apikey")
         if not api_key:
             raise err.invalid_api_key()
-        user = self.state.user_by_key(api_key)
+        state = self.state
+        user = state.user_by_key(api_key)
         if user is None:
             raise err.unknown_api_key(api_key)
-        return json_response(ser.user_details(self.state, user, privileged=True))
+        return json_response(
+            state.cached(
+                ("find_user", api_key),
+                state.knobs.find_user_cache,
+                lambda: ser.user_details(state, user, privileged=True),
+            )
+        )
 
     async def user_details(self, request: web.Request) -> web.Response:
+        state = self.state
         raw_id = request.match_info["user_id"]
-        user = self.state.users.get(int(raw_id)) if raw_id.isdigit() else None
-        if user is None:
-            raise err.user_not_found(raw_id)
+        if not raw_id.isdigit():
+            raise err.user_not_found(err.USER_ID_HINT)
         privileged = False
         api_key = request.headers.get("apikey")
         if api_key:
-            requester = self.state.user_by_key(api_key)
+            requester = state.user_by_key(api_key)
             if requester is None:
                 raise err.invalid_api_key()
-            privileged = requester is user or requester.moderator
-        return json_response(ser.user_details(self.state, user, privileged=privileged))
+            privileged = requester.moderator or str(requester.id) == raw_id
+        user = state.users.get(int(raw_id))
+        if user is None:
+            raise err.user_not_found(raw_id)
+        found = user
+        lifetime = state.knobs.find_user_cache
+        return json_response(
+            state.cached(
+                ("user", raw_id, privileged),
+                lifetime,
+                lambda: ser.user_details(state, found, privileged=privileged),
+            )
+        )
 
     async def kudos_transfer(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
@@ -443,8 +477,8 @@ class SimulatorApp:
             raise err.bad_request(
                 "You cannot transfer Kudos from Anonymous, smart-ass.", "KudosTransferFromAnon"
             )
-        transferred = self.state.transfer_kudos(
-            user, str(body["username"]), amount, request.headers.get("Idempotency-Key")
+        transferred = transfer_kudos(
+            self.state, user, str(body["username"]), amount, request.headers.get("Idempotency-Key")
         )
         return json_response({"transferred": transferred})
 
@@ -490,6 +524,11 @@ class SimulatorApp:
 
     async def heartbeat(self, request: web.Request) -> web.Response:
         return json_response(ser.heartbeat(self.state))
+
+    async def status_modes(self, request: web.Request) -> web.Response:
+        """Without a moderator key: maintenance and invite-only modes (the latter never on here)."""
+        modes = {"maintenance_mode": self.state.knobs.maintenance_mode, "invite_only_mode": False}
+        return json_response(modes)
 
     async def performance(self, request: web.Request) -> web.Response:
         return json_response(ser.performance(self.state))
@@ -648,23 +687,16 @@ class PlainError(Exception):
         self.body = body
 
 
-def limiter_response(text: str, amount: int, retry_after: float, reset_in: float) -> web.Response:
-    """flask-limiter's 429: the limit as the message, no rc, and its headers."""
-    headers = {
-        "Retry-After": str(max(1, math.ceil(retry_after))),
-        "X-Ratelimit-Limit": str(amount),
-        "X-Ratelimit-Remaining": "0",
-        "X-Ratelimit-Reset": str(math.ceil(time.time() + reset_in)),
-    }
-    return json_response({"message": text}, 429, headers)
+def limiter_response(text: str, amount: int, reset_in: float) -> web.Response:
+    """flask-limiter's 429 for a window that ends in ``reset_in`` seconds: the limit as the
+    message, no rc, and its headers (``Retry-After`` rounded, so 0 in the last half second)."""
+    verdict = Verdict(False, Limit(amount, reset_in, text), 0, reset_in)
+    return json_response({"message": text}, 429, verdict.headers())
 
 
-def _limit_headers(verdict: Verdict) -> dict[str, str]:
-    return {
-        "X-Ratelimit-Limit": str(verdict.limit.amount),
-        "X-Ratelimit-Remaining": str(verdict.remaining),
-        "X-Ratelimit-Reset": str(math.ceil(time.time() + verdict.reset_in)),
-    }
+def html_not_found() -> web.Response:
+    """What the server answers for a URL it has no route for: Werkzeug's HTML page."""
+    return web.Response(status=404, text=err.NOT_FOUND_PAGE, content_type="text/html", charset="utf-8")
 
 
 async def _drop_connection(request: web.Request) -> web.StreamResponse:
