@@ -37,6 +37,7 @@ from bot.horde.simulator._styles import make_styles
 from bot.horde.simulator.config import Knobs, SimulatorConfig, SimUser, anonymous_user
 
 VERSION = "5.1.5"
+STILL_CLOCK_GRACE_S = 5.0
 
 
 class State:
@@ -97,10 +98,10 @@ class State:
         return self.now(), time.monotonic()
 
     def age(self, then: tuple[float, float]) -> float:
-        """Seconds since ``then``: the larger of the two clocks' counts, so what the server keeps
-        for a second also expires on a :class:`ManualClock` nobody moves (after a real second)."""
+        """Seconds since ``then`` on the simulator's clock; on a :class:`ManualClock` nobody moves,
+        what the server keeps also expires ``STILL_CLOCK_GRACE_S`` real seconds later than that."""
         sim_now, real_now = self.stamp()
-        return max(sim_now - then[0], real_now - then[1])
+        return max(sim_now - then[0], real_now - then[1] - STILL_CLOCK_GRACE_S)
 
     def expire_caches(self) -> None:
         """Forget what the server keeps for a while (``find_user`` and ``users/{id}`` answers,
