@@ -4,7 +4,9 @@ The rules both must follow (AI-Horde 5.1.5, see bot/horde/simulator/_queue.py):
 
 - queued → processing → done, never back;
 - while queued: ``queue_position`` counts down to 1 and ``wait_time`` is the estimate for the
-  jobs up to and including the request, never growing as the queue moves; right after a submit
+  jobs up to and including the request over the threads free for them (one job's time while they
+  are fewer than the threads; a fresh server without speed data counts megapixelsteps instead),
+  never growing as the queue moves, and never the whole queue's time; right after a submit
   the server may not have the request in its once-a-second snapshot yet (position 0, no wait);
 - while processing: position 0, ``wait_time`` counts down;
 - done: position 0, ``wait_time`` 0.
@@ -87,6 +89,8 @@ def assert_follows_the_rules(samples: list[Sample], what: str) -> None:
     assert order == [p for p in ("queued", "processing", "done") if p in order], f"{what}: {order}"
     queued = [s for s in samples if s.phase == "queued" and s.queue_position > 0]
     assert all(s.wait_time > 0 for s in queued), f"{what}: {queued}"
+    # Not the whole queue: less than the job on the worker plus every job up to this one.
+    assert all(s.wait_time < (s.queue_position + 1) * JOB_SECONDS for s in queued), f"{what}: {queued}"
     for earlier, later in itertools.pairwise(queued):
         assert later.queue_position <= earlier.queue_position, f"{what}: {queued}"
         assert later.wait_time <= earlier.wait_time, f"{what}: {queued}"
