@@ -7,16 +7,14 @@ returns; ``server.env.advance_time(POLL_S)`` makes it poll once more.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
+from test_imagine_inflight import POLL_S, simcord_bot  # noqa: F401 - a fixture: the bot polls every 30 s
 from test_imagine_support import only_job, response_of, until
 from test_imagine_support import settings as support_settings  # noqa: F401 - a fixture, used by name
 
-from bot.app import HordeBot
 from bot.config import Settings
-from bot.horde import PollPolicy
 from bot.horde.simulator import Knobs, RateLimits, Simulator, SimulatorConfig
 from bot.services._jobs.messages import CANCELLED
 from bot.services.jobs import CancelReason
@@ -25,11 +23,7 @@ from bot.storage import JobState
 if TYPE_CHECKING:
     from conftest import Server
 
-POLL_S = 30.0
 NO_WORKER_S = 60.0
-SLOW_POLL = PollPolicy(
-    min_interval=POLL_S, max_interval=POLL_S, processing_max_interval=POLL_S, unknown_wait_interval=POLL_S
-)
 
 
 @pytest.fixture
@@ -42,17 +36,6 @@ def horde_sim_config() -> SimulatorConfig:
 def settings(support_settings: Settings) -> Settings:  # noqa: F811 - wraps the imported fixture
     horde = support_settings.horde.model_copy(update={"no_worker_timeout_s": NO_WORKER_S})
     return support_settings.model_copy(update={"horde": horde})
-
-
-@pytest.fixture
-async def simcord_bot(settings: Settings) -> AsyncIterator[HordeBot]:
-    from conftest import build_bot
-
-    bot = await build_bot(settings, poll_policy=SLOW_POLL)
-    try:
-        yield bot
-    finally:
-        await bot.close()
 
 
 async def test_a_model_no_worker_serves_is_cancelled_and_the_member_told(

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from bot.horde.simulator import Knobs, Simulator, SimulatorConfig, SimUser, run_simulator
 
@@ -36,6 +37,9 @@ SKIP_REASON = (
     f"the conformance suite needs a real AI Horde: set {KEYS_ENV}=/path/to/keys.env "
     "(written by ../shared/real-horde/start.sh); .ci/run does"
 )
+# Each test module: ``pytestmark = needs_real_horde``. (No conftest.py here: a second module named
+# conftest on sys.path would shadow tests/conftest.py for the `from conftest import` of other tests.)
+needs_real_horde = pytest.mark.skipif(not os.environ.get(KEYS_ENV), reason=SKIP_REASON)
 
 # What the fake worker serves (fake_worker.py: IMAGE_MODELS, TEXT_MODELS).
 IMAGE_MODELS = ("Deliberate", "stable_diffusion", "SDXL 1.0", "AlbedoBase XL (SDXL)")
@@ -246,3 +250,14 @@ def assert_limit_headers(exchange: Exchange, *, limit: int, window: float, what:
     assert 0 <= retry_after <= window, f"{what}: {headers}"
     reset = int(str(headers["X-RateLimit-Reset"]))
     assert exchange.answered_at - 1 <= reset <= exchange.answered_at + window + 2, f"{what}: {headers}"
+
+
+@pytest.fixture(name="sides")
+async def sides_fixture() -> AsyncIterator[tuple[Side, Side]]:
+    """``(real, sim)``: the same users, no worker running until a test starts one; every request
+    made is DELETEd and every worker stopped at the end.  Import it as ``sides_fixture``."""
+    async with contextlib.AsyncExitStack() as stack:
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        real = await stack.enter_async_context(real_side(http))
+        sim = await stack.enter_async_context(sim_side(http))
+        yield real, sim

@@ -8,13 +8,24 @@ import io
 from typing import Any
 
 import PIL.Image
-from horde_sides import Exchange, Side, assert_limit_headers, assert_same_shape, both, keys
+from horde_sides import (
+    Exchange,
+    Side,
+    assert_limit_headers,
+    assert_same_shape,
+    both,
+    keys,
+    needs_real_horde,
+    sides_fixture,  # noqa: F401 - the fixture `sides`
+)
 
 from bot.horde.simulator import _kudos
 
 UNKNOWN_ID = "00000000-0000-0000-0000-000000000001"
 IMAGE = {"prompt": "a red square", "params": {"steps": 10}}
 TEXT_MODEL = "koboldcpp/LLaMA2-13B-Psyfighter2"
+
+pytestmark = needs_real_horde
 
 
 def assert_same_answer(real: Exchange, sim: Exchange, what: str) -> None:

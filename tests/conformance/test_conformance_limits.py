@@ -6,9 +6,18 @@ import asyncio
 import uuid
 from typing import Any
 
-from horde_sides import Exchange, Side, assert_limit_headers, both
+from horde_sides import (
+    Exchange,
+    Side,
+    assert_limit_headers,
+    both,
+    needs_real_horde,
+    sides_fixture,  # noqa: F401 - the fixture `sides`
+)
 
 DRY_RUN = {"prompt": "x", "dry_run": True, "params": {"steps": 10}}
+
+pytestmark = needs_real_horde
 
 
 async def test_a_third_submit_within_a_second_gets_the_servers_429(sides: tuple[Side, Side]) -> None:

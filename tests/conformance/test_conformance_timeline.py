@@ -19,10 +19,17 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from horde_sides import Side, both
+from horde_sides import (
+    Side,
+    both,
+    needs_real_horde,
+    sides_fixture,  # noqa: F401 - the fixture `sides`
+)
 
 JOB_SECONDS = 4.0
 SMALL = {"steps": 10}
+
+pytestmark = needs_real_horde
 
 
 @dataclass(frozen=True)

@@ -34,14 +34,15 @@ POOR = {"apikey": "sim-poor-key-000000003"}
 ANON = {"apikey": "0000000000"}
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
+# Named apart from the fixtures they define, so other modules import them without shadowing.
+@pytest.fixture(name="http")
+async def http_fixture() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
 
 
-@pytest.fixture
-def clock() -> ManualClock:
+@pytest.fixture(name="clock")
+def clock_fixture() -> ManualClock:
     return ManualClock()
 
 

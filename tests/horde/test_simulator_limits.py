@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from test_simulator_faults import ALICE, BOB, call
+from test_simulator_faults import ALICE, BOB, call, clock_fixture, http_fixture  # noqa: F401 - the fixtures clock and http
 
 from bot.horde.simulator import (
     Knobs,
@@ -23,17 +23,6 @@ from bot.horde.simulator import (
 
 CAROL = {"apikey": "sim-carol-key-00000003"}  # trusted
 DRY_RUN = {"prompt": "x", "dry_run": True}
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 @pytest.fixture

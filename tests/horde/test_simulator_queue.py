@@ -6,12 +6,11 @@ tests/conformance holds the same rules against a real AI Horde; these pin them i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-import pytest
-from test_simulator_faults import ALICE, BOB, call
+from test_simulator_faults import ALICE, BOB, call, clock_fixture, http_fixture  # noqa: F401 - the fixtures clock and http
 
 from bot.horde.simulator import (
     Knobs,
@@ -24,17 +23,6 @@ from bot.horde.simulator import (
 )
 
 JOB_S = 5.0
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 def config(clock: ManualClock, **knobs: Any) -> SimulatorConfig:
