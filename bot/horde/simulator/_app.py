@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import http
-import json
 import logging
 import math
 import random
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -22,10 +20,12 @@ from bot.horde.simulator import _forms, _images
 from bot.horde.simulator import _kudos as kudos
 from bot.horde.simulator import _requests as build
 from bot.horde.simulator import _serialize as ser
+from bot.horde.simulator._control import ControlRoutes
 from bot.horde.simulator._counters import Counters
 from bot.horde.simulator._faults import Fault
+from bot.horde.simulator._info import InfoRoutes
 from bot.horde.simulator._ratelimit import RateLimiter, Verdict
-from bot.horde.simulator._records import Form, GenRequest, Interrogation, Kind, SimWorker
+from bot.horde.simulator._records import Form, GenRequest, Interrogation, Kind
 from bot.horde.simulator._schema import (
     IMAGE_REQUEST,
     INTERROGATE_REQUEST,
@@ -36,18 +36,14 @@ from bot.horde.simulator._schema import (
 )
 from bot.horde.simulator._state import State
 from bot.horde.simulator._users import transfer_kudos
+from bot.horde.simulator._web import Handler, PlainError, Route, json_body, json_response, origin
 from bot.horde.simulator.config import Limit, SimUser
 
 log = logging.getLogger(__name__)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _SOURCE_IMAGE_MAX_BYTES = 5 * 1024 * 1024
 _DROPPED = web.RequestKey("horde_sim_dropped", bool)
 _R2_PATH = re.compile(r"/_sim/r2/([^/?#]+?)(?:\.webp)?(?:[?#].*)?$")
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(body, status=status, headers=headers)
 
 
 class SimulatorApp:
@@ -61,7 +57,7 @@ class SimulatorApp:
 
     def build(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
-        api: list[tuple[str, str, Handler, str]] = [
+        api: list[Route] = [
             ("POST", "/api/v2/generate/async", self.generate_async, "generate_async"),
             ("GET", "/api/v2/generate/check/{id}", self.generate_check, "generate_check"),
             ("GET", "/api/v2/generate/status/{id}", self.generate_status, "generate_status"),
@@ -75,35 +71,9 @@ class SimulatorApp:
             ("GET", "/api/v2/find_user", self.find_user, "find_user"),
             ("GET", "/api/v2/users/{user_id}", self.user_details, "user_details"),
             ("POST", "/api/v2/kudos/transfer", self.kudos_transfer, "kudos_transfer"),
-            ("GET", "/api/v2/status/models", self.status_models, "status_models"),
-            ("GET", "/api/v2/status/models/{name:.+}", self.status_model, "status_model"),
-            ("GET", "/api/v2/status/heartbeat", self.heartbeat, "heartbeat"),
-            ("GET", "/api/v2/status/modes", self.status_modes, "status_modes"),
-            ("GET", "/api/v2/status/performance", self.performance, "performance"),
-            ("GET", "/api/v2/status/news", self.news, "news"),
-            ("GET", "/api/v2/workers", self.workers, "workers"),
-            ("GET", "/api/v2/workers/name/{name}", self.worker_by_name, "worker_by_name"),
-            ("GET", "/api/v2/workers/{worker_id}", self.worker, "worker"),
-            ("GET", "/api/v2/styles/image", self._styles("image"), "styles_image"),
-            ("GET", "/api/v2/styles/image/{style_id}", self._style_by_id("image"), "style_image"),
-            (
-                "GET",
-                "/api/v2/styles/image_by_name/{name}",
-                self._style_by_name("image"),
-                "style_image_by_name",
-            ),
-            ("GET", "/api/v2/styles/text", self._styles("text"), "styles_text"),
-            ("GET", "/api/v2/styles/text/{style_id}", self._style_by_id("text"), "style_text"),
-            ("GET", "/api/v2/styles/text_by_name/{name}", self._style_by_name("text"), "style_text_by_name"),
-            ("GET", "/_sim/r2/{id}", self.r2_image, "r2_image"),
-            ("GET", "/_sim/counters", self.sim_counters, "sim_counters"),
-            ("POST", "/_sim/reset", self.sim_reset, "sim_reset"),
-            ("GET", "/_sim/config", self.sim_get_config, "sim_get_config"),
-            ("POST", "/_sim/config", self.sim_config, "sim_config"),
-            ("POST", "/_sim/users", self.sim_users, "sim_users"),
-            ("POST", "/_sim/expire", self.sim_expire, "sim_expire"),
-            ("GET", "/_sim/requests", self.sim_requests, "sim_requests"),
         ]
+        api += InfoRoutes(self.state).routes()
+        api += ControlRoutes(self.state, self.counters, self.limiter).routes()
         for method, path, handler, name in api:
             app.router.add_route(method, path, handler, name=name)
         return app
@@ -206,7 +176,7 @@ class SimulatorApp:
 
     async def generate_async(self, request: web.Request) -> web.Response:
         state = self.state
-        body = await _json_body(request)
+        body = await json_body(request)
         _validate(body, IMAGE_REQUEST)
         api_key = _required_header(request, "apikey", "The API Key corresponding to a registered user.")
         user = self._generation_user(request, api_key, body)
@@ -260,12 +230,12 @@ class SimulatorApp:
         with self.state.lock:
             record = self._get(request, "image", "Image Waiting Prompt (Status)")
             record.retrieved = record.retrieved or record.done
-            return json_response(ser.image_status(self.state, record, _origin(request)))
+            return json_response(ser.image_status(self.state, record, origin(request)))
 
     async def generate_delete(self, request: web.Request) -> web.Response:
         with self.state.lock:
             record = self._get(request, "image", "Image Waiting Prompt (Delete)")
-            answer = ser.image_status(self.state, record, _origin(request))
+            answer = ser.image_status(self.state, record, origin(request))
             self.state.cancel_request(record)
             return json_response(answer)
 
@@ -280,7 +250,7 @@ class SimulatorApp:
 
     async def text_async(self, request: web.Request) -> web.Response:
         state = self.state
-        body = await _json_body(request)
+        body = await json_body(request)
         _validate(body, TEXT_REQUEST)
         api_key = _required_header(request, "apikey", "The API Key corresponding to a registered user.")
         if "prompt" not in body:
@@ -323,7 +293,7 @@ class SimulatorApp:
 
     async def interrogate_async(self, request: web.Request) -> web.Response:
         state = self.state
-        body = await _json_body(request)
+        body = await json_body(request)
         _validate(body, INTERROGATE_REQUEST)
         api_key = _required_header(request, "apikey", "A User API key")
         if "source_image" not in body:
@@ -404,13 +374,13 @@ class SimulatorApp:
         with self.state.lock:
             record = self._get_interrogation(request)
             record.retrieved = record.retrieved or record.final
-            return json_response(ser.interrogation_status(record, _origin(request)))
+            return json_response(ser.interrogation_status(record, origin(request)))
 
     async def interrogate_delete(self, request: web.Request) -> web.Response:
         with self.state.lock:
             record = self._get_interrogation(request)
             _forms.cancel_interrogation(self.state, record)
-            return json_response(ser.interrogation_status(record, _origin(request)))
+            return json_response(ser.interrogation_status(record, origin(request)))
 
     def _get_interrogation(self, request: web.Request) -> Interrogation:
         request_id = request.match_info["id"]
@@ -463,7 +433,7 @@ class SimulatorApp:
         )
 
     async def kudos_transfer(self, request: web.Request) -> web.Response:
-        body = await _json_body(request)
+        body = await json_body(request)
         api_key = _required_header(request, "apikey", "The sending user's API key.")
         if "username" not in body:
             raise err.missing_parameter(
@@ -483,208 +453,6 @@ class SimulatorApp:
         return json_response({"transferred": transferred})
 
     # -- information -----------------------------------------------------------------------------
-
-    async def status_models(self, request: web.Request) -> web.Response:
-        query = request.query
-        requested_type = query.get("type", "image")
-        if requested_type not in ("image", "text"):
-            raise err.bad_request("'type' needs to be one of ['image', 'text']")
-        kind: Kind = "text" if requested_type == "text" else "image"
-        model_state = query.get("model_state", "all")
-        if model_state not in ("known", "custom", "all"):
-            raise err.bad_request("'model_state' needs to be one of ['known', 'custom', 'all']")
-        min_count = _query_int(query.get("min_count"), "min_count")
-        max_count = _query_int(query.get("max_count"), "max_count")
-        known = set(
-            self.state.knobs.advertised_image_models
-            if kind == "image"
-            else self.state.knobs.advertised_text_models
-        )
-        answer = []
-        for name in self.state.listed_models(kind):
-            if (model_state == "known" and name not in known) or (model_state == "custom" and name in known):
-                continue
-            stats = ser.model_stats(self.state, kind, name)
-            if (min_count is not None and stats["count"] < min_count) or (
-                max_count is not None and stats["count"] > max_count
-            ):
-                continue
-            answer.append(stats)
-        return json_response(answer)
-
-    async def status_model(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        kinds: tuple[Kind, ...] = ("image", "text")
-        found = [
-            ser.model_stats(self.state, kind, name)
-            for kind in kinds
-            if name in self.state.listed_models(kind)
-        ]
-        return json_response(found[:1])
-
-    async def heartbeat(self, request: web.Request) -> web.Response:
-        return json_response(ser.heartbeat(self.state))
-
-    async def status_modes(self, request: web.Request) -> web.Response:
-        """Without a moderator key: maintenance and invite-only modes (the latter never on here)."""
-        modes = {"maintenance_mode": self.state.knobs.maintenance_mode, "invite_only_mode": False}
-        return json_response(modes)
-
-    async def performance(self, request: web.Request) -> web.Response:
-        return json_response(ser.performance(self.state))
-
-    async def news(self, request: web.Request) -> web.Response:
-        return json_response(list(ser.NEWS))
-
-    async def workers(self, request: web.Request) -> web.Response:
-        kind, name = request.query.get("type"), request.query.get("name")
-        chosen = [
-            w
-            for w in self.state.workers
-            if (kind is None or w.type == kind) and (name is None or w.name.lower() == name.lower())
-        ]
-        with self.state.lock:
-            return json_response([ser.worker_details(self.state, w) for w in chosen])
-
-    async def worker(self, request: web.Request) -> web.Response:
-        worker_id = request.match_info["worker_id"]
-        return self._worker_answer(
-            next((w for w in self.state.workers if w.id == worker_id), None), worker_id
-        )
-
-    async def worker_by_name(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        found = next((w for w in self.state.workers if w.name.lower() == name.lower()), None)
-        return self._worker_answer(found, name)
-
-    def _worker_answer(self, worker: SimWorker | None, key: str) -> web.Response:
-        if worker is None:
-            raise err.worker_not_found(key)
-        with self.state.lock:
-            return json_response(ser.worker_details(self.state, worker))
-
-    def _styles(self, kind: Kind) -> Handler:
-        async def handler(request: web.Request) -> web.Response:
-            sort = request.query.get("sort", "popular")
-            if sort not in ("popular", "age"):
-                raise err.bad_request("'model_state' needs to be one of ['popular', 'age']")
-            page = _query_int(request.query.get("page"), "page") or 1
-            tag, model = request.query.get("tag"), request.query.get("model")
-            with self.state.lock:
-                chosen = [
-                    s
-                    for s in self.state.styles
-                    if s.kind == kind and s.public and tag in (None, *s.tags) and model in (None, *s.models)
-                ]
-                if sort == "popular":
-                    chosen.sort(key=lambda s: s.use_count, reverse=True)
-                else:
-                    chosen.sort(key=lambda s: s.created, reverse=True)
-                start = max(page - 1, 0) * 25
-                return json_response([ser.style(s) for s in chosen[start : start + 25]])
-
-        return handler
-
-    def _style_by_id(self, kind: Kind) -> Handler:
-        async def handler(request: web.Request) -> web.Response:
-            style_id = request.match_info["style_id"]
-            found = next((s for s in self.state.styles if s.id == style_id), None)
-            if found is None:
-                raise err.thing_not_found(f"{kind} Style", style_id)
-            return _style_answer(found.kind, kind, ser.style(found))
-
-        return handler
-
-    def _style_by_name(self, kind: Kind) -> Handler:
-        async def handler(request: web.Request) -> web.Response:
-            name = request.match_info["name"]
-            found = self.state.find_style(None, name)
-            if found is None:
-                raise err.thing_not_found("Style", name)
-            return _style_answer(found.kind, kind, ser.style(found))
-
-        return handler
-
-    async def r2_image(self, request: web.Request) -> web.Response:
-        image_id = request.match_info["id"].removesuffix(".webp")
-        data = self.state.get_image(image_id)
-        if data is None:
-            return web.Response(status=404, text="NoSuchKey", content_type="text/plain")
-        return web.Response(body=data, content_type="image/webp")
-
-    # -- control surface ---------------------------------------------------------------------------
-
-    async def sim_counters(self, request: web.Request) -> web.Response:
-        return json_response(self.counters.snapshot())
-
-    async def sim_reset(self, request: web.Request) -> web.Response:
-        options = await _json_body(request) if request.can_read_body else {}
-        if options.get("counters", True):
-            self.counters.reset()
-        if options.get("rate_limits", True):
-            self.limiter.reset()
-        if options.get("faults", True):
-            self.state.faults.clear()
-        if options.get("requests", False):
-            with self.state.lock:
-                self.state.requests.clear()
-                self.state.interrogations.clear()
-        return json_response({"reset": True})
-
-    async def sim_get_config(self, request: web.Request) -> web.Response:
-        return json_response({"knobs": self.state.knobs.to_json(), "faults": self.state.faults.to_json()})
-
-    async def sim_config(self, request: web.Request) -> web.Response:
-        patch = await _json_body(request)
-        faults = patch.pop("faults", None)
-        try:
-            if faults is not None:
-                if not isinstance(faults, dict):
-                    raise ValueError("'faults' must be an object")
-                self.state.faults.apply_json(faults)
-            with self.state.lock:
-                self.state.knobs.apply_patch(patch)
-        except ValueError as exc:
-            raise PlainError(400, {"message": str(exc)}) from exc
-        self.state.changed()
-        return await self.sim_get_config(request)
-
-    async def sim_users(self, request: web.Request) -> web.Response:
-        data = await _json_body(request)
-        try:
-            user = SimUser.from_json(data, default_id=self.state.next_user_id())
-            self.state.add_user(user)
-        except ValueError as exc:
-            raise PlainError(400, {"message": str(exc)}) from exc
-        return json_response({"username": user.username, "id": user.id}, 201)
-
-    async def sim_expire(self, request: web.Request) -> web.Response:
-        data = await _json_body(request)
-        request_id = data.get("id")
-        if not isinstance(request_id, str) or not self.state.expire(request_id):
-            raise PlainError(404, {"message": f"no request with id {request_id!r}"})
-        return json_response({"expired": request_id})
-
-    async def sim_requests(self, request: web.Request) -> web.Response:
-        """Every request accepted since start (``kind`` image, text or alchemy; expired ones too),
-        with its ``created`` and ``finished_at`` times and ``now``, all on the simulator's clock
-        (``time.monotonic`` unless configured otherwise); ``end`` (open, finished, faulted,
-        cancelled, expired), whether its final status was ``retrieved``, and ``orphans``: the ids
-        still open or finished but never collected."""
-        with self.state.lock:
-            ledger = self.state.ledger()
-            orphans = sorted(self.state.orphans())
-            records = {request_id: entry.to_json() for request_id, entry in ledger.items()}
-            return json_response({"now": self.state.now(), "requests": records, "orphans": orphans})
-
-
-class PlainError(Exception):
-    """An error whose body is not the Horde's ``{"message", "rc"}``."""
-
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(f"{status}: {body}")
-        self.status = status
-        self.body = body
 
 
 def limiter_response(text: str, amount: int, reset_in: float) -> web.Response:
@@ -708,30 +476,6 @@ async def _drop_connection(request: web.Request) -> web.StreamResponse:
     if request.transport is not None:
         request.transport.close()
     return response
-
-
-def _style_answer(found_kind: str, wanted: Kind, body: dict[str, Any]) -> web.Response:
-    if found_kind != wanted:
-        raise err.bad_request(
-            f"Style was found but was of the wrong type: {found_kind} != {wanted}", "StyleGetMistmatch"
-        )
-    return json_response(body)
-
-
-def _origin(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}"
-
-
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PlainError(400, err.BAD_JSON_BODY) from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise err.SchemaError({"": f"{data!r} is not of type 'object'"})
-    return data
 
 
 def _validate(body: dict[str, Any], schema: Schema) -> None:
@@ -758,12 +502,3 @@ def _as_int(value: Any, name: str, help_text: str) -> int:
         raise err.SchemaError(
             {name: f"{help_text} invalid literal for int() with base 10: {value!r}"}
         ) from exc
-
-
-def _query_int(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise err.SchemaError({name: f"invalid literal for int() with base 10: {value!r}"}) from exc
