@@ -17,11 +17,11 @@ cd "$(dirname "$0")/.."
 shared=${REAL_HORDE_DIR:-../shared/real-horde}
 export RH_DIR=${RH_DIR:-$HOME/.cache/realhorde-ci}
 export RH_PGDATA=${RH_PGDATA:-/var/lib/postgresql/realhorde-ci-pg15}
-export HORDE_PORT=${HORDE_PORT:-7401}
-export PG_PORT=${PG_PORT:-5441}
-export REDIS_PORT=${REDIS_PORT:-6441}
-export REF_PORT=${REF_PORT:-7402}
-export S3_PORT=${S3_PORT:-7403}
+export HORDE_PORT=${HORDE_PORT:-7651}
+export PG_PORT=${PG_PORT:-5651}
+export REDIS_PORT=${REDIS_PORT:-6651}
+export REF_PORT=${REF_PORT:-7652}
+export S3_PORT=${S3_PORT:-7653}
 
 if [[ "${1:-start}" == stop ]]; then
     if [[ -x "$shared/stop.sh" ]]; then
