@@ -108,6 +108,7 @@ class HordeSettings(_Section):
     client_agent: str = DEFAULT_CLIENT_AGENT
     request_timeout_s: float = Field(default=30.0, gt=0, le=600)
     generation_timeout_s: float = Field(default=float(GENERATION_MAX_LIFE), gt=0, le=GENERATION_MAX_LIFE)
+    no_worker_timeout_s: float = Field(default=120.0, gt=0, le=GENERATION_MAX_LIFE)
     models_cache_ttl_s: float = Field(default=60.0, ge=0, le=86_400)
 
     @field_validator("api_url")

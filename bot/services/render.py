@@ -97,7 +97,7 @@ def progress_status_lines(progress: JobProgress) -> list[str]:
     ]
     lines = [" · ".join(status)]
     if not progress.is_possible:
-        lines.append("⚠️ No worker can run this request right now; it waits until one can.")
+        lines.append("⚠️ No worker can run this request right now; unless one can soon, it is cancelled.")
     return lines
 
 

@@ -162,6 +162,7 @@ async def test_a_bug_while_logging_in_gets_the_generic_reply(
 async def test_me_shows_the_account_fresh_from_the_horde(server: Server, horde_sim: Simulator) -> None:
     await login(server, server.alice, ALICE_KEY)
     horde_sim.state.users[1].kudos = 12345.0
+    horde_sim.state.expire_caches()  # the Horde keeps a find_user answer 30 s: as if they passed
 
     result = await server.alice.slash(server.channel, "me")
 

@@ -65,6 +65,7 @@ _FORCED_SHARE: Final = 0.9
 # A resumed job gets what is left of its time limit, but at least this long to be collected.
 _RESUME_MIN_TIMEOUT_S: Final = 60.0
 DEFAULT_LISTENER_TIMEOUT_S: Final = 60.0
+DEFAULT_NO_WORKER_TIMEOUT_S: Final = 120.0
 
 
 def _utcnow() -> datetime:
@@ -96,6 +97,7 @@ class _Job:
         self.kudos = 0.0
         self.images_delivered = 0
         self.poll_started: float | None = None
+        self.unserved_since: float | None = None
         self.task: asyncio.Task[None] | None = None
         self.outcome: JobOutcome | None = None
         self.journalled = False
@@ -167,6 +169,7 @@ class _JobContext:
             job.id, response, n=job.n, elapsed_s=self._manager._elapsed(job.record)
         )
         job.progress, job.kudos = progress, response.kudos
+        self._manager._watch_unserved(job, progress)
         await self._manager._notify(
             job, "on_progress", lambda: job.listener.on_progress(job.record, progress)
         )
@@ -191,9 +194,10 @@ class JobManager:
         clock: Callable[[], datetime] = _utcnow,
         image_delivery: ImageDeliverySettings = ImageDeliverySettings(),  # noqa: B008 - frozen
         listener_timeout_s: float = DEFAULT_LISTENER_TIMEOUT_S,
+        no_worker_timeout_s: float = DEFAULT_NO_WORKER_TIMEOUT_S,
     ) -> None:
-        if generation_timeout_s <= 0 or listener_timeout_s <= 0:
-            raise ValueError("generation_timeout_s and listener_timeout_s must be positive")
+        if generation_timeout_s <= 0 or listener_timeout_s <= 0 or no_worker_timeout_s <= 0:
+            raise ValueError("the generation, listener and no-worker timeouts must be positive")
         self._storage = storage
         self._horde = horde
         self._timeout_s = generation_timeout_s
@@ -207,6 +211,7 @@ class JobManager:
         self._resume_shards = None if shard_ids is None else frozenset(shard_ids)
         self._clock = clock
         self._listener_timeout_s = listener_timeout_s
+        self._no_worker_timeout_s = no_worker_timeout_s
         self._image = ImageJobs(image_delivery)
         self._text = TextJobs()
         self._alchemy = AlchemyJobs(image_delivery)
@@ -228,6 +233,7 @@ class JobManager:
             storage,
             horde,
             generation_timeout_s=settings.horde.generation_timeout_s,
+            no_worker_timeout_s=settings.horde.no_worker_timeout_s,
             shard_count=settings.bot.shard_count or 1,
             shard_ids=settings.bot.shard_ids,
         )
@@ -394,6 +400,21 @@ class JobManager:
             return self._outcome(job, run, JobState.FAILED, error=messages.NOTHING_RETURNED, kudos=end.kudos)
         note = messages.fewer_images(run.received, job.n)
         return self._outcome(job, run, JobState.DONE, kudos=end.kudos, note=note)
+
+    def _watch_unserved(self, job: _Job, progress: JobProgress) -> None:
+        """Cancel a request no worker can run once that has lasted ``no_worker_timeout_s``.
+
+        The Horde accepts a request for a model nobody serves (202, ``NoAvailableWorker``) and
+        keeps it waiting until it expires, 20 minutes on; the member is told now instead."""
+        if progress.is_possible or progress.processing or progress.finished:
+            job.unserved_since = None
+            return
+        now = asyncio.get_running_loop().time()
+        if job.unserved_since is None:
+            job.unserved_since = now
+        elif now - job.unserved_since >= self._no_worker_timeout_s:
+            log.info("Job %s: no worker can run it; cancelling", job.id)
+            job.request_cancel(CancelReason.NO_WORKER)
 
     def _timed_out(self, job: _Job) -> bool:
         if job.poll_started is None:

@@ -35,6 +35,10 @@ CANCELLED: Final[dict[CancelReason, str]] = {
     CancelReason.USER: "Cancelled.",
     CancelReason.SHUTDOWN: "Cancelled because the bot was shut down. Please run it again.",
     CancelReason.MESSAGE_GONE: "Cancelled because its message was deleted.",
+    CancelReason.NO_WORKER: (
+        "No worker on the AI Horde can run this request (none serves this model with these settings "
+        "right now), so it was cancelled before it started. Try another model or smaller settings."
+    ),
 }
 
 

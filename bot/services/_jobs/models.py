@@ -119,6 +119,7 @@ class CancelReason(StrEnum):
     TIMEOUT = "timeout"
     SHUTDOWN = "shutdown"
     MESSAGE_GONE = "message_gone"
+    NO_WORKER = "no_worker"
 
 
 @dataclass(frozen=True, slots=True)

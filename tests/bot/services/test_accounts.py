@@ -246,6 +246,7 @@ async def test_logout_deletes_the_key(accounts: AccountService, db_path: Path) -
 async def test_profile_is_fresh_from_the_horde(accounts: AccountService, horde_sim: Simulator) -> None:
     await accounts.login(ALICE_ID, ALICE_KEY)
     horde_sim.state.users[1].kudos = 1234.0
+    horde_sim.state.expire_caches()  # the Horde keeps a find_user answer 30 s: as if they passed
     calls = horde_sim.counters.calls("find_user")
 
     profile = await accounts.profile(ALICE_ID)
@@ -264,6 +265,7 @@ async def test_profile_follows_a_rename_on_the_horde(
 ) -> None:
     await accounts.login(ALICE_ID, ALICE_KEY)
     horde_sim.state.users[1].alias = "alicia"
+    horde_sim.state.expire_caches()  # the Horde keeps a find_user answer 30 s: as if they passed
 
     assert (await accounts.profile(ALICE_ID)).username == "alicia#1"
     stored = await storage.users.get(ALICE_ID)
