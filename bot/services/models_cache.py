@@ -36,9 +36,7 @@ class ModelChoice:
 
 
 class ModelsCache:
-    def __init__(
-        self, fetch: FetchModels, *, ttl_s: float, clock: Callable[[], float] | None = None
-    ) -> None:
+    def __init__(self, fetch: FetchModels, *, ttl_s: float, clock: Callable[[], float] | None = None) -> None:
         self._fetch = fetch
         self._ttl_s = ttl_s
         # Looked up at each call, not bound at import, so a patched clock (SimCord's virtual one) applies.
