@@ -47,6 +47,7 @@ for its channel's turn (a queue that always moves) otherwise."""
 HORDE_RESULT_RETENTION_S: Final = 20 * 60.0
 """How long the Horde keeps a finished request (and so its images) after its last image."""
 MESSAGE_GONE: Final = "its message was deleted"
+EXPIRED: Final = "the AI Horde no longer kept its images when the bot could show them"
 
 
 class EndDelivery:
@@ -125,6 +126,8 @@ class EndDelivery:
             log.exception("Job %s: the listener's on_finished failed", job_id)
             return DeliveryState.FAILED, "the bot failed unexpectedly while showing it"
         else:
+            if messages.RESULT_EXPIRED in end.notes:
+                return DeliveryState.FAILED, EXPIRED  # the member was told why
             return DeliveryState.DELIVERED, None
         return None
 
