@@ -180,7 +180,6 @@ async def test_checks_in_flight_are_bounded() -> None:
     assert most == 4
 
 
-
 async def test_the_runner_parks_on_a_timer_while_every_slot_is_busy() -> None:
     """With all fetches waiting (e.g. in the rate limiter), the runner must look idle to SimCord:
     asleep on a timer, not on a bare future."""
@@ -210,6 +209,7 @@ async def test_the_runner_parks_on_a_timer_while_every_slot_is_busy() -> None:
         assert [o.end for o in outcomes] == [PollEnd.FINAL] * 3
     finally:
         await scheduler.close()
+
 
 async def test_a_herd_of_jobs_is_spread_over_time() -> None:
     rate, burst = 500.0, 20

@@ -20,9 +20,8 @@ from test_load import VirtualClock, slash_together
 
 from bot.app import HordeBot
 from bot.config import ProgressSettings, Settings
-from bot.horde import PollPolicy
-from bot.horde import ANON_API_KEY
-from bot.horde.simulator import Knobs, SimUser, Simulator, SimulatorConfig, default_users
+from bot.horde import ANON_API_KEY, PollPolicy
+from bot.horde.simulator import Knobs, Simulator, SimulatorConfig, SimUser, default_users
 from bot.storage import JobState
 
 if TYPE_CHECKING:

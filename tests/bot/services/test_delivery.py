@@ -8,7 +8,6 @@ import bisect
 import dataclasses
 import datetime
 import io
-import logging
 import random
 from dataclasses import dataclass, field
 from types import SimpleNamespace

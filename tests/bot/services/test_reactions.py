@@ -160,9 +160,7 @@ async def test_the_requester_may_delete(service: ReactionService, storage: SQLit
     assert plan.action is ReactionAction.delete
 
 
-async def test_a_running_job_is_not_rerun(
-    service: ReactionService, storage: SQLiteStorage
-) -> None:
+async def test_a_running_job_is_not_rerun(service: ReactionService, storage: SQLiteStorage) -> None:
     await add_job(storage, state=JobState.PENDING)
     assert await service.plan(event("🔁"), bot_user_id=BOT) is None
 
