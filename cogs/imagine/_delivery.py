@@ -250,13 +250,18 @@ async def private_failures(interaction: discord.Interaction) -> AsyncIterator[No
     try:
         yield
     except BotError as exc:
-        with contextlib.suppress(discord.HTTPException):
+        try:
             await interaction.edit_original_response(
                 content=NOT_STARTED, allowed_mentions=NO_MENTIONS, view=None
             )
+        except discord.HTTPException:
+            settled = False  # then the followup takes the "thinking" message's place: keep it
+        else:
+            settled = True
         await interaction.followup.send(exc.user_message, ephemeral=True, allowed_mentions=NO_MENTIONS)
-        with contextlib.suppress(discord.HTTPException):
-            await interaction.delete_original_response()
+        if settled:
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.delete_original_response()
 
 
 async def launch(

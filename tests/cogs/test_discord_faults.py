@@ -28,6 +28,7 @@ from bot.config import Settings
 from bot.horde import AIHordeAPIAsyncManualClient, ImageGenerateAsyncResponse, PollPolicy
 from bot.horde.simulator import Knobs, RateLimits, Simulator, SimulatorConfig
 from bot.services.delivery import (
+    DISCORD_TROUBLE,
     MOVED_AFTER_RESTART,
     MOVED_AFTER_TIMEOUT,
     MOVED_HERE,
@@ -500,3 +501,37 @@ async def test_results_queued_past_a_minute_still_go_out_each_in_its_turn(
     await all_done(server, jobs)
     journal = await server.bot.storage.jobs.list_recent(server.alice.id, limit=20)
     assert {job.delivery for job in journal} == {DeliveryState.DELIVERED}
+
+
+# -- 5xx on the first edit -------------------------------------------------------------------------
+
+FIRST_EDIT = "/webhooks/*/*/messages/@original"
+
+
+async def test_a_5xx_on_the_first_edit_is_tried_again(server: Server, horde_sim: Simulator) -> None:
+    server.env.inject_error("PATCH", FIRST_EDIT, status=503, code=0, message="Service Unavailable", times=1)
+
+    result = await server.alice.slash(server.channel, "imagine", prompt="a fox")
+    await let_it_finish(server, horde_sim)
+
+    assert result.response is not None
+    assert (result.response.content or "").startswith("✅ **Done**")
+    assert (await only_job(server, server.alice)).state is JobState.DONE
+
+
+async def test_a_first_edit_discord_keeps_failing_says_what_happened(
+    server: Server, horde_sim: Simulator
+) -> None:
+    server.env.inject_error(
+        "PATCH", FIRST_EDIT, status=503, code=0, message="Service Unavailable", times=None
+    )
+
+    result = await server.alice.slash(server.channel, "imagine", prompt="a fox")
+    await server.env.advance_time(server.bot.delivery.first_edit_deadline_s + 1)
+
+    # Told in the reply itself (Discord refuses its edits, so the explanation takes its place).
+    told = [m.content for m in (result.response, *result.followups) if m is not None]
+    assert told == [DISCORD_TROUBLE.format(status=503)]
+    # Nothing was sent to the Horde, and nothing half-started is left.
+    assert await server.bot.storage.jobs.list_recent(server.alice.id) == []
+    assert horde_sim.counters.calls("generate_async") == 0
