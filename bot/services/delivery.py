@@ -51,6 +51,7 @@ from bot.services.jobs import (
     JobOutcome,
     JobProgress,
 )
+from bot.services.limits import fit_fields
 from bot.services.render import EditThrottle
 from bot.storage import JobRecord
 
@@ -642,7 +643,7 @@ async def edit_job_message(
 
     def recorded(fresh: bool) -> Fields:
         nonlocal had_files
-        fields = build(fresh)
+        fields = fit_fields(build(fresh))
         had_files = bool(fields.get("attachments"))
         return fields
 
