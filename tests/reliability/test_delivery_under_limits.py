@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
-from discord_limits import LimitedDiscord, install
+from discord_limits import LimitedDiscord
 from test_load import VirtualClock, slash_together
 
 from bot.app import HordeBot
@@ -66,11 +66,6 @@ async def simcord_bot(settings: Settings) -> AsyncIterator[HordeBot]:
             yield bot
         finally:
             await bot.close()
-
-
-@pytest.fixture
-def discord_limits(server: Server) -> LimitedDiscord:
-    return install(server.env)
 
 
 async def test_every_result_is_delivered_under_the_channel_limit(

@@ -9,7 +9,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import pytest
-from discord_limits import install
+from discord_limits import LimitedDiscord
 
 from bot.horde.simulator import Fault, Simulator
 from bot.services._jobs.messages import RESULT_EXPIRED
@@ -122,12 +122,11 @@ async def test_a_text_result_is_shown_from_the_journal_after_a_restart(
 
 
 async def test_each_delivery_has_one_deadline_with_discord_pys_own_retries(
-    server: Server, caplog: pytest.LogCaptureFixture
+    server: Server, discord_limits: LimitedDiscord, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Under the rate-limit model discord.py itself retries a 5xx 5 times (1+3+5+7+9 s) per try;
     # the bot's tries stop at the delivery's one deadline instead of stacking on top.
     caplog.set_level(logging.INFO)
-    model = install(server.env)
     server.env.inject_error(
         "PATCH", CHANNEL_EDIT, status=500, code=0, message="Internal Server Error", times=None
     )
@@ -154,4 +153,4 @@ async def test_each_delivery_has_one_deadline_with_discord_pys_own_retries(
     assert shown is not None
     assert shown.delivery is DeliveryState.DELIVERED
     assert server.channel.history()[-1].content.startswith("✅ **Done**")
-    assert model.stats.escaped_429 == 0
+    assert discord_limits.stats.escaped_429 == 0
