@@ -13,6 +13,11 @@ Requests cross real loopback HTTP; only the waiting is virtual. SimCord runs one
 (it refuses overlapping operations), so :func:`slash_together` starts every slash command in one
 go and then waits once for the bot, as Discord delivers simultaneous interactions.
 
+The edit budget here is the suite's (50 edits per 5 s per channel) and SimCord enforces no Discord
+limit: Discord's limits and the production budget are tests/reliability/test_delivery_under_limits.py
+(80 members) and bench/bot_path.py (200 in one channel, 1,000 in 50); at 200 members they take over
+three minutes, too long for the suite.
+
 This is the suite's slowest test (about two minutes): SimCord's settlement looks at every pending
 bot task against every pending timer on each pass, and each job waiting for its submission is two
 tasks and a timer, so its cost grows faster than the number of members (100 take 15-20 s).
