@@ -596,6 +596,8 @@ class JobManager:
         neither is left in the journal untouched (its extension is not loaded here) for a process
         that can show it.
 
+        * Ended, but its end not shown (``delivery`` pending): shown again, with its images fetched
+          again from the Horde while it keeps them (see ``_jobs/ends.py``).
         * SUBMITTED: polled again by its Horde id and delivered into ``listener_factory(record)``
           (which may be async, and may raise :class:`JobAbandoned` when the message is gone: the
           job is then cancelled on the Horde). A Horde that no longer knows the id fails it.
@@ -608,7 +610,11 @@ class JobManager:
             return 0
         resumed = 0
         skipped: set[JobKind] = set()
-        for record in await self._storage.jobs.list_unfinished(self._resume_shards):
+        records = [
+            *await self._storage.jobs.list_unfinished(self._resume_shards),
+            *await self._storage.jobs.list_undelivered(self._resume_shards),
+        ]
+        for record in records:
             if not self.accepting:  # shutdown began meanwhile: leave the rest for the next start
                 break
             if record.id in self._jobs:
@@ -618,6 +624,10 @@ class JobManager:
                 skipped.add(record.kind)
                 continue
             listener, reachable = await self._listener_for(record, factory)
+            if record.state.is_terminal:  # ended, but its end was not shown
+                self._redeliver(record, listener)
+                resumed += 1
+                continue
             handler = self._kinds.get(record.kind)
             if record.state is JobState.PENDING or record.horde_id is None:
                 await self._end_unstarted(record, listener, messages.RESTARTED_BEFORE_ACCEPTED)
@@ -634,17 +644,6 @@ class JobManager:
             if not reachable:
                 job.request_cancel(CancelReason.MESSAGE_GONE)
             self._launch(job, handler.resume)
-            resumed += 1
-        for record in await self._storage.jobs.list_undelivered(self._resume_shards):
-            if not self.accepting:
-                break
-            if record.id in self._jobs:
-                continue
-            factory = self._listener_factories.get(record.kind, listener_factory)
-            if factory is None:
-                skipped.add(record.kind)
-                continue
-            self._redeliver(record, (await self._listener_for(record, factory))[0])
             resumed += 1
         if skipped:
             log.warning(
