@@ -18,7 +18,6 @@ from discord_limits import (
     LimitStats,
     _counting_429,
     check_pinned_internals,
-    install,
     virtual_now,
 )
 
@@ -68,8 +67,8 @@ class Bursts(commands.Cog):
 
 
 @pytest.fixture
-async def limited(server: Server) -> tuple[LimitedDiscord, Bursts]:
-    model = install(server.env)
+async def limited(server: Server, discord_limits: LimitedDiscord) -> tuple[LimitedDiscord, Bursts]:
+    model = discord_limits
     cog = Bursts()
     await server.bot.add_cog(cog)
     await server.bot.tree.sync()

@@ -18,6 +18,7 @@ doing so for a while (rate limits, an outage) and the process may stop meanwhile
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -87,7 +88,7 @@ class EndDelivery:
         :class:`DeliveryDeferred` too."""
         self.pending += 1
         try:
-            for attempt in range(1_000_000):
+            for attempt in itertools.count():
                 shown = await self._try(job_id, listener, record(), outcome)
                 if shown is not None:
                     await self._journal(job_id, *shown)
