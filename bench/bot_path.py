@@ -134,7 +134,9 @@ async def world(n: int, tmp: Path) -> AsyncIterator[tuple[simcord.Env, Any, Virt
         )
         bot = await create_bot(settings)
         try:
-            async with simcord.run(bot, settle_timeout=120.0) as env:
+            # A bound on real seconds per settle, against a hang: 1,000 members' first answers are
+            # 1,000 journal writes on this machine's disk before the first virtual second.
+            async with simcord.run(bot, settle_timeout=max(120.0, n * 0.6)) as env:
                 clock.env = env
                 await bot.tree.sync()
                 yield env, sim, clock
