@@ -14,7 +14,7 @@ from typing import Final, Protocol
 
 from pydantic import ValidationError
 
-from bot.crypto import DecryptionError, KeyRing
+from bot.crypto import DecryptionError, KeyBindingError, KeyRing, binding
 from bot.errors import BotError, HordeUnavailableError, NotLoggedInError, UserInputError
 from bot.horde import (
     ANON_API_KEY,
@@ -49,6 +49,10 @@ STORED_KEY_UNREADABLE_MESSAGE: Final = (
     "Your saved API key can't be read any more (the bot's encryption keys were changed). "
     "Use /login again with your AI Horde API key."
 )
+STORED_KEY_NOT_YOURS_MESSAGE: Final = (
+    "Your saved API key can't be used: in the bot's records it isn't bound to your account, so it was "
+    "not used for anything. Use /login again with your AI Horde API key."
+)
 NOT_LOGGED_IN_MESSAGE: Final = (
     "You aren't logged in, so you generate anonymously with the shared key (lowest priority). "
     f"Use /login with your own AI Horde API key; you can get one at {REGISTER_URL}"
@@ -75,6 +79,12 @@ class StoredKeyUnreadableError(BotError):
     """The stored token cannot be decrypted with the configured keys (one was rotated away)."""
 
     default_message = STORED_KEY_UNREADABLE_MESSAGE
+
+
+class StoredKeyNotYoursError(StoredKeyUnreadableError):
+    """The stored token is bound to another row: copied from another member's row, or altered."""
+
+    default_message = STORED_KEY_NOT_YOURS_MESSAGE
 
 
 class SecretRegistry(Protocol):
@@ -144,7 +154,7 @@ class AccountService:
         record = await self._storage.users.upsert(
             UserRecord(
                 discord_id=discord_id,
-                encrypted_api_key=self._keyring.encrypt(apikey),
+                encrypted_api_key=self._keyring.encrypt(apikey, bound_to=binding("user", discord_id)),
                 horde_user_id=details.id_,
                 horde_username=details.username,
             )
@@ -168,10 +178,14 @@ class AccountService:
         record = await self._storage.users.get(discord_id)
         if record is None:
             raise NotLoggedInError(NOT_LOGGED_IN_MESSAGE)
-        details = await self._find_user(discord_id, self._decrypt(record), rejected=StoredKeyRejectedError)
+        apikey = self._decrypt(record)
+        details = await self._find_user(discord_id, apikey, rejected=StoredKeyRejectedError)
         if details.username and details.username != record.horde_username:
-            # Renamed on the Horde since /login; keep what resolve_key reports current.
-            await self._storage.users.upsert(record.model_copy(update={"horde_username": details.username}))
+            # Renamed on the Horde since /login; keep what resolve_key reports current. A key stored
+            # before keys were bound is bound now: the database takes no unbound token any more.
+            token = self._keyring.rotate(record.encrypted_api_key, bound_to=binding("user", discord_id))
+            renamed = {"horde_username": details.username, "encrypted_api_key": token}
+            await self._storage.users.upsert(record.model_copy(update=renamed))
         return details
 
     async def resolve_key(self, discord_id: int, guild_id: int | None = None) -> ResolvedKey:
@@ -191,7 +205,15 @@ class AccountService:
 
     def _decrypt(self, record: UserRecord) -> str:
         try:
-            apikey = self._keyring.decrypt(record.encrypted_api_key)
+            apikey = self._keyring.decrypt(
+                record.encrypted_api_key, bound_to=binding("user", record.discord_id)
+            )
+        except KeyBindingError as exc:
+            # Someone wrote another row's key here, or altered it: never generate with it.
+            log.error("Refusing the stored API key of Discord user %s: %s", record.discord_id, exc)
+            raise StoredKeyNotYoursError(
+                detail=f"key bound to another row on user {record.discord_id}"
+            ) from None
         except DecryptionError as exc:
             # An operator problem (a key version was removed from the key ring), not a bug: no traceback.
             log.error("Cannot decrypt the stored API key of Discord user %s: %s", record.discord_id, exc)

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import time
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -24,11 +25,18 @@ from typing import Any, Final, Generic, Literal, TypeVar, cast, get_args
 from pydantic import ValidationError
 
 from bot.config import GenerationDefaults
-from bot.crypto import DecryptionError, KeyRing
+from bot.crypto import DecryptionError, KeyBindingError, KeyRing, binding
 from bot.errors import BotError, HordeUnavailableError, UserInputError
 from bot.horde import ANON_API_KEY, AIHordeAPIAsyncSimpleClient, AIHordeRequestError, FindUserRequest
 from bot.horde.consts import KNOWN_IMAGE_SAMPLERS
 from bot.services.accounts import ResolvedKey, SecretRegistry
+from bot.services.patterns import (
+    ALLOWED,
+    MAX_PATTERN_LENGTH,
+    BlockedPattern,
+    PatternError,
+    compile_pattern,
+)
 from bot.storage import GuildSettingAuditRecord, GuildSponsorKeyRecord, Storage
 
 log = logging.getLogger(__name__)
@@ -46,7 +54,7 @@ CHANNEL_SEPARATOR: Final = "#"
 MAX_LIST_ITEMS: Final = 100
 MAX_WORD_LENGTH: Final = 100
 MAX_PATTERNS: Final = 25
-MAX_PATTERN_LENGTH: Final = 200
+MAX_SHOWN_PATTERN: Final = 60
 MAX_MODEL_NAME: Final = 100
 MAX_NEGATIVE_PROMPT: Final = 1000
 MAX_PROMPT_LENGTH: Final = 6000
@@ -66,12 +74,6 @@ _TRUE: Final = frozenset({"on", "yes", "true", "1", "enabled", "enable"})
 _FALSE: Final = frozenset({"off", "no", "false", "0", "disabled", "disable"})
 _CHANNEL_REF: Final = re.compile(r"<#(\d{15,21})>|(\d{15,21})")
 _CUSTOM_EMOJI: Final = re.compile(r"<a?:\w{2,32}:\d{15,21}>")
-# A quantified group that itself contains a quantifier, e.g. (a+)+ or (\w*x)*: the classic shape of
-# catastrophic backtracking. Backreferences are refused too (no linear-time guarantee at all).
-_NESTED_QUANTIFIER: Final = re.compile(
-    r"\((?:[^()\\]|\\.)*(?:[+*]|\{\d*,\d*\})(?:[^()\\]|\\.)*\)\s*(?:[+*]|\{\d*,)"
-)
-_BACKREFERENCE: Final = re.compile(r"\\[1-9]|\(\?P=")
 
 
 class SettingGroup(StrEnum):
@@ -258,58 +260,45 @@ def _format_words(value: tuple[str, ...]) -> str:
     return _format_string_set(frozenset(value))
 
 
-_OPEN_REPEAT = re.compile(r"\{\d*,\}")
-
-
-def _unbounded_repeats(pattern: str) -> int:
-    """Counts ``*``, ``+`` and ``{n,}`` outside character classes and escapes."""
-    count = 0
-    in_class = escaped = False
-    for index, char in enumerate(pattern):
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif in_class:
-            in_class = char != "]"
-        elif char == "[":
-            in_class = True
-        elif char in "*+" or (char == "{" and _OPEN_REPEAT.match(pattern, index)):
-            count += 1
-    return count
-
-
-def check_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile one admin-supplied regular expression, refusing ones that could match slowly.
-
-    Matching happens only on prompts, whose length the server limits (``max_prompt_length``); with the
-    length cap here and the refusal of nested quantifiers and backreferences, matching stays bounded.
-    """
-    if not pattern or len(pattern) > MAX_PATTERN_LENGTH:
-        raise ValueError(f"each pattern 1 to {MAX_PATTERN_LENGTH} characters")
-    if _NESTED_QUANTIFIER.search(pattern) or _BACKREFERENCE.search(pattern):
-        raise ValueError("no nested quantifiers such as (a+)+ and no backreferences")
-    if _unbounded_repeats(pattern) > 1:
-        # Each further unbounded repeat multiplies the backtracking: a.*b.*c took 45 s on 4096 chars.
-        raise ValueError("at most one unbounded repetition (*, + or {n,}) per pattern")
-    try:
-        return re.compile(pattern, re.IGNORECASE)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression: {exc.msg}") from None
-    except RecursionError:
-        raise ValueError("the pattern is too deeply nested") from None
-
-
-def _patterns(text: str) -> tuple[str, ...]:
+def _pattern_entries(text: str) -> list[str]:
     # A single pattern may contain commas ({1,3}); several need the JSON list form.
     if text.lower() in _NONE_WORDS:
-        return ()
+        return []
     entries = _items(text) if text.startswith("[") else [text]
     if len(entries) > MAX_PATTERNS:
         raise ValueError(f"at most {MAX_PATTERNS} patterns")
+    return entries
+
+
+def _compile(entry: str) -> BlockedPattern:
+    try:
+        return compile_pattern(entry)
+    except PatternError as exc:
+        raise PatternError(f"“{entry[:MAX_SHOWN_PATTERN]}”: {exc}") from None
+
+
+def _patterns(text: str) -> tuple[str, ...]:
+    entries = _pattern_entries(text)
     for entry in entries:
-        check_pattern(entry)
+        _compile(entry)
     return tuple(entries)
+
+
+def _stored_patterns(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Stored patterns that still compile, and why each other one is no longer applied.
+
+    Patterns saved before they ran on RE2 may use what RE2 cannot do: the others keep working.
+    """
+    kept: list[str] = []
+    refused: list[str] = []
+    for entry in _pattern_entries(text):
+        try:
+            _compile(entry)
+        except PatternError as exc:
+            refused.append(str(exc))
+        else:
+            kept.append(entry)
+    return tuple(kept), tuple(refused)
 
 
 def _format_patterns(value: tuple[str, ...]) -> str:
@@ -517,8 +506,7 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         SettingGroup.filters,
         "Prompts matching these regular expressions (case-insensitive) are refused.",
         f'one regular expression, or a JSON list of up to {MAX_PATTERNS} such as ["fo+", "ba[rz]"], '
-        f"each at most {MAX_PATTERN_LENGTH} characters, without nested quantifiers or backreferences; "
-        "or none",
+        f"each at most {MAX_PATTERN_LENGTH} characters; or none. Patterns: {ALLOWED}",
         _patterns,
         _format_patterns,
         _const(()),
@@ -743,7 +731,9 @@ class GuildConfig:
     overridden: frozenset[str] = frozenset()
     """The names set for this server (channel overrides as ``name#channel``)."""
     channel_overrides: Mapping[int, Mapping[str, Any]] = field(default_factory=dict, repr=False)
-    _compiled_patterns: tuple[re.Pattern[str], ...] = field(default=(), repr=False)
+    refused_patterns: tuple[str, ...] = ()
+    """Stored patterns no longer applied, each with why (see :func:`_stored_patterns`)."""
+    _compiled_patterns: tuple[BlockedPattern, ...] = field(default=(), repr=False)
 
     @property
     def has_sponsor_key(self) -> bool:
@@ -779,7 +769,7 @@ class GuildConfig:
             if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.IGNORECASE):
                 return f"“{word}”"
         for pattern in self._compiled_patterns:
-            if pattern.search(text):
+            if pattern.search(text):  # RE2: linear in the text, whatever the admin wrote
                 return "a blocked pattern"
         return None
 
@@ -844,6 +834,7 @@ def build_config(
     values: dict[str, Any] = {setting.name: setting.default(base) for setting in SETTINGS}
     overridden: set[str] = set()
     channel_overrides: dict[int, dict[str, Any]] = {}
+    refused_patterns: tuple[str, ...] = ()
     for key, raw in sorted(stored.items()):
         name, _, channel_text = key.partition(CHANNEL_SEPARATOR)
         setting = REGISTRY.get(name)
@@ -856,7 +847,12 @@ def build_config(
             log.warning("Guild %s: ignoring the stored setting %r", guild_id, key)
             continue
         try:
-            value = setting.read(raw)
+            if name == "blocked_patterns" and not channel_text:
+                value, refused_patterns = _stored_patterns(raw.strip())
+                for why in refused_patterns:
+                    log.warning("Guild %s: a stored blocked pattern is no longer applied: %s", guild_id, why)
+            else:
+                value = setting.read(raw)
             if channel_text:
                 channel_overrides.setdefault(int(channel_text), {})[name] = value
             else:
@@ -905,7 +901,8 @@ def build_config(
         values=values,
         overridden=frozenset(overridden),
         channel_overrides=channel_overrides,
-        _compiled_patterns=tuple(check_pattern(pattern) for pattern in values["blocked_patterns"]),
+        refused_patterns=refused_patterns,
+        _compiled_patterns=tuple(compile_pattern(pattern) for pattern in values["blocked_patterns"]),
     )
 
 
@@ -946,6 +943,10 @@ SPONSOR_UNREADABLE_MESSAGE: Final = (
     "This server's sponsor key can't be read any more (the bot's encryption keys changed). "
     "A server admin needs to set it again with /config set sponsor_key."
 )
+SPONSOR_NOT_BOUND_MESSAGE: Final = (
+    "This server's sponsor key can't be used: in the bot's records it isn't bound to this server, so it "
+    "was not used. A server admin needs to set it again with /config set sponsor_key."
+)
 NOT_PER_CHANNEL_MESSAGE: Final = (
     "`{name}` is a server-wide setting; it can't be set per channel. Per channel: {names}."
 )
@@ -965,6 +966,8 @@ class GuildSettingsService:
     """
 
     DEFAULT_CACHE_TTL_S: Final = 30.0
+    DEFAULT_CACHE_SIZE: Final = 10_000
+    """Servers kept at once; past it the least recently read is dropped (read again when needed)."""
 
     def __init__(
         self,
@@ -975,10 +978,13 @@ class GuildSettingsService:
         horde: AIHordeAPIAsyncSimpleClient,
         redactor: SecretRegistry | None = None,
         cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
+        cache_size: int = DEFAULT_CACHE_SIZE,
         clock: Callable[[], float] | None = None,
     ) -> None:
         if cache_ttl_s < 0:
             raise ValueError("cache_ttl_s must not be negative")
+        if cache_size < 1:
+            raise ValueError("cache_size must be at least 1")
         self._storage = storage
         self._defaults = defaults
         self._keyring = keyring
@@ -987,11 +993,13 @@ class GuildSettingsService:
         self._cache_ttl_s = cache_ttl_s
         # Looked up at each call, not bound at import, so a patched clock (SimCord's virtual one) applies.
         self._clock = clock or (lambda: time.monotonic())
-        # guild → (config, when it was read)
-        self._cache: dict[int, tuple[GuildConfig, float]] = {}
+        # guild → (config, when it was read), least recently read first; at most cache_size.
+        self._cache: OrderedDict[int, tuple[GuildConfig, float]] = OrderedDict()
+        self._cache_size = cache_size
         # Bumped on every invalidation (per guild, and for all at once), so a read that started
-        # before a write does not cache what it read.
+        # before a write does not cache what it read. Only guilds being read have an entry.
         self._versions: dict[int, int] = {}
+        self._readers: Counter[int] = Counter()
         self._generation = 0
         self._dm_config = build_config(None, defaults, {})
         self._unwatch = storage.watch_guild_settings(self._changed_in_storage)
@@ -1007,17 +1015,30 @@ class GuildSettingsService:
         if cached is not None:
             config, read_at = cached
             if self._clock() - read_at < self._cache_ttl_s:
+                self._cache.move_to_end(guild_id)
                 return config
             del self._cache[guild_id]
         version = (self._generation, self._versions.get(guild_id, 0))
         read_at = self._clock()
-        config = await self._load(guild_id)
-        if self._cache_ttl_s > 0 and (self._generation, self._versions.get(guild_id, 0)) == version:
+        self._readers[guild_id] += 1
+        try:
+            config = await self._load(guild_id)
+        finally:
+            unchanged = (self._generation, self._versions.get(guild_id, 0)) == version
+            self._readers[guild_id] -= 1
+            if not self._readers[guild_id]:
+                del self._readers[guild_id]
+                self._versions.pop(guild_id, None)
+        if self._cache_ttl_s > 0 and unchanged:
             self._cache[guild_id] = (config, read_at)
+            self._cache.move_to_end(guild_id)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
         return config
 
     def invalidate(self, guild_id: int) -> None:
-        self._versions[guild_id] = self._versions.get(guild_id, 0) + 1
+        if guild_id in self._readers:
+            self._versions[guild_id] = self._versions.get(guild_id, 0) + 1
         self._cache.pop(guild_id, None)
 
     def invalidate_all(self) -> None:
@@ -1057,6 +1078,17 @@ class GuildSettingsService:
             shown.append(
                 ShownSetting(
                     setting.name, setting.group, value, setting.name in config.overridden, setting.description
+                )
+            )
+        if config.refused_patterns:
+            shown.append(
+                ShownSetting(
+                    "blocked_patterns not applied",
+                    SettingGroup.filters,
+                    "; ".join(config.refused_patterns),
+                    True,
+                    "Stored patterns the bot can no longer match safely: set blocked_patterns again "
+                    f"without them. Allowed: {ALLOWED}.",
                 )
             )
         for channel_id, overrides in sorted(config.channel_overrides.items()):
@@ -1131,7 +1163,12 @@ class GuildSettingsService:
         if record is None:
             return None
         try:
-            apikey = self._keyring.decrypt(record.encrypted_api_key)
+            apikey = self._keyring.decrypt(record.encrypted_api_key, bound_to=binding("guild", guild_id))
+        except KeyBindingError as exc:
+            log.error("Refusing the sponsor key of guild %s: %s", guild_id, exc)
+            raise SponsorKeyUnreadableError(
+                SPONSOR_NOT_BOUND_MESSAGE, detail=f"sponsor key bound to another row on guild {guild_id}"
+            ) from None
         except DecryptionError as exc:
             log.error("Cannot decrypt the sponsor key of guild %s: %s", guild_id, exc)
             raise SponsorKeyUnreadableError(detail=f"undecryptable sponsor key of guild {guild_id}") from None
@@ -1174,7 +1211,7 @@ class GuildSettingsService:
         await self._storage.sponsor_keys.set(
             GuildSponsorKeyRecord(
                 guild_id=guild_id,
-                encrypted_api_key=self._keyring.encrypt(apikey),
+                encrypted_api_key=self._keyring.encrypt(apikey, bound_to=binding("guild", guild_id)),
                 horde_username=username,
                 updated_by=actor_id,
             )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,11 +19,14 @@ from typing import Final, Literal
 from bot.config import GenerationDefaults
 from bot.errors import BotError, NotLoggedInError
 from bot.services.accounts import AccountService, ResolvedKey
-from bot.services.guild_settings import GuildConfig, GuildSettingsService, Visibility
+from bot.services.guild_settings import MAX_COOLDOWN_S, GuildConfig, GuildSettingsService, Visibility
 from bot.storage import JobKind, KeyOwner, Storage
 from bot.storage.base import utcnow
 
 Origin = Literal["command", "button", "reaction"]
+
+DEFAULT_MAX_TRACKED: Final = 100_000
+"""Members whose last start ``Policy`` remembers for cooldowns (about 150 bytes each)."""
 
 SHARED_KEY_OWNERS: Final[tuple[KeyOwner, ...]] = ("sponsor", "anonymous")
 """Budgets count only jobs on keys the server provides; members with their own key pay themselves."""
@@ -100,14 +103,21 @@ class Policy:
         *,
         monotonic: Callable[[], float] | None = None,
         wall_clock: Callable[[], datetime] = utcnow,
+        max_tracked: int = DEFAULT_MAX_TRACKED,
     ) -> None:
+        if max_tracked < 1:
+            raise ValueError("max_tracked must be at least 1")
         self._settings = settings
         self._accounts = accounts
         self._storage = storage
         # Looked up at each call (not bound here) so a patched clock, such as SimCord's, is seen.
         self._monotonic = monotonic or (lambda: time.monotonic())
         self._wall_clock = wall_clock
-        self._last_start: dict[tuple[int | None, int], float] = {}
+        # (guild, member) → when their last generation was admitted, oldest first. Entries older
+        # than the longest cooldown can never refuse anyone and are dropped; past max_tracked
+        # members the oldest goes first (it is also the one closest to the end of its cooldown).
+        self._last_start: OrderedDict[tuple[int | None, int], float] = OrderedDict()
+        self._max_tracked = max_tracked
         # Admitted but not journalled yet: counted with the journal's unfinished jobs, so two
         # simultaneous starts cannot both take the last slot.
         self._starting: Counter[tuple[int | None, int | None]] = Counter()
@@ -135,7 +145,7 @@ class Policy:
         """
         async with self._lock:
             decision = await self.check_generation(context)
-            self._last_start[(context.guild_id, context.user_id)] = self._monotonic()
+            self._started((context.guild_id, context.user_id))
             slots = [(context.guild_id, context.user_id), (context.guild_id, None)]
             self._starting.update(slots)
         try:
@@ -143,6 +153,16 @@ class Policy:
         finally:
             self._starting.subtract(slots)
             self._starting += Counter()  # drops the zero counts
+
+    def _started(self, member: tuple[int | None, int]) -> None:
+        now = self._monotonic()
+        self._last_start[member] = now
+        self._last_start.move_to_end(member)
+        while self._last_start and (
+            len(self._last_start) > self._max_tracked
+            or now - next(iter(self._last_start.values())) >= MAX_COOLDOWN_S
+        ):
+            self._last_start.popitem(last=False)
 
     # -- the checks ------------------------------------------------------------------------------
 

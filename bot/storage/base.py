@@ -219,9 +219,20 @@ class EncryptedColumn(Protocol):
     @property
     def name(self) -> str: ...
 
+    def bound_to(self, row: RowKey) -> str:
+        """Whose token the row holds (``bot.crypto.binding``): its ciphertext is bound to that."""
+        ...
+
     async def read_tokens(self) -> dict[RowKey, str]: ...
 
-    async def write_tokens(self, tokens: Mapping[RowKey, str]) -> None: ...
+    async def write_tokens(
+        self, tokens: Mapping[RowKey, str], *, expected: Mapping[RowKey, str] | None = None
+    ) -> int:
+        """Store ``tokens``; with ``expected``, only in rows that still hold the expected token.
+
+        Returns how many rows were written.
+        """
+        ...
 
 
 class UserRepository(Protocol):

@@ -112,6 +112,31 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         CREATE INDEX jobs_undelivered ON jobs (created_at) WHERE delivery = 'pending';
         """,
     ),
+    Migration(
+        5,
+        "bound_api_keys",
+        # Keys are now AES-GCM tokens bound to their row ("a<version>:…", bot/crypto.py). Rows
+        # written before stay readable as they are (unbound Fernet "v<version>:…" tokens) until
+        # rotate-key binds them; from now on no unbound token may be written, nor moved to a row.
+        """
+        CREATE FUNCTION refuse_unbound_api_key() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF left(NEW.encrypted_api_key, 1) <> 'a' AND (
+                TG_OP = 'INSERT' OR NEW.encrypted_api_key IS DISTINCT FROM OLD.encrypted_api_key
+            ) THEN
+                RAISE EXCEPTION '%.encrypted_api_key: only keys bound to their row may be stored',
+                    TG_TABLE_NAME USING ERRCODE = 'check_violation';
+            END IF;
+            RETURN NEW;
+        END
+        $$;
+        CREATE TRIGGER users_key_bound BEFORE INSERT OR UPDATE OF encrypted_api_key ON users
+            FOR EACH ROW EXECUTE FUNCTION refuse_unbound_api_key();
+        CREATE TRIGGER guild_sponsor_keys_key_bound
+            BEFORE INSERT OR UPDATE OF encrypted_api_key ON guild_sponsor_keys
+            FOR EACH ROW EXECUTE FUNCTION refuse_unbound_api_key();
+        """,
+    ),
 )
 
 __all__ = ["MIGRATIONS", "Migration"]

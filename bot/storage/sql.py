@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from functools import partial
+from itertools import pairwise
 from typing import Any, Final, Generic, NamedTuple, Self, TypeAlias, TypeVar, Unpack
 
-from bot.crypto import is_encrypted_token
+from bot.crypto import BindingKind, binding, is_encrypted_token
 from bot.storage.base import (
     UNFINISHED_STATES,
     DeliveryState,
@@ -66,11 +67,20 @@ class Migration(NamedTuple):
 
 
 def latest_version(migrations: Sequence[Migration]) -> int:
-    """The schema version ``migrations`` lead to; they must be numbered 1, 2, 3, … without gaps."""
-    latest = len(migrations)
-    if [m.number for m in migrations] != list(range(1, latest + 1)):
-        raise ValueError("migrations must be numbered 1, 2, 3, … without gaps")
-    return latest
+    """The schema version ``migrations`` lead to: the last one's number.
+
+    Numbers rise strictly from 1. A gap is allowed, so that changes made side by side can each take
+    a number of their own; merged, they apply in the order of their numbers.
+    """
+    numbers = [m.number for m in migrations]
+    if not numbers or numbers[0] < 1 or any(later <= earlier for earlier, later in pairwise(numbers)):
+        raise ValueError("migrations must be numbered 1, 2, 3, … in increasing order")
+    return numbers[-1]
+
+
+def pending_migrations(migrations: Sequence[Migration], current: int) -> list[Migration]:
+    """The migrations a schema at version ``current`` still needs, in order."""
+    return [migration for migration in migrations if migration.number > current]
 
 
 def schema_too_new(current: int, latest: int) -> SchemaError:
@@ -319,30 +329,48 @@ def _username_json(record: GuildSponsorKeyRecord | None) -> str | None:
 
 
 class SQLEncryptedColumn:
-    """One column of KeyRing tokens, addressed by the table's key column."""
+    """One column of KeyRing tokens, addressed by the table's key column; each row's token is bound
+    to ``binding(owner, key)``."""
 
-    def __init__(self, db: Database[Any], table: str, column: str, key_column: str) -> None:
+    def __init__(
+        self, db: Database[Any], table: str, column: str, key_column: str, owner: BindingKind
+    ) -> None:
         self._db = db
+        self._owner: Final = owner
         self._select = f"SELECT {key_column} AS key, {column} AS token FROM {table}"
         self._update = f"UPDATE {table} SET {column} = $1 WHERE {key_column} = $2"
+        self._update_if = f"{self._update} AND {column} = $3"
         self.name: Final = f"{table}.{column}"
+
+    def bound_to(self, row: RowKey) -> str:
+        return binding(self._owner, row)
 
     async def read_tokens(self) -> dict[RowKey, str]:
         return {row["key"]: row["token"] for row in await self._db.fetch(self._select)}
 
-    async def write_tokens(self, tokens: Mapping[RowKey, str]) -> None:
+    async def write_tokens(
+        self, tokens: Mapping[RowKey, str], *, expected: Mapping[RowKey, str] | None = None
+    ) -> int:
         for token in tokens.values():
             if not is_encrypted_token(token):
                 raise ValueError(f"{self.name}: refusing to store a value that is not a KeyRing token")
+        written = 0
         async with self._db.transaction():
-            await self._db.executemany(self._update, [(token, key) for key, token in tokens.items()])
+            for key, token in tokens.items():
+                if expected is None:
+                    written += await self._db.execute(self._update, (token, key))
+                else:
+                    written += await self._db.execute(self._update_if, (token, key, expected[key]))
+        return written
 
 
 class SQLUsers:
     def __init__(self, db: Database[Any], clock: Clock) -> None:
         self._db = db
         self._clock = clock
-        self.api_key_column: Final = SQLEncryptedColumn(db, "users", "encrypted_api_key", "discord_id")
+        self.api_key_column: Final = SQLEncryptedColumn(
+            db, "users", "encrypted_api_key", "discord_id", "user"
+        )
 
     async def get(self, discord_id: int) -> UserRecord | None:
         row = await self._db.fetchone("SELECT * FROM users WHERE discord_id = $1", (discord_id,))
@@ -465,7 +493,7 @@ class SQLSponsorKeys:
         self._db = db
         self._clock = clock
         self.api_key_column: Final = SQLEncryptedColumn(
-            db, "guild_sponsor_keys", "encrypted_api_key", "guild_id"
+            db, "guild_sponsor_keys", "encrypted_api_key", "guild_id", "guild"
         )
 
     async def get(self, guild_id: int) -> GuildSponsorKeyRecord | None:

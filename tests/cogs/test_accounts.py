@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import simcord
 
+from bot.crypto import binding
 from bot.horde.simulator import Simulator
 from bot.services.accounts import (
     ANONYMOUS_KEY_MESSAGE,
     INVALID_KEY_MESSAGE,
     NOT_LOGGED_IN_MESSAGE,
+    STORED_KEY_NOT_YOURS_MESSAGE,
     AccountService,
 )
 from bot.storage import UserRecord
@@ -104,7 +106,10 @@ async def test_a_valid_key_logs_in_privately(server: Server) -> None:
     record = await stored(server, server.alice)
     assert record is not None
     assert (record.horde_user_id, record.horde_username) == (1, "alice#1")
-    assert server.bot.keyring.decrypt(record.encrypted_api_key) == ALICE_KEY
+    assert (
+        server.bot.keyring.decrypt(record.encrypted_api_key, bound_to=binding("user", server.alice.id))
+        == ALICE_KEY
+    )
     assert server.channel.history(viewer=server.bob) == []
 
 
@@ -202,6 +207,27 @@ async def test_logout_only_touches_the_caller(server: Server) -> None:
 
 
 # -- the key never leaks -----------------------------------------------------------------------
+
+
+async def test_a_key_moved_onto_another_members_row_is_never_used(
+    server: Server, horde_sim: Simulator
+) -> None:
+    # Whoever can write the database puts alice's stored key on bob's row ("bob's job on alice's account").
+    await login(server, server.alice, ALICE_KEY)
+    await login(server, server.bob, BOB_KEY)
+    alices = await server.bot.storage.users.get(server.alice.id)
+    assert alices is not None
+    await server.bot.storage.users.update_encrypted_keys({server.bob.id: alices.encrypted_api_key})
+
+    for result in (
+        await server.bob.slash(server.channel, "imagine", prompt="a fox on alice's kudos"),
+        await server.bob.slash(server.channel, "me"),
+    ):
+        assert result.ephemeral
+        assert result.response is not None
+        assert result.response.content == STORED_KEY_NOT_YOURS_MESSAGE
+    assert not horde_sim.state.ledger()  # nothing was generated, on anyone's account
+    assert (await server.alice.slash(server.channel, "me")).ephemeral  # alice's own row still works
 
 
 async def test_the_key_never_appears_in_messages_embeds_or_logs(

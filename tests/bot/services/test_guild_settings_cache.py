@@ -4,13 +4,14 @@ PostgreSQL's pushed invalidation is tested with the storage (test_storage_settin
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from bot.config import GenerationDefaults
-from bot.crypto import KeyRing
+from bot.crypto import KeyRing, binding
 from bot.horde import AIHordeAPIAsyncSimpleClient
 from bot.services.guild_settings import GuildSettingsService
 from bot.storage import GuildSponsorKeyRecord, SQLiteStorage, SQLiteURL
@@ -119,7 +120,7 @@ async def test_a_sponsor_key_removed_elsewhere_expires_too(
     await second.sponsor_keys.set(
         GuildSponsorKeyRecord(
             guild_id=GUILD,
-            encrypted_api_key=keyring.encrypt("sponsor-key-0123456789"),
+            encrypted_api_key=keyring.encrypt("sponsor-key-0123456789", bound_to=binding("guild", GUILD)),
             horde_username="p",
             updated_by=ADMIN,
         )
@@ -130,3 +131,56 @@ async def test_a_sponsor_key_removed_elsewhere_expires_too(
     assert (await reader.get(GUILD)).has_sponsor_key
     clock.now += TTL_S
     assert not (await reader.get(GUILD)).has_sponsor_key
+
+
+async def test_the_cache_keeps_the_most_recently_read_servers_only(
+    tmp_path: Path, keyring: KeyRing, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with SQLiteStorage(SQLiteURL(tmp_path / "bot.sqlite3")) as storage:
+        service = GuildSettingsService(
+            storage, GenerationDefaults(), keyring=keyring, horde=AIHordeAPIAsyncSimpleClient(),
+            cache_size=2, clock=clock,
+        )  # fmt: skip
+        loads: Counter[int] = Counter()
+        read = storage.guild_settings.get_all
+
+        async def counted(guild_id: int) -> dict[str, str]:
+            loads[guild_id] += 1
+            return await read(guild_id)
+
+        monkeypatch.setattr(storage.guild_settings, "get_all", counted)
+        for guild in (1, 2, 1, 3):  # reading 1 again makes 2 the least recently read
+            await service.get(guild)
+        assert loads == {1: 1, 2: 1, 3: 1}
+        await service.get(1)
+        await service.get(3)
+        await service.get(2)  # dropped for 3: read again
+        assert loads == {1: 1, 2: 2, 3: 1}
+
+        # A thousand servers read and written: what is kept stays bounded.
+        for guild in range(1000, 2000):
+            await service.set(guild, "cooldown_seconds", "5", ADMIN)
+            await service.get(guild)
+        assert len(service._cache) == 2
+        assert not service._versions
+        assert not service._readers
+        assert (await service.get(1999)).cooldown_seconds == 5
+
+
+async def test_a_write_during_a_read_is_not_cached_over(
+    two_processes: tuple[SQLiteStorage, SQLiteStorage], keyring: KeyRing, clock: Clock
+) -> None:
+    storage, _ = two_processes
+    service = make_service(storage, keyring, clock)
+    read = storage.guild_settings.get_all
+
+    async def read_then_written(guild_id: int) -> dict[str, str]:
+        stored = await read(guild_id)
+        await storage.guild_settings.set(guild_id, "cooldown_seconds", "7", ADMIN)
+        service.invalidate(guild_id)  # what the write's notification does
+        return stored
+
+    storage.guild_settings.get_all = read_then_written  # type: ignore[method-assign]
+    assert (await service.get(GUILD)).cooldown_seconds == 0  # read before the write
+    storage.guild_settings.get_all = read  # type: ignore[method-assign]
+    assert (await service.get(GUILD)).cooldown_seconds == 7  # not served from the cache
