@@ -17,14 +17,19 @@ restart continues in a channel message too (its journalled ``message_id`` is ``N
 reply can't be edited through the channel).
 
 Every edit goes through its channel's :class:`ChannelEditBudget` (at most 5 edits in any 5 s per
-channel): progress edits are skipped when the channel has no turn free (the next poll shows the
-news); images and final results wait for their turn, first come first served, and progress never
-takes a turn they wait for. Only an edit that would wait over 30 s goes out without waiting.
+channel, Discord's bucket): progress edits, and images that arrive mid-job, are skipped when the
+channel has no turn free (the next edit shows them); final results wait for their turn, first come
+first served, however long the queue (it always moves: one turn a second at the defaults), and
+progress never takes a turn they wait for. Once its turn comes, a result has one overall deadline
+(:data:`DELIVERY_DEADLINE_S`, discord.py's own retries included); past it the listener raises
+:class:`~bot.services.jobs.DeliveryDeferred` and the jobs engine, which journals the delivery apart
+from the generation, tries again later. A result is never dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import deque
@@ -35,8 +40,18 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 import discord
 from pydantic import BaseModel, ValidationError
 
+from bot.errors import BotError
 from bot.horde import Wakeup
-from bot.services.jobs import CancelReason, DeliveredImage, JobAbandoned, JobListener, JobOutcome, JobProgress
+from bot.services.jobs import (
+    CancelReason,
+    DeliveredImage,
+    DeliveryDeferred,
+    JobAbandoned,
+    JobListener,
+    JobOutcome,
+    JobProgress,
+)
+from bot.services.limits import fit_fields
 from bot.services.render import EditThrottle
 from bot.storage import JobRecord
 
@@ -45,24 +60,26 @@ if TYPE_CHECKING:
     from bot.storage import Storage
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 NO_MENTIONS: Final = discord.AllowedMentions.none()
 NO_FILES: Final = "⚠️ I can't attach files here: I need the Attach Files permission in this channel."
 CHANNEL_EDITS: Final = 5
 CHANNEL_WINDOW_S: Final = 5.0
-"""Discord's per-channel message bucket is about 5 requests per 5 s; every job in a channel shares it."""
-MAX_EDIT_WAIT_S: Final = 30.0
-"""The longest an image or a result waits for its channel's turn. With the retries after it
-(:data:`FINAL_RETRY_DELAYS_S`, 15.25 s) it stays well inside the job engine's 60 s per listener call
-(``DEFAULT_LISTENER_TIMEOUT_S``), past which the result would be lost."""
+"""Discord's per-channel message bucket is 5 requests per 5 s; every job in a channel shares it."""
+DELIVERY_DEADLINE_S: Final = 120.0
+"""How long a result may take to go out once its turn came, every try and discord.py's own
+retries (up to 25 s for a 5xx, a 429's wait) included. Past it the delivery is deferred (tried
+again later), never dropped."""
+FIRST_EDIT_DEADLINE_S: Final = 20.0
+"""How long the first edit of a job's message (before anything is sent to the Horde) is tried."""
 TOKEN_LIFETIME_S: Final = 15 * 60.0
 TOKEN_MARGIN_S: Final = 120.0
 """A private reply moves to the channel this long before its token expires, so the move (and a
 last edit pointing to it) still fits in the token's life even if an edit is slow or retried."""
 FINAL_RETRY_DELAYS_S: Final[tuple[float, ...]] = (0.25, 1.0, 2.0, 4.0, 8.0)
-"""Waits between tries of an edit that must not be lost (results, images) after a 429 or a 5xx.
-discord.py already retried 429s; this is the second line. Well inside the job engine's 60 s per
-listener call."""
+"""Waits between tries of an edit that must not be lost (a result) after a 429 or a 5xx that
+discord.py gave up on; the last one repeats until :data:`DELIVERY_DEADLINE_S`."""
 MESSAGE_LIMIT: Final = 2000
 MOVED_AFTER_TIMEOUT: Final = (
     "-# Posted in the channel: Discord lets me update a private reply for 15 minutes only."
@@ -72,6 +89,9 @@ MOVED_AFTER_RESTART: Final = (
 )
 MOVED_HERE: Final = (
     "This continues in the channel, because private replies can only be updated for 15 minutes: {url}"
+)
+DISCORD_TROUBLE: Final = (
+    "Discord didn't let me show this (HTTP {status}), so nothing was started. Please try again in a moment."
 )
 # Discord error codes.
 UNKNOWN_MESSAGE: Final = 10008
@@ -94,20 +114,15 @@ def monotonic() -> float:
 
 class ChannelEditBudget:
     """Every job in a channel shares one edit budget: at most ``edits`` edits in any ``window_s``
-    seconds (a sliding window over the times of the channel's last ``edits`` edits).
+    seconds (a sliding window over the times of the channel's last ``edits`` edits), which keeps
+    the bot inside Discord's per-channel bucket (fixed windows of the same size).
 
-    * Progress (:meth:`try_spend`) goes out only if a turn is free *now* and no image or result is
-      waiting for one: otherwise it is skipped (the next poll shows the news).
-    * Images and results (:meth:`acquire`) wait for their turn, first come first served: each call
-      reserves the earliest turn after every earlier reservation, so none can be overtaken.
-    * The one exception: an edit whose turn is more than ``max_wait_s`` away goes out at once,
-      uncounted, at Discord's own pace (discord.py waits out its 429s). Waiting longer would risk
-      the job engine's time limit per listener call, after which the result would be lost.
-
-    So the guarantee is: at most ``edits`` edits in any ``window_s`` s per channel, unless more
-    than ``max_wait_s`` worth of images and results are queued in it (over ``edits * max_wait_s /
-    window_s`` of them: 30 at the defaults); those past the queue go out without waiting. And
-    once :meth:`stop_waiting` was called (the bot shuts down: there is no later), nothing waits.
+    * Progress (:meth:`try_spend`) goes out only if a turn is free *now* and no result is waiting
+      for one: otherwise it is skipped (the next poll shows the news).
+    * Results (:meth:`acquire`) wait for their turn, first come first served: each call reserves
+      the earliest turn after every earlier reservation, so none can be overtaken, and none is
+      dropped however long the queue (it moves ``edits`` per ``window_s`` whatever happens).
+    * Once :meth:`stop_waiting` was called (the bot shuts down: there is no later), nothing waits.
     """
 
     def __init__(
@@ -115,31 +130,26 @@ class ChannelEditBudget:
         edits: int = CHANNEL_EDITS,
         window_s: float = CHANNEL_WINDOW_S,
         *,
-        max_wait_s: float = MAX_EDIT_WAIT_S,
         clock: Callable[[], float] = monotonic,
         sleep: Callable[[float], Awaitable[object]] | None = None,
         max_channels: int = 4096,
     ) -> None:
-        if edits < 1 or window_s <= 0 or max_wait_s < 0:
-            raise ValueError("edits must be at least 1, window_s positive and max_wait_s not negative")
+        if edits < 1 or window_s <= 0:
+            raise ValueError("edits must be at least 1 and window_s positive")
         self.edits = edits
         self.window_s = window_s
-        self.max_wait_s = max_wait_s
-        self.unbudgeted = 0
-        """Edits that went out past the queue (their turn was over ``max_wait_s`` away)."""
+        self.longest_wait_s = 0.0
+        """The longest a result waited for its turn (for benchmarks)."""
         self._clock = clock
         self._sleep = sleep
         self._stopped = Wakeup()
         self._max_channels = max_channels
         # Channel id -> the times of its last `edits` edits, ascending; a time in the future is
-        # the turn an image or a result is waiting for.
+        # the turn a result is waiting for.
         self._turns: dict[int, deque[float]] = {}
 
     def __repr__(self) -> str:
-        return (
-            f"ChannelEditBudget({self.edits}/{self.window_s:g}s, wait<={self.max_wait_s:g}s, "
-            f"channels={len(self._turns)})"
-        )
+        return f"ChannelEditBudget({self.edits}/{self.window_s:g}s, channels={len(self._turns)})"
 
     def available(self, channel_id: int) -> int:
         """Edits the channel could make now without waiting (0 while anything waits)."""
@@ -151,39 +161,27 @@ class ChannelEditBudget:
 
     def try_spend(self, channel_id: int) -> bool:
         """Take the channel's next turn for a progress edit if it is now; ``False`` (nothing taken)
-        when the channel is busy or an image or a result is waiting."""
+        when the channel is busy or a result is waiting."""
         now = self._clock()
         if self.next_turn(channel_id, now) > now:
             return False
         self._take(channel_id, now, now)
         return True
 
-    def reserve(self, channel_id: int) -> float | None:
-        """Reserve the channel's next turn for an edit that must go out (an image, a result): the
-        time it may go out, or ``None`` when that is over ``max_wait_s`` away (nothing reserved:
-        it goes out now, uncounted)."""
+    def reserve(self, channel_id: int) -> float:
+        """Reserve the channel's next turn for an edit that must go out (a result): the time it
+        may go out."""
         now = self._clock()
         turn = self.next_turn(channel_id, now)
-        if turn - now > self.max_wait_s:
-            self.unbudgeted += 1
-            log.info(
-                "Channel %s: over %gs of edits are queued; this one goes out without waiting",
-                channel_id,
-                self.max_wait_s,
-            )
-            return None
         self._take(channel_id, turn, now)
+        self.longest_wait_s = max(self.longest_wait_s, turn - now)
         return turn
 
     async def acquire(self, channel_id: int) -> None:
-        """Wait for the channel's next turn (at most ``max_wait_s``; see :meth:`reserve`), or until
-        :meth:`stop_waiting`."""
+        """Wait for the channel's next turn (see :meth:`reserve`), or until :meth:`stop_waiting`."""
         if self._stopped.is_set():
             return
-        turn = self.reserve(channel_id)
-        if turn is None:
-            return
-        delay = turn - self._clock()
+        delay = self.reserve(channel_id) - self._clock()
         if delay <= 0:
             return
         if self._sleep is not None:
@@ -194,7 +192,8 @@ class ChannelEditBudget:
 
     def stop_waiting(self) -> None:
         """From now on nothing waits, and every edit waiting for its turn goes out at once: the bot
-        is shutting down, and a result still waiting would be cut off and lost."""
+        is shutting down, and a result still waiting would be cut off (it stays journalled as
+        undelivered, for the next start)."""
         self._stopped.set()
 
     def next_turn(self, channel_id: int, now: float) -> float:
@@ -405,6 +404,8 @@ class Delivery:
         *,
         budget: ChannelEditBudget | None = None,
         retry_delays_s: Sequence[float] = FINAL_RETRY_DELAYS_S,
+        deadline_s: float = DELIVERY_DEADLINE_S,
+        first_edit_deadline_s: float = FIRST_EDIT_DEADLINE_S,
     ) -> None:
         self.client = client
         self.storage = storage
@@ -414,15 +415,29 @@ class Delivery:
             if budget is not None
             else ChannelEditBudget(progress.channel_edits, progress.channel_window_s)
         )
-        self.retry_delays_s = tuple(retry_delays_s)
+        self.retry_delays_s = tuple(retry_delays_s) or (1.0,)
+        self.deadline_s = deadline_s
+        self.first_edit_deadline_s = first_edit_deadline_s
 
     def __repr__(self) -> str:
         return f"Delivery({self.budget!r})"
 
     async def open(self, interaction: discord.Interaction[Any], content: str, *, private: bool) -> JobMessage:
         """Show ``content`` in the interaction's deferred reply (private if it was deferred so) and
-        return where the job goes from there."""
-        message = await interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS)
+        return where the job goes from there. Nothing has been sent to the Horde yet: when Discord
+        keeps failing (429, 5xx) past :attr:`first_edit_deadline_s`, this raises a
+        :class:`BotError` saying so, and nothing is started."""
+
+        async def first_edit() -> discord.Message:
+            return await interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS)
+
+        try:
+            message: discord.Message = await self.must_deliver(
+                "the first edit of a job's message", first_edit, deadline_s=self.first_edit_deadline_s
+            )
+        except DeliveryDeferred as exc:
+            status = exc.__cause__.status if isinstance(exc.__cause__, discord.HTTPException) else "timeout"
+            raise BotError(DISCORD_TROUBLE.format(status=status), detail=str(exc)) from exc
         channel_id = interaction.channel_id if interaction.channel_id is not None else message.channel.id
         if private:
             fallback = ChannelTarget(
@@ -476,23 +491,47 @@ class Delivery:
         except Exception:
             log.exception("Job %s: could not journal its new message", job.id)
 
-    async def must_deliver(self, describe: str, attempt: Callable[[], Any]) -> Any:
-        """``await attempt()``, tried again after a 429 or a 5xx (``retry_delays_s``); ``None`` when
-        every try failed (logged). Other errors propagate."""
-        for delay in (*self.retry_delays_s, None):
+    async def must_deliver(
+        self, describe: str, attempt: Callable[[], Awaitable[_T]], *, deadline_s: float | None = None
+    ) -> _T:
+        """``await attempt()``, tried again after a 429 or a 5xx (waiting ``retry_delays_s``, the
+        last one repeating) within one overall deadline (``deadline_s``, default
+        :attr:`deadline_s`) that also bounds each try, discord.py's own retries and waits
+        included. Past it raises :class:`DeliveryDeferred` (its ``__cause__`` is the last
+        error): the caller tries again later. Other errors propagate."""
+        deadline = self.deadline_s if deadline_s is None else deadline_s
+        loop = asyncio.get_running_loop()
+        until = loop.time() + deadline
+        last: BaseException | None = None
+        for tries in itertools.count():
+            remaining = until - loop.time()
+            if remaining <= 0:
+                break
             try:
-                return await attempt()
+                async with asyncio.timeout(remaining):
+                    return await attempt()
+            except TimeoutError as exc:
+                last = exc
+                break
             except discord.HTTPException as exc:
                 if isinstance(exc, discord.Forbidden | discord.NotFound) or not (
                     exc.status == 429 or exc.status >= 500
                 ):
                     raise
-                if delay is None:
-                    log.warning("Gave up on %s: HTTP %s (code %s)", describe, exc.status, exc.code)
-                    return None
-                log.info("Retrying %s in %gs: HTTP %s", describe, delay, exc.status)
-                await asyncio.sleep(delay)
-        return None
+                last = exc
+            delay = self.retry_delays_s[min(tries, len(self.retry_delays_s) - 1)]
+            if loop.time() + delay >= until:
+                break
+            log.info("Retrying %s in %gs: %s", describe, delay, _described(last))
+            await asyncio.sleep(delay)
+        log.warning("Deferred %s: not done within %gs (%s)", describe, deadline, _described(last))
+        raise DeliveryDeferred(f"{describe}: not done within {deadline:g}s ({_described(last)})") from last
+
+
+def _described(error: BaseException | None) -> str:
+    if isinstance(error, discord.HTTPException):
+        return f"HTTP {error.status} (code {error.code})"
+    return "no answer" if error is None or isinstance(error, TimeoutError) else type(error).__name__
 
 
 _Params = TypeVar("_Params", bound=BaseModel)
@@ -513,8 +552,9 @@ def journalled_params(job: JobRecord, parse: Callable[[str], _Params]) -> _Param
 class MessageJobListener(JobListener):
     """Keeps one message current: progress (only on change, at most once per edit interval and
     when the channel has a turn free; the Cancel button goes once per message), then the final
-    message, which waits for the channel's turn and is never dropped: retried after 429s and 5xx,
-    and sent without files (saying so) when the bot may not attach them."""
+    message, which waits for the channel's turn and is never dropped: retried after 429s and 5xx
+    within :attr:`Delivery.deadline_s`, then deferred (:class:`DeliveryDeferred`), and sent
+    without files (saying so) when the bot may not attach them."""
 
     def __init__(
         self,
@@ -603,7 +643,7 @@ async def edit_job_message(
 
     def recorded(fresh: bool) -> Fields:
         nonlocal had_files
-        fields = build(fresh)
+        fields = fit_fields(build(fresh))
         had_files = bool(fields.get("attachments"))
         return fields
 

@@ -31,6 +31,14 @@ image_delivery=...)``
   ``await wait(job_id)`` waits for a running job's :class:`JobOutcome`.
 * Listener calls never break a job: their exceptions are logged with the traceback and ignored,
   except :class:`JobAbandoned` (the message is gone), which cancels the job on the Horde.
+* Delivery is journalled apart from the generation (``_jobs/ends.py``): an end is journalled with
+  ``delivery = pending``, then ``on_finished`` shows it (no time limit of its own but a 30-minute
+  safety net; the listener bounds its Discord calls). Returning journals ``delivered``;
+  :class:`DeliveryDeferred` (or the safety net) tries again later (30 s, 1, 2, then every 5
+  minutes); :class:`DeliveryFailed` or :class:`JobAbandoned` journals ``failed`` with why. Ends
+  still pending at a restart are shown again by ``resume_unfinished``: from the journal, with the
+  images fetched again by the Horde id while the Horde keeps them (about 20 minutes), else saying
+  that they expired. ``deliveries_pending()`` counts this process's ends not yet shown.
 * ``await shutdown(deadline_s)``: refuses new jobs, cancels every running job on the Horde and
   waits (most of) the deadline for them to deliver what is finished and end CANCELLED ("the bot
   was shut down", ``on_finished`` included); tasks still running are then cancelled (the client
@@ -57,6 +65,8 @@ from bot.services._jobs.models import (
     ActiveJob,
     CancelReason,
     DeliveredImage,
+    DeliveryDeferred,
+    DeliveryFailed,
     JobAbandoned,
     JobListener,
     JobOutcome,
@@ -69,6 +79,8 @@ __all__ = [
     "ActiveJob",
     "CancelReason",
     "DeliveredImage",
+    "DeliveryDeferred",
+    "DeliveryFailed",
     "ImageDeliverySettings",
     "JobAbandoned",
     "JobContext",

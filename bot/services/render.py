@@ -16,6 +16,7 @@ import discord
 
 from bot.services.imagine import ImagineParams, NamedStrength
 from bot.services.jobs import DeliveredImage, JobOutcome, JobProgress
+from bot.services.limits import fit_content, fit_embed
 from bot.storage import JobRecord, JobState
 
 BAR_FILLED: Final = "█"
@@ -128,7 +129,7 @@ def render_progress(
     lines += notes
     if anonymous:
         lines.append(LOGIN_HINT)
-    return "\n".join(lines)
+    return fit_content("\n".join(lines))
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +162,7 @@ def render_result(
     lines += notes
     if anonymous:
         lines.append(LOGIN_HINT)
-    return RenderedResult(content="\n".join(lines), embed=result_embed(params, outcome))
+    return RenderedResult(content=fit_content("\n".join(lines)), embed=result_embed(params, outcome))
 
 
 def result_embed(params: ImagineParams, outcome: JobOutcome) -> discord.Embed:
@@ -182,7 +183,7 @@ def result_embed(params: ImagineParams, outcome: JobOutcome) -> discord.Embed:
     if outcome.workers:
         workers = ", ".join(discord.utils.escape_markdown(name) for name in outcome.workers)
         embed.add_field(name="Workers", value=_clip(workers, EMBED_FIELD_CHARS))
-    return embed
+    return fit_embed(embed)
 
 
 def seed_lines(images: Sequence[DeliveredImage]) -> str:
@@ -213,7 +214,7 @@ def render_details(job: JobRecord) -> discord.Embed:
     if job.error:
         embed.add_field(name="Error", value=_clip(job.error, EMBED_FIELD_CHARS), inline=False)
     embed.set_footer(text=f"Job {job.id}")
-    return embed
+    return fit_embed(embed)
 
 
 def _parameter_fields(params: ImagineParams) -> list[tuple[str, str]]:

@@ -51,6 +51,15 @@ class JobState(StrEnum):
         return self in _TERMINAL_STATES
 
 
+class DeliveryState(StrEnum):
+    """Whether a finished job's end reached its member, journalled apart from the generation: the
+    Horde may be done while Discord has not shown it yet (rate limits, an outage, a restart)."""
+
+    PENDING = "pending"  # ended; its message does not show the end yet
+    DELIVERED = "delivered"
+    FAILED = "failed"  # could not be shown, for good: ``delivery_error`` says why
+
+
 _TERMINAL_STATES = frozenset({JobState.DONE, JobState.CANCELLED, JobState.FAILED})
 UNFINISHED_STATES: tuple[JobState, ...] = (JobState.PENDING, JobState.SUBMITTED)
 
@@ -164,6 +173,9 @@ class JobRecord(_Record):
     error: str | None = None
     kudos: float | None = None
     shard_id: int | None = None
+    delivery: DeliveryState | None = None
+    """``None`` until the job ends (and for jobs journalled before delivery was)."""
+    delivery_error: str | None = None
     created_at: AwareDatetime = Field(default_factory=utcnow)
     updated_at: AwareDatetime = Field(default_factory=utcnow)
 
@@ -197,6 +209,8 @@ class JobChanges(TypedDict, total=False):
     error: str | None
     kudos: float | None
     shard_id: int | None
+    delivery: DeliveryState | None
+    delivery_error: str | None
 
 
 class EncryptedColumn(Protocol):
@@ -294,6 +308,11 @@ class JobRepository(Protocol):
         A job journalled without a shard (before sharding) counts as shard 0, the shard of DMs,
         so exactly one process of a sharded bot picks it up.
         """
+        ...
+
+    async def list_undelivered(self, shard_ids: Collection[int] | None = None) -> list[JobRecord]:
+        """Ended jobs whose end is not shown yet (``delivery`` pending), oldest first; shards as in
+        :meth:`list_unfinished`."""
         ...
 
     async def list_recent(self, user_id: int, limit: int = 10) -> list[JobRecord]:

@@ -100,7 +100,18 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         UPDATE guild_settings SET key = 'max_prompt_length' WHERE key = 'max_text_length';
         """,
     ),
-    # Number 4 is another change's; the runner applies what is above the stored version, in order.
+    Migration(
+        4,
+        "job_delivery",
+        # Whether a finished job's end reached its member, apart from the generation's state: a
+        # restart delivers the jobs still pending. Older rows stay NULL (never redelivered).
+        """
+        ALTER TABLE jobs ADD COLUMN delivery text
+            CHECK (delivery IN ('pending', 'delivered', 'failed'));
+        ALTER TABLE jobs ADD COLUMN delivery_error text;
+        CREATE INDEX jobs_undelivered ON jobs (created_at) WHERE delivery = 'pending';
+        """,
+    ),
     Migration(
         5,
         "bound_api_keys",

@@ -21,6 +21,7 @@ from typing import Any, Final, Generic, NamedTuple, Self, TypeAlias, TypeVar, Un
 from bot.crypto import BindingKind, binding, is_encrypted_token
 from bot.storage.base import (
     UNFINISHED_STATES,
+    DeliveryState,
     EncryptedColumn,
     GuildSettingAuditRecord,
     GuildSettingsRecord,
@@ -614,7 +615,13 @@ class SQLJobs:
         return 0.0 if row is None else float(row["spent"])
 
     async def list_unfinished(self, shard_ids: Collection[int] | None = None) -> list[JobRecord]:
-        sql = f"SELECT * FROM jobs WHERE state IN ({_UNFINISHED_SQL})"
+        return await self._list(f"state IN ({_UNFINISHED_SQL})", shard_ids)
+
+    async def list_undelivered(self, shard_ids: Collection[int] | None = None) -> list[JobRecord]:
+        return await self._list(f"delivery = '{DeliveryState.PENDING.value}'", shard_ids)
+
+    async def _list(self, condition: str, shard_ids: Collection[int] | None) -> list[JobRecord]:
+        sql = f"SELECT * FROM jobs WHERE {condition}"
         params: list[int] = []
         if shard_ids is not None:
             params = sorted({int(shard) for shard in shard_ids})

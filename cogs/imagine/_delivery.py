@@ -62,10 +62,11 @@ def too_many_files(count: int) -> str:
 
 class ImagineListener(JobListener):
     """Edits one message: progress (only when it changed, at most once per edit interval, when the
-    channel has a turn free), each image as soon as the channel's turn comes (the last ones with the
-    result), and the final result with its buttons (waits for its turn, then always sent: retried
-    after a 429 or 5xx). When the job moves to a new message (a private reply whose token runs out),
-    every image is attached again there."""
+    channel has a turn free), each image with the next edit the channel has a turn for (the last
+    ones with the result), and the final result with its buttons (waits for its turn, then retried
+    after a 429 or 5xx within the delivery deadline, then deferred to the jobs engine, which tries
+    again later: never dropped). When the job moves to a new message (a private reply whose token
+    runs out), every image is attached again there."""
 
     def __init__(
         self,
@@ -108,9 +109,11 @@ class ImagineListener(JobListener):
             # The job's last images: the result edit, which comes right after, shows them (one
             # edit of the channel's budget instead of two).
             return
-        # Not throttled: the engine fetches images at most every few seconds (the status
-        # endpoint's rate limit). They wait for the channel's turn, as results do.
-        await self._delivery.budget.acquire(self._target.channel_id)
+        # Not throttled (the engine fetches images at most every few seconds: the status
+        # endpoint's rate limit), but only on a free turn: a busy channel shows them with the next
+        # progress edit or the result, which never skip them.
+        if not self._delivery.budget.try_spend(self._target.channel_id):
+            return
         await self._edit(job, content=self._progress_text(), view=progress_view(job.id), final=False)
 
     async def on_finished(self, job: JobRecord, outcome: JobOutcome) -> None:
@@ -247,13 +250,18 @@ async def private_failures(interaction: discord.Interaction) -> AsyncIterator[No
     try:
         yield
     except BotError as exc:
-        with contextlib.suppress(discord.HTTPException):
+        try:
             await interaction.edit_original_response(
                 content=NOT_STARTED, allowed_mentions=NO_MENTIONS, view=None
             )
+        except discord.HTTPException:
+            settled = False  # then the followup takes the "thinking" message's place: keep it
+        else:
+            settled = True
         await interaction.followup.send(exc.user_message, ephemeral=True, allowed_mentions=NO_MENTIONS)
-        with contextlib.suppress(discord.HTTPException):
-            await interaction.delete_original_response()
+        if settled:
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.delete_original_response()
 
 
 async def launch(

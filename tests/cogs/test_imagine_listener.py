@@ -264,7 +264,7 @@ def test_the_listener_of_a_journalled_job_needs_readable_parameters() -> None:
         listener_for(bot, JOB.model_copy(update={"params_json": "{}"}))
 
 
-async def test_a_busy_channel_skips_progress_while_images_and_the_result_wait_their_turn() -> None:
+async def test_a_busy_channel_skips_progress_and_images_while_the_result_waits_its_turn() -> None:
     message, clock = FakeMessage(), FakeClock()
     slept: list[float] = []
 
@@ -281,12 +281,12 @@ async def test_a_busy_channel_skips_progress_while_images_and_the_result_wait_th
     clock.now = 2.0
     await watcher.on_progress(JOB, progress(1))  # the channel's two edits are spent: skipped
     skipped = len(message.edits)
-    await watcher.on_images(JOB, [image(0)])  # waits until 10 s (the first edit's turn is back)
-    await watcher.on_finished(JOB, outcome((image(0), image(1))))  # then until 11 s
+    await watcher.on_images(JOB, [image(0)])  # no turn free: shown with the next edit
+    await watcher.on_finished(JOB, outcome((image(0), image(1))))  # waits until 10 s
 
     assert skipped == 2
-    assert slept == [8.0, 1.0]
-    assert len(message.edits) == 4
+    assert slept == [8.0]
+    assert len(message.edits) == 3
     assert message.attachments == ["imagine_1_100.webp", "imagine_2_101.webp"]
     assert budget.available(10) == 0
 

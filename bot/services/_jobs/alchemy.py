@@ -18,11 +18,12 @@ from bot.horde import (
     AlchemyStatusResponse,
     BaseGenerationProgressResponse,
     ImageGeneration,
+    RequestErrorResponse,
 )
 from bot.horde.consts import GENERATION_STATE, KNOWN_FACEFIXERS, KNOWN_MISC_POST_PROCESSORS, KNOWN_UPSCALERS
 from bot.services._jobs import messages
 from bot.services._jobs.image import ImageDeliverySettings, download_with_retries
-from bot.services._jobs.kinds import JobContext, RunEnd, submit_or_resume
+from bot.services._jobs.kinds import JobContext, RunEnd, error_of, known_horde_id, submit_or_resume
 from bot.services._jobs.models import DeliveredImage
 from bot.storage import JobKind
 
@@ -113,11 +114,18 @@ class AlchemyRun:
         # Alchemy is free: there is no kudos figure to report.
         return RunEnd(complete=status.is_job_complete(ctx.n), faulted=status.is_faulted, kudos=0.0)
 
+    async def recover(self) -> Sequence[DeliveredImage]:
+        status = await self._ctx.horde.horde_client_session.get_alchemy_status(known_horde_id(self._ctx))
+        if isinstance(status, RequestErrorResponse):
+            raise error_of(status)
+        await self._collect(status, deliver=False)
+        return self.images
+
     async def _on_status(self, status: AlchemyStatusResponse) -> None:
         await self._ctx.progress(progress_of(status, self._ctx.n))
         await self._collect(status)
 
-    async def _collect(self, status: AlchemyStatusResponse) -> None:
+    async def _collect(self, status: AlchemyStatusResponse, *, deliver: bool = True) -> None:
         if len(status.forms) >= len(self._forms):
             self._forms = tuple(status.forms)
         delivered: list[DeliveredImage] = []
@@ -143,7 +151,7 @@ class AlchemyRun:
             )
             self._images.append(image)
             delivered.append(image)
-        if delivered:
+        if delivered and deliver:
             await self._ctx.deliver_images(delivered)
 
     async def _download(self, form: str, url: str) -> bytes | None:

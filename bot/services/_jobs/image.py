@@ -24,7 +24,7 @@ from bot.horde import (
     RequestErrorResponse,
 )
 from bot.services._jobs import messages
-from bot.services._jobs.kinds import JobContext, RunEnd, known_horde_id, submit_or_resume
+from bot.services._jobs.kinds import JobContext, RunEnd, error_of, known_horde_id, submit_or_resume
 from bot.services._jobs.models import DeliveredImage
 from bot.storage import JobKind
 
@@ -127,6 +127,13 @@ class ImageRun:
         await self._collect(status)
         return RunEnd(complete=len(status.generations) >= ctx.n, faulted=status.faulted, kudos=status.kudos)
 
+    async def recover(self) -> Sequence[DeliveredImage]:
+        status = await self._ctx.horde.horde_client_session.get_generate_status(known_horde_id(self._ctx))
+        if isinstance(status, RequestErrorResponse):
+            raise error_of(status)
+        await self._collect(status, deliver=False)
+        return self.images
+
     async def _on_check(self, check: ImageGenerateCheckResponse) -> None:
         await self._ctx.progress(check)
         # The client fetches the final status itself; only images finished before it are ours to get.
@@ -146,7 +153,7 @@ class ImageRun:
             return
         await self._collect(status)
 
-    async def _collect(self, status: ImageGenerateStatusResponse) -> None:
+    async def _collect(self, status: ImageGenerateStatusResponse, *, deliver: bool = True) -> None:
         new = [generation for generation in status.generations if generation.id_ not in self._seen]
         if not new:
             return
@@ -162,7 +169,7 @@ class ImageRun:
             image = _delivered(generation, len(self._images), data)
             self._images.append(image)
             delivered.append(image)
-        if delivered:
+        if delivered and deliver:
             await self._ctx.deliver_images(delivered)
 
     async def _download(self, generation: ImageGeneration) -> bytes | None:

@@ -13,7 +13,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from bot.horde import AIHordeAPIAsyncSimpleClient, BaseGenerationProgressResponse
+from bot.horde import (
+    AIHordeAPIAsyncSimpleClient,
+    AIHordeRequestError,
+    AIHordeRequestExpiredError,
+    BaseGenerationProgressResponse,
+    RequestErrorResponse,
+)
 from bot.services._jobs.models import DeliveredImage
 from bot.storage import JobKind
 
@@ -86,6 +92,12 @@ class JobRun(Protocol):
 
     def notes(self) -> tuple[str, ...]: ...
 
+    async def recover(self) -> Sequence[DeliveredImage]:
+        """The images of a job that already ended, fetched again by its Horde id (for showing its
+        end after a restart); raises what the client raised (``AIHordeRequestExpiredError``: the
+        Horde no longer keeps it)."""
+        ...
+
     def result_json(self) -> dict[str, Any]:
         """The journal's ``result_json``: ids, seeds, models, workers, flags, never bytes."""
         ...
@@ -104,6 +116,13 @@ class JobKindHandler(Protocol):
     def resume(self, ctx: JobContext) -> JobRun:
         """Follow ``ctx.horde_id`` again, without submitting anything."""
         ...
+
+
+def error_of(response: RequestErrorResponse) -> AIHordeRequestError:
+    """The client layer's exception for an error answer (a 404: the Horde no longer knows it)."""
+    if response.http_status == 404:
+        return AIHordeRequestExpiredError(response)
+    return AIHordeRequestError(response)
 
 
 def known_horde_id(ctx: JobContext) -> str:

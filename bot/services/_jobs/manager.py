@@ -28,12 +28,19 @@ from bot.horde import (
 )
 from bot.services._jobs import messages
 from bot.services._jobs.alchemy import AlchemyJobs
+from bot.services._jobs.ends import (
+    DEFAULT_DELIVERY_TIMEOUT_S,
+    REDELIVERY_DELAYS_S,
+    EndDelivery,
+    recovered_outcome,
+)
 from bot.services._jobs.image import ImageDeliverySettings, ImageJobs
 from bot.services._jobs.kinds import JobContext, JobKindHandler, JobRun, RunEnd
 from bot.services._jobs.models import (
     ActiveJob,
     CancelReason,
     DeliveredImage,
+    DeliveryFailed,
     JobAbandoned,
     JobListener,
     JobOutcome,
@@ -42,6 +49,7 @@ from bot.services._jobs.models import (
 )
 from bot.services._jobs.text import TextJobs
 from bot.storage import (
+    DeliveryState,
     InvalidTransitionError,
     JobKind,
     JobRecord,
@@ -122,7 +130,7 @@ class _SilentListener:
         return None
 
     async def on_finished(self, job: JobRecord, outcome: JobOutcome) -> None:
-        return None
+        raise DeliveryFailed("its message could not be found after a restart")
 
 
 class _JobContext:
@@ -195,6 +203,8 @@ class JobManager:
         image_delivery: ImageDeliverySettings = ImageDeliverySettings(),  # noqa: B008 - frozen
         listener_timeout_s: float = DEFAULT_LISTENER_TIMEOUT_S,
         no_worker_timeout_s: float = DEFAULT_NO_WORKER_TIMEOUT_S,
+        delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
+        redelivery_delays_s: tuple[float, ...] = REDELIVERY_DELAYS_S,
     ) -> None:
         if generation_timeout_s <= 0 or listener_timeout_s <= 0 or no_worker_timeout_s <= 0:
             raise ValueError("the generation, listener and no-worker timeouts must be positive")
@@ -212,6 +222,8 @@ class JobManager:
         self._clock = clock
         self._listener_timeout_s = listener_timeout_s
         self._no_worker_timeout_s = no_worker_timeout_s
+        # Ends are shown (and journalled as shown) apart from the generation; see _jobs/ends.py.
+        self._ends = EndDelivery(storage, timeout_s=delivery_timeout_s, delays_s=redelivery_delays_s)
         self._image = ImageJobs(image_delivery)
         self._text = TextJobs()
         self._alchemy = AlchemyJobs(image_delivery)
@@ -461,7 +473,7 @@ class JobManager:
         )
         if record is not None:
             job.record, job.journalled = record, True
-        await self._notify(job, "on_finished", lambda: job.listener.on_finished(job.record, outcome))
+        await self._ends.deliver(job.id, job.listener, lambda: job.record, outcome)
 
     async def _journal(
         self,
@@ -472,10 +484,15 @@ class JobManager:
         kudos: float | None = None,
         result_json: str | None = None,
     ) -> JobRecord | None:
-        """Record a job's end; ``None`` if that failed (logged)."""
+        """Record a job's end, its delivery pending; ``None`` if that failed (logged)."""
         try:
             return await self._storage.jobs.update(
-                job_id, state=state, error=error, kudos=kudos, result_json=result_json
+                job_id,
+                state=state,
+                error=error,
+                kudos=kudos,
+                result_json=result_json,
+                delivery=DeliveryState.PENDING,
             )
         except InvalidTransitionError as exc:
             log.warning("Job %s already ended: %s", job_id, exc)
@@ -541,6 +558,10 @@ class JobManager:
     def count_active(self, user_id: int) -> int:
         return len(self.active_jobs(user_id=user_id))
 
+    def deliveries_pending(self) -> int:
+        """Ended jobs whose end this process is still showing, or waiting to show again."""
+        return self._ends.pending
+
     async def shutdown(self, deadline_s: float) -> None:
         """Stop taking jobs, cancel every running one on the Horde, and record each end.
 
@@ -550,6 +571,7 @@ class JobManager:
         Returns within ``deadline_s`` unless the storage itself hangs.
         """
         self._closing = True
+        self._ends.stop()
         jobs = list(self._jobs.values())
         if not jobs:
             return
@@ -595,6 +617,8 @@ class JobManager:
         neither is left in the journal untouched (its extension is not loaded here) for a process
         that can show it.
 
+        * Ended, but its end not shown (``delivery`` pending): shown again, with its images fetched
+          again from the Horde while it keeps them (see ``_jobs/ends.py``).
         * SUBMITTED: polled again by its Horde id and delivered into ``listener_factory(record)``
           (which may be async, and may raise :class:`JobAbandoned` when the message is gone: the
           job is then cancelled on the Horde). A Horde that no longer knows the id fails it.
@@ -607,7 +631,11 @@ class JobManager:
             return 0
         resumed = 0
         skipped: set[JobKind] = set()
-        for record in await self._storage.jobs.list_unfinished(self._resume_shards):
+        records = [
+            *await self._storage.jobs.list_unfinished(self._resume_shards),
+            *await self._storage.jobs.list_undelivered(self._resume_shards),
+        ]
+        for record in records:
             if not self.accepting:  # shutdown began meanwhile: leave the rest for the next start
                 break
             if record.id in self._jobs:
@@ -617,6 +645,10 @@ class JobManager:
                 skipped.add(record.kind)
                 continue
             listener, reachable = await self._listener_for(record, factory)
+            if record.state.is_terminal:  # ended, but its end was not shown
+                self._redeliver(record, listener)
+                resumed += 1
+                continue
             handler = self._kinds.get(record.kind)
             if record.state is JobState.PENDING or record.horde_id is None:
                 await self._end_unstarted(record, listener, messages.RESTARTED_BEFORE_ACCEPTED)
@@ -643,6 +675,30 @@ class JobManager:
             log.info("Resumed %d unfinished job(s)", resumed)
         return resumed
 
+    def _redeliver(self, record: JobRecord, listener: JobListener) -> None:
+        """Show the end of a job that ended before a restart but was not shown (see ``_jobs/ends.py``)."""
+        handler = self._kinds.get(record.kind)
+        n = handler.expected_results(json.loads(record.request_json)) if handler is not None else 0
+        job = _Job(record, listener, n=n, timeout_s=self._timeout_s)
+        ctx = _JobContext(self, job)
+
+        async def outcome() -> JobOutcome:
+            run = handler.resume(ctx) if handler is not None else None
+            job.outcome = await recovered_outcome(run, record, now=self._clock())
+            return job.outcome
+
+        async def deliver() -> None:
+            await self._ends.deliver(job.id, listener, lambda: job.record, outcome)
+
+        # Already ended: never "active"; the real outcome comes with the images (outcome()).
+        job.outcome = JobOutcome(
+            state=record.state, images=(), kudos=record.kudos or 0.0, workers=(), error=record.error
+        )
+        job.journalled = True
+        job.task = asyncio.create_task(deliver(), name=f"horde-job-{job.id}-delivery")
+        self._jobs[job.id] = job
+        job.task.add_done_callback(functools.partial(self._forget, job.id))
+
     async def _listener_for(self, record: JobRecord, factory: ListenerFactory) -> tuple[JobListener, bool]:
         try:
             made = factory(record)
@@ -659,7 +715,7 @@ class JobManager:
         outcome = JobOutcome(state=JobState.FAILED, images=(), kudos=0.0, workers=(), error=error)
         job = _Job(ended or record, listener, n=0, timeout_s=self._timeout_s)
         job.outcome = outcome
-        await self._notify(job, "on_finished", lambda: listener.on_finished(job.record, outcome))
+        await self._ends.deliver(job.id, listener, lambda: job.record, outcome)
 
     def _resume_timeout(self, record: JobRecord) -> float:
         remaining = self._timeout_s - self._elapsed(record)

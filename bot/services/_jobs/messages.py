@@ -27,6 +27,10 @@ RESTARTED_BEFORE_ACCEPTED: Final = (
     "The bot restarted before the AI Horde had accepted this request, so it could not be "
     "followed. Please run it again."
 )
+RESULT_EXPIRED: Final = (
+    "The bot could not show these images before the AI Horde stopped keeping them "
+    "(it keeps results about 20 minutes). Please run it again."
+)
 CANNOT_RESUME: Final = (
     "The bot restarted and can't pick this kind of generation up again. Please run it again."
 )

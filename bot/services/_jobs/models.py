@@ -140,7 +140,9 @@ class JobOutcome:
 
 class JobListener(Protocol):
     """The Discord side of one job (it edits the job's message). Exceptions are logged and
-    ignored, except :class:`JobAbandoned`, which cancels the job."""
+    ignored, except :class:`JobAbandoned`, which cancels the job. ``on_finished`` returning means
+    the end was shown (journalled as delivered); it raises :class:`DeliveryDeferred` to be called
+    again later and :class:`DeliveryFailed` (or :class:`JobAbandoned`) when it never can be."""
 
     async def on_progress(self, job: JobRecord, progress: JobProgress) -> None: ...
 
@@ -152,6 +154,17 @@ class JobListener(Protocol):
 class JobAbandoned(Exception):
     """Raised by a listener whose message is gone (Discord 404 Unknown Message): nobody can see
     this job any more, so it is cancelled on the Horde."""
+
+
+class DeliveryDeferred(Exception):
+    """Raised by a listener's ``on_finished`` that could not show the end within its deadline
+    (Discord kept failing or rate-limiting): the delivery stays journalled as pending and is tried
+    again later, in this process or after a restart. Never a reason to drop the result."""
+
+
+class DeliveryFailed(Exception):
+    """Raised by a listener's ``on_finished`` when the end can never be shown (``str(exc)`` says
+    why, for the journal); the member was told where that was possible."""
 
 
 class JobsShuttingDownError(BotError):

@@ -55,6 +55,9 @@ class TextRun:
     def notes(self) -> tuple[str, ...]:
         return ()
 
+    async def recover(self) -> Sequence[DeliveredImage]:
+        return ()  # the texts are in the journal
+
     def result_json(self) -> dict[str, Any]:
         return {
             "n": self._ctx.n,
