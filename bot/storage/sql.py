@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from functools import partial
-from itertools import pairwise
 from typing import Any, Final, Generic, NamedTuple, Self, TypeAlias, TypeVar, Unpack
 
 from bot.crypto import BindingKind, binding, is_encrypted_token
@@ -69,12 +68,12 @@ class Migration(NamedTuple):
 def latest_version(migrations: Sequence[Migration]) -> int:
     """The schema version ``migrations`` lead to: the last one's number.
 
-    Numbers rise strictly from 1. A gap is allowed, so that changes made side by side can each take
-    a number of their own; merged, they apply in the order of their numbers.
+    Numbers run 1, 2, 3, … with no gap: a database records only its latest number, so a migration
+    numbered below one it already ran would never be applied.
     """
     numbers = [m.number for m in migrations]
-    if not numbers or numbers[0] < 1 or any(later <= earlier for earlier, later in pairwise(numbers)):
-        raise ValueError("migrations must be numbered 1, 2, 3, … in increasing order")
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise ValueError("migrations must be numbered 1, 2, 3, … in increasing order, with no gap")
     return numbers[-1]
 
 

@@ -76,16 +76,14 @@ async def test_failing_migration_keeps_the_previous_version_and_data(
         assert await storage.users.get(1) is not None
 
 
-# A step of 2 leaves a number free, as changes made side by side each take their own.
-@pytest.mark.parametrize("step", [1, 2])
-async def test_a_new_migration_is_applied_on_reopen(persistent_backend: Backend, step: int) -> None:
+async def test_a_new_migration_is_applied_on_reopen(persistent_backend: Backend) -> None:
     async with persistent_backend.open():
         pass
     latest = persistent_backend.migrations[-1].number
-    extra = Migration(latest + step, "extra", "CREATE TABLE extra (x INTEGER);")
+    extra = Migration(latest + 1, "extra", "CREATE TABLE extra (x INTEGER);")
     async with persistent_backend.open(migrations=(*persistent_backend.migrations, extra)):
         pass
-    assert await persistent_backend.schema_version() == latest + step
+    assert await persistent_backend.schema_version() == latest + 1
     assert "extra" in await persistent_backend.tables()
 
 
@@ -129,7 +127,9 @@ async def test_processes_starting_together_migrate_once(persistent_backend: Back
 
 async def test_migrations_must_be_numbered_in_increasing_order(backend: Backend) -> None:
     latest = backend.migrations[-1].number
-    for number in (latest, latest - 1):
+    # A repeated number, one below the last, and a gap (a database past the gap would never run
+    # the migration merged into it later).
+    for number in (latest, latest - 1, latest + 2):
         misplaced = Migration(number, "misplaced", "SELECT 1;")
         with pytest.raises(ValueError, match="increasing order"):
             await backend.open(migrations=(*backend.migrations, misplaced)).connect()
