@@ -45,6 +45,7 @@ EXTENSIONS: Final[tuple[str, ...]] = (
     "cogs.write",
     "cogs.alchemy",
     "cogs.horde_info",
+    "cogs.horde_workers",
     "cogs.kudos",
     "cogs.imagine",
     "cogs.reactions",
