@@ -32,6 +32,7 @@ from bot.services.accounts import AccountService
 from bot.services.delivery import Delivery
 from bot.services.guild_settings import GuildSettingsService
 from bot.services.jobs import JobManager
+from bot.services.kudos import KudosService
 from bot.services.policy import Policy
 from bot.storage import Storage, open_storage
 from bot.tree import HordeCommandTree
@@ -45,6 +46,7 @@ EXTENSIONS: Final[tuple[str, ...]] = (
     "cogs.write",
     "cogs.alchemy",
     "cogs.horde_info",
+    "cogs.horde_workers",
     "cogs.kudos",
     "cogs.imagine",
     "cogs.reactions",
@@ -116,6 +118,8 @@ class HordeBot(commands.Bot):
         self.redactor: Final = redactor
         # Services: built on the shared resources, no I/O until used.
         self.accounts: Final = AccountService(storage, keyring, horde, redactor=redactor)
+        # One per bot: /kudos give and gifting reactions share what was sent lately (shown by /me).
+        self.kudos: Final = KudosService(storage, self.accounts, horde)
         self.jobs: Final = JobManager.from_settings(storage, horde, settings)
         self.guild_settings: Final = GuildSettingsService(
             storage,

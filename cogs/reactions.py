@@ -17,7 +17,6 @@ from discord.ext import commands
 
 from bot.app import HordeBot
 from bot.errors import BotError
-from bot.services.kudos import KudosService
 from bot.services.reactions import ReactionAction, ReactionEvent, ReactionPlan, ReactionService, rerun_for
 from cogs.imagine import is_age_restricted, launch_in_channel
 
@@ -27,9 +26,7 @@ log = logging.getLogger(__name__)
 class Reactions(commands.Cog, name="Reactions"):
     def __init__(self, bot: HordeBot) -> None:
         self.bot = bot
-        self.service = ReactionService(
-            bot.storage, bot.guild_settings, KudosService(bot.storage, bot.accounts, bot.horde)
-        )
+        self.service = ReactionService(bot.storage, bot.guild_settings, bot.kudos)
 
     @commands.Cog.listener()
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:

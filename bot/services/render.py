@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import discord
 
+from bot.services.controls import details_legend
 from bot.services.imagine import ImagineParams, NamedStrength
 from bot.services.jobs import DeliveredImage, JobOutcome, JobProgress
 from bot.services.limits import fit_content, fit_embed
@@ -213,6 +214,7 @@ def render_details(job: JobRecord) -> discord.Embed:
         embed.add_field(name="Kudos", value=format_kudos(job.kudos))
     if job.error:
         embed.add_field(name="Error", value=_clip(job.error, EMBED_FIELD_CHARS), inline=False)
+    embed.add_field(name="Buttons and reactions", value=details_legend(), inline=False)
     embed.set_footer(text=f"Job {job.id}")
     return fit_embed(embed)
 

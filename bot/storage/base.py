@@ -100,6 +100,9 @@ class UserRecord(_Record):
     encrypted_api_key: str = Field(repr=False)
     horde_user_id: int = Field(ge=0)
     horde_username: str
+    profile_shared: bool = False
+    """Whether other members may see this account with /user. Off until the member turns it on;
+    only :meth:`UserRepository.set_profile_shared` changes it once the row exists."""
     created_at: AwareDatetime = Field(default_factory=utcnow)
     updated_at: AwareDatetime = Field(default_factory=utcnow)
 
@@ -239,7 +242,15 @@ class UserRepository(Protocol):
     async def get(self, discord_id: int) -> UserRecord | None: ...
 
     async def upsert(self, record: UserRecord) -> UserRecord:
-        """Insert or replace; keeps the first ``created_at`` and stamps ``updated_at``."""
+        """Insert or replace; keeps the first ``created_at`` and stamps ``updated_at``.
+
+        ``profile_shared`` is not written: a new row starts private and an existing one keeps its
+        choice (a new /login, or a record read before the member changed it, never flips it).
+        """
+        ...
+
+    async def set_profile_shared(self, discord_id: int, shared: bool) -> bool:
+        """Turn the member's /user sharing on or off; returns whether the member has a row."""
         ...
 
     async def delete(self, discord_id: int) -> bool: ...

@@ -137,6 +137,15 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             FOR EACH ROW EXECUTE FUNCTION refuse_unbound_api_key();
         """,
     ),
+    Migration(
+        6,
+        "user_profile_shared",
+        # Whether other members may see a member's AI Horde account with /user: an opt-in, so every
+        # member who logged in before it existed starts private.
+        """
+        ALTER TABLE users ADD COLUMN profile_shared boolean NOT NULL DEFAULT false;
+        """,
+    ),
 )
 
 __all__ = ["MIGRATIONS", "Migration"]

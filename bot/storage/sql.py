@@ -399,6 +399,13 @@ class SQLUsers:
         )
         return UserRecord.model_validate(rows[0])
 
+    async def set_profile_shared(self, discord_id: int, shared: bool) -> bool:
+        changed = await self._db.execute(
+            "UPDATE users SET profile_shared = $1, updated_at = $2 WHERE discord_id = $3",
+            (shared, self._clock(), discord_id),
+        )
+        return changed > 0
+
     async def delete(self, discord_id: int) -> bool:
         return await self._db.execute("DELETE FROM users WHERE discord_id = $1", (discord_id,)) > 0
 

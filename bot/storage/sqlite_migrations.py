@@ -139,6 +139,16 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         END;
         """,
     ),
+    Migration(
+        6,
+        "user_profile_shared",
+        # Whether other members may see a member's AI Horde account with /user: an opt-in, so every
+        # member who logged in before it existed starts private.
+        """
+        ALTER TABLE users ADD COLUMN profile_shared INTEGER NOT NULL DEFAULT 0
+            CHECK (profile_shared IN (0, 1));
+        """,
+    ),
 )
 
 __all__ = ["MIGRATIONS", "Migration"]

@@ -35,6 +35,7 @@ from bot.horde.simulator._schema import (
     validate,
 )
 from bot.horde.simulator._state import State
+from bot.horde.simulator._teams import TeamRoutes
 from bot.horde.simulator._users import transfer_kudos
 from bot.horde.simulator._web import Handler, PlainError, Route, json_body, json_response, origin
 from bot.horde.simulator.config import Limit, SimUser
@@ -73,6 +74,7 @@ class SimulatorApp:
             ("POST", "/api/v2/kudos/transfer", self.kudos_transfer, "kudos_transfer"),
         ]
         api += InfoRoutes(self.state).routes()
+        api += TeamRoutes(self.state).routes()
         api += ControlRoutes(self.state, self.counters, self.limiter).routes()
         for method, path, handler, name in api:
             app.router.add_route(method, path, handler, name=name)

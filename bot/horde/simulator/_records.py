@@ -26,6 +26,8 @@ class SimWorker:
     megapixelsteps: float = 0.0
     tokens: int = 0
     uncompleted_jobs: int = 0
+    team: str | None = None
+    """The team's name (``_teams.py``); none by default, as on a fresh server."""
 
 
 @dataclass

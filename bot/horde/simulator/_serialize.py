@@ -9,6 +9,7 @@ from bot.horde.simulator import _forms
 from bot.horde.simulator._content import R2_PLACEHOLDER
 from bot.horde.simulator._records import GenRequest, Interrogation, Kind, SimStyle, SimWorker
 from bot.horde.simulator._state import VERSION, State
+from bot.horde.simulator._teams import worker_team
 from bot.horde.simulator.config import SimUser
 
 IMAGE_NO_WORKER_MESSAGE = (
@@ -194,7 +195,7 @@ def worker_details(state: State, worker: SimWorker) -> dict[str, Any]:
         "trusted": True,
         "flagged": False,
         "uncompleted_jobs": worker.uncompleted_jobs,
-        "team": {"name": None, "id": None},
+        "team": worker_team(worker),
         "bridge_agent": "AI Horde Simulator:1:https://github.com/Haidra-Org/AI-Horde",
     }
     if worker.type == "image":

@@ -401,7 +401,8 @@ async def test_a_key_moved_to_another_members_row_is_refused(
     await accounts.login(ALICE_ID, ALICE_KEY)
     with sqlite3.connect(db_path) as conn:
         conn.execute(
-            "INSERT INTO users SELECT ?, encrypted_api_key, horde_user_id, 'bob#2', created_at, updated_at "
+            "INSERT INTO users (discord_id, encrypted_api_key, horde_user_id, horde_username, created_at, "
+            "updated_at) SELECT ?, encrypted_api_key, horde_user_id, 'bob#2', created_at, updated_at "
             "FROM users WHERE discord_id = ?",
             (BOB_ID, ALICE_ID),
         )

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from bot.horde.consts import KNOWN_FACEFIXERS, KNOWN_IMAGE_SAMPLERS, KNOWN_UPSCALERS
+from bot.services.controls import details_legend
 from bot.services.imagine import ImagineParams, NamedStrength
 from bot.services.jobs import CancelReason, DeliveredImage, JobOutcome, JobProgress
 from bot.services.render import (
@@ -360,3 +361,10 @@ def test_a_forced_edit_always_goes_out() -> None:
 
     assert throttle.should_edit("a", force=True)
     assert throttle.should_edit("b", force=True)
+
+
+def test_details_end_with_the_buttons_and_reactions() -> None:
+    fields = {field.name: field.value for field in render_details(record()).fields}
+
+    assert list(fields)[-1] == "Buttons and reactions"
+    assert fields["Buttons and reactions"] == details_legend()
