@@ -29,9 +29,11 @@ from bot.crypto import KeyRing
 from bot.horde import AIHordeAPIAsyncClientSession, AIHordeAPIAsyncSimpleClient, PollPolicy
 from bot.logging import SecretRedactor
 from bot.services.accounts import AccountService
-from bot.services.delivery import Delivery
+from bot.services.delivery.service import Delivery
 from bot.services.guild_settings import GuildSettingsService
 from bot.services.jobs import JobManager
+from bot.services.kinds import job_kinds
+from bot.services.kudos import KudosService
 from bot.services.policy import Policy
 from bot.storage import Storage, open_storage
 from bot.tree import HordeCommandTree
@@ -47,7 +49,6 @@ EXTENSIONS: Final[tuple[str, ...]] = (
     "cogs.horde_info",
     "cogs.kudos",
     "cogs.imagine",
-    "cogs.reactions",
     "cogs.config",
 )
 
@@ -116,7 +117,7 @@ class HordeBot(commands.Bot):
         self.redactor: Final = redactor
         # Services: built on the shared resources, no I/O until used.
         self.accounts: Final = AccountService(storage, keyring, horde, redactor=redactor)
-        self.jobs: Final = JobManager.from_settings(storage, horde, settings)
+        self.jobs: Final = JobManager.from_settings(storage, horde, settings, kinds=job_kinds())
         self.guild_settings: Final = GuildSettingsService(
             storage,
             settings.defaults,
@@ -126,6 +127,7 @@ class HordeBot(commands.Bot):
             cache_ttl_s=settings.bot.settings_cache_ttl_s,
         )
         self.policy: Final = Policy(self.guild_settings, self.accounts, storage)
+        self.kudos: Final = KudosService(storage, self.accounts, horde)
         # One per bot: every job listener shares its per-channel edit budget.
         self.delivery: Final = Delivery(self, storage, settings.progress)
         self.extensions_to_load: Final = tuple(extensions)

@@ -13,6 +13,7 @@ from bot.app import HordeBot
 from bot.errors import HordeUnavailableError
 from bot.horde import ActiveModel, AIHordeRequestError
 from bot.horde.consts import MODEL_TYPE
+from bot.services.formatting import format_duration
 from bot.services.horde_info import (
     HordeStatus,
     ModelSort,
@@ -21,7 +22,6 @@ from bot.services.horde_info import (
     horde_status,
     models_page,
 )
-from bot.services.render import format_duration
 from bot.tree import report_interaction_error
 
 PAGER_TIMEOUT_S: Final = 600.0

@@ -9,8 +9,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import HordeBot
-from bot.services.kudos import MAX_GIFT, KudosService
-from bot.services.render import format_kudos
+from bot.services.formatting import format_kudos
+from bot.services.kudos import MAX_GIFT
 
 
 class Kudos(commands.Cog, name="Kudos"):
@@ -18,7 +18,7 @@ class Kudos(commands.Cog, name="Kudos"):
 
     def __init__(self, bot: HordeBot) -> None:
         self.bot = bot
-        self.service = KudosService(bot.storage, bot.accounts, bot.horde)
+        self.service = bot.kudos
 
     @kudos.command(
         name="give", description="Give some of your kudos to another member (both must be logged in)."
