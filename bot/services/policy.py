@@ -274,12 +274,9 @@ class Policy:
     async def _check_concurrency(self, config: GuildConfig, context: GenerationContext) -> None:
         if config.max_jobs_member <= 0 and config.max_jobs_server <= 0:
             return
-        unfinished = [
-            job for job in await self._storage.jobs.list_unfinished() if job.guild_id == context.guild_id
-        ]
-        mine = sum(job.user_id == context.user_id for job in unfinished)
+        mine, everyone = await self._storage.jobs.count_unfinished(context.guild_id, context.user_id)
         mine += self._starting[(context.guild_id, context.user_id)]
-        everyone = len(unfinished) + self._starting[(context.guild_id, None)]
+        everyone += self._starting[(context.guild_id, None)]
         if 0 < config.max_jobs_member <= mine:
             raise PolicyError(
                 f"You can run at most {config.max_jobs_member} generation(s) at once here. "

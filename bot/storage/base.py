@@ -315,6 +315,11 @@ class JobRepository(Protocol):
         :meth:`list_unfinished`."""
         ...
 
+    async def count_unfinished(self, guild_id: int | None, user_id: int) -> tuple[int, int]:
+        """``(user_id``'s, everyone's``)`` pending and submitted jobs in ``guild_id`` (``None``: DMs),
+        every shard's."""
+        ...
+
     async def list_recent(self, user_id: int, limit: int = 10) -> list[JobRecord]:
         """Newest first."""
         ...
