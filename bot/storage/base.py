@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -243,8 +243,6 @@ class UserRepository(Protocol):
         ...
 
     async def delete(self, discord_id: int) -> bool: ...
-
-    def iter_all(self) -> AsyncIterator[UserRecord]: ...
 
     async def update_encrypted_keys(self, keys: Mapping[int, str]) -> None:
         """Replace the encrypted keys of the given users atomically."""

@@ -402,11 +402,6 @@ class SQLUsers:
     async def delete(self, discord_id: int) -> bool:
         return await self._db.execute("DELETE FROM users WHERE discord_id = $1", (discord_id,)) > 0
 
-    async def iter_all(self) -> AsyncIterator[UserRecord]:
-        # Fetched up front: holding a connection across yields would block the other coroutines.
-        for row in await self._db.fetch("SELECT * FROM users ORDER BY discord_id"):
-            yield UserRecord.model_validate(row)
-
     async def update_encrypted_keys(self, keys: Mapping[int, str]) -> None:
         tokens: dict[RowKey, str] = dict(keys.items())
         await self.api_key_column.write_tokens(tokens)
