@@ -29,9 +29,10 @@ from bot.crypto import KeyRing
 from bot.horde import AIHordeAPIAsyncClientSession, AIHordeAPIAsyncSimpleClient, PollPolicy
 from bot.logging import SecretRedactor
 from bot.services.accounts import AccountService
-from bot.services.delivery import Delivery
+from bot.services.delivery.service import Delivery
 from bot.services.guild_settings import GuildSettingsService
 from bot.services.jobs import JobManager
+from bot.services.kinds import job_kinds
 from bot.services.kudos import KudosService
 from bot.services.policy import Policy
 from bot.storage import Storage, open_storage
@@ -49,7 +50,6 @@ EXTENSIONS: Final[tuple[str, ...]] = (
     "cogs.horde_workers",
     "cogs.kudos",
     "cogs.imagine",
-    "cogs.reactions",
     "cogs.config",
 )
 
@@ -120,7 +120,7 @@ class HordeBot(commands.Bot):
         self.accounts: Final = AccountService(storage, keyring, horde, redactor=redactor)
         # One per bot: /kudos give and gifting reactions share what was sent lately (shown by /me).
         self.kudos: Final = KudosService(storage, self.accounts, horde)
-        self.jobs: Final = JobManager.from_settings(storage, horde, settings)
+        self.jobs: Final = JobManager.from_settings(storage, horde, settings, kinds=job_kinds())
         self.guild_settings: Final = GuildSettingsService(
             storage,
             settings.defaults,

@@ -13,11 +13,10 @@ from discord.ext import commands
 from bot.app import HordeBot
 from bot.horde import UserAmountRecords, UserDetailsResponse, UserThingRecords
 from bot.services.accounts import REGISTER_URL, AccountService
-from bot.services.formatting import UNKNOWN, format_number, format_uptime
+from bot.services.delivery.limits import fit_embed
+from bot.services.formatting import UNKNOWN, format_kudos, format_number, format_uptime
 from bot.services.kudos import HORDE_USER_CACHE_S, RecentTransfer
-from bot.services.limits import fit_embed
 from bot.services.profiles import MemberProfile, ProfileService
-from bot.services.render import format_kudos
 from bot.tree import report_interaction_error
 
 APIKEY_INPUT_ID: Final = "accounts:login:apikey"

@@ -13,7 +13,7 @@ from bot.app import HordeBot
 from bot.errors import HordeUnavailableError
 from bot.horde import ActiveModel, AIHordeRequestError, HordeModesResponse, Newspiece
 from bot.horde.consts import MODEL_TYPE
-from bot.services.formatting import format_number
+from bot.services.formatting import clip, format_duration, format_number
 from bot.services.horde_info import (
     HordeStatus,
     ModelSort,
@@ -24,9 +24,7 @@ from bot.services.horde_info import (
     horde_status,
     models_page,
 )
-from bot.services.limits import clip
 from bot.services.paging import Page, paginate
-from bot.services.render import format_duration
 from cogs.pager import NO_MENTIONS, Pager, page_footer
 
 NO_MODELS: Final = "No worker serves a model of this kind right now."

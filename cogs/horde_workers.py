@@ -18,7 +18,7 @@ from bot.app import HordeBot
 from bot.errors import HordeUnavailableError
 from bot.horde import AIHordeRequestError, TeamDetailsResponse, WorkerDetailsResponse
 from bot.horde.consts import WORKER_TYPE
-from bot.services.formatting import UNKNOWN, format_number, format_uptime, plain_line, plural
+from bot.services.formatting import UNKNOWN, format_kudos, format_number, format_uptime, plain_line, plural
 from bot.services.horde_workers import (
     KIND_NAMES,
     MAX_NAME_LENGTH,
@@ -29,7 +29,6 @@ from bot.services.horde_workers import (
     list_teams,
 )
 from bot.services.paging import paginate
-from bot.services.render import format_kudos
 from cogs.pager import Pager, page_footer
 
 WORKERS_PER_PAGE: Final = 10

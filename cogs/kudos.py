@@ -9,8 +9,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import HordeBot
+from bot.services.formatting import format_kudos
 from bot.services.kudos import HORDE_USER_CACHE_S, MAX_GIFT
-from bot.services.render import format_kudos
 
 BALANCE_LAG_NOTE: Final = (
     f"-# The AI Horde updates balances within {HORDE_USER_CACHE_S:.0f} seconds; "

@@ -11,8 +11,8 @@ from typing import Any, Final
 
 import discord
 
+from bot.services.delivery.limits import fit_embed
 from bot.services.formatting import plural
-from bot.services.limits import fit_embed
 from bot.tree import report_interaction_error
 
 PAGER_TIMEOUT_S: Final = 600.0

@@ -10,7 +10,7 @@ from typing import Final
 
 from bot.config import GenerationDefaults
 from bot.services.guild_settings import GuildConfig, build_config
-from bot.services.reactions import DELETE_EMOJI, NEW_SEED_EMOJI, kudos_gifting_enabled
+from bot.services.image.reactions import DELETE_EMOJI, NEW_SEED_EMOJI, kudos_gifting_enabled
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ everywhere. Checks run cheapest first: where, what, who pays, how much, how ofte
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,11 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
+from bot import clock
 from bot.config import GenerationDefaults
 from bot.errors import BotError, NotLoggedInError
 from bot.services.accounts import AccountService, ResolvedKey
 from bot.services.guild_settings import MAX_COOLDOWN_S, GuildConfig, GuildSettingsService, Visibility
-from bot.storage import JobKind, KeyOwner, Storage
+from bot.storage import JobKind, JobRecord, KeyOwner, Storage
 from bot.storage.base import utcnow
 
 Origin = Literal["command", "button", "reaction"]
@@ -87,6 +87,11 @@ class Decision:
         return self.visibility == "private"
 
 
+def can_manage_job(job: JobRecord, user_id: int, *, manages_messages: bool) -> bool:
+    """Cancel and Delete: the member who started the job, or one who may manage messages here."""
+    return user_id == job.user_id or manages_messages
+
+
 def start_of_day(now: datetime) -> datetime:
     """Midnight (UTC) of ``now``'s day: the daily budgets restart then."""
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -101,7 +106,7 @@ class Policy:
         accounts: AccountService,
         storage: Storage,
         *,
-        monotonic: Callable[[], float] | None = None,
+        monotonic: Callable[[], float] = clock.monotonic,
         wall_clock: Callable[[], datetime] = utcnow,
         max_tracked: int = DEFAULT_MAX_TRACKED,
     ) -> None:
@@ -110,8 +115,7 @@ class Policy:
         self._settings = settings
         self._accounts = accounts
         self._storage = storage
-        # Looked up at each call (not bound here) so a patched clock, such as SimCord's, is seen.
-        self._monotonic = monotonic or (lambda: time.monotonic())
+        self._monotonic = monotonic
         self._wall_clock = wall_clock
         # (guild, member) → when their last generation was admitted, oldest first. Entries older
         # than the longest cooldown can never refuse anyone and are dropped; past max_tracked
@@ -270,12 +274,9 @@ class Policy:
     async def _check_concurrency(self, config: GuildConfig, context: GenerationContext) -> None:
         if config.max_jobs_member <= 0 and config.max_jobs_server <= 0:
             return
-        unfinished = [
-            job for job in await self._storage.jobs.list_unfinished() if job.guild_id == context.guild_id
-        ]
-        mine = sum(job.user_id == context.user_id for job in unfinished)
+        mine, everyone = await self._storage.jobs.count_unfinished(context.guild_id, context.user_id)
         mine += self._starting[(context.guild_id, context.user_id)]
-        everyone = len(unfinished) + self._starting[(context.guild_id, None)]
+        everyone += self._starting[(context.guild_id, None)]
         if 0 < config.max_jobs_member <= mine:
             raise PolicyError(
                 f"You can run at most {config.max_jobs_member} generation(s) at once here. "

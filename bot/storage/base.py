@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -255,8 +255,6 @@ class UserRepository(Protocol):
 
     async def delete(self, discord_id: int) -> bool: ...
 
-    def iter_all(self) -> AsyncIterator[UserRecord]: ...
-
     async def update_encrypted_keys(self, keys: Mapping[int, str]) -> None:
         """Replace the encrypted keys of the given users atomically."""
         ...
@@ -324,6 +322,11 @@ class JobRepository(Protocol):
     async def list_undelivered(self, shard_ids: Collection[int] | None = None) -> list[JobRecord]:
         """Ended jobs whose end is not shown yet (``delivery`` pending), oldest first; shards as in
         :meth:`list_unfinished`."""
+        ...
+
+    async def count_unfinished(self, guild_id: int | None, user_id: int) -> tuple[int, int]:
+        """``(user_id``'s, everyone's``)`` pending and submitted jobs in ``guild_id`` (``None``: DMs),
+        every shard's."""
         ...
 
     async def list_recent(self, user_id: int, limit: int = 10) -> list[JobRecord]:

@@ -409,11 +409,6 @@ class SQLUsers:
     async def delete(self, discord_id: int) -> bool:
         return await self._db.execute("DELETE FROM users WHERE discord_id = $1", (discord_id,)) > 0
 
-    async def iter_all(self) -> AsyncIterator[UserRecord]:
-        # Fetched up front: holding a connection across yields would block the other coroutines.
-        for row in await self._db.fetch("SELECT * FROM users ORDER BY discord_id"):
-            yield UserRecord.model_validate(row)
-
     async def update_encrypted_keys(self, keys: Mapping[int, str]) -> None:
         tokens: dict[RowKey, str] = dict(keys.items())
         await self.api_key_column.write_tokens(tokens)
@@ -625,6 +620,16 @@ class SQLJobs:
 
     async def list_undelivered(self, shard_ids: Collection[int] | None = None) -> list[JobRecord]:
         return await self._list(f"delivery = '{DeliveryState.PENDING.value}'", shard_ids)
+
+    async def count_unfinished(self, guild_id: int | None, user_id: int) -> tuple[int, int]:
+        where = "guild_id IS NULL" if guild_id is None else "guild_id = $2"
+        params: list[int] = [user_id] if guild_id is None else [user_id, guild_id]
+        row = await self._db.fetchone(
+            "SELECT coalesce(sum(CASE WHEN user_id = $1 THEN 1 ELSE 0 END), 0) AS mine, count(*) AS everyone "
+            f"FROM jobs WHERE state IN ({_UNFINISHED_SQL}) AND {where}",
+            params,
+        )
+        return (0, 0) if row is None else (int(row["mine"]), int(row["everyone"]))
 
     async def _list(self, condition: str, shard_ids: Collection[int] | None) -> list[JobRecord]:
         sql = f"SELECT * FROM jobs WHERE {condition}"

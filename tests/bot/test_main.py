@@ -187,7 +187,8 @@ def test_rotate_key_re_encrypts_the_stored_keys(
 
     async def stored_keys() -> dict[int, str]:
         async with open_storage(url) as storage:
-            return {user.discord_id: user.encrypted_api_key async for user in storage.users.iter_all()}
+            users = [await storage.users.get(discord_id) for discord_id in (11, 12)]
+            return {user.discord_id: user.encrypted_api_key for user in users if user is not None}
 
     asyncio.run(store_users())
     monkeypatch.setenv(ENV_VAR, f"{new_entry},{old_entry}")

@@ -27,18 +27,14 @@ from bot.app import HordeBot
 from bot.config import Settings
 from bot.horde import AIHordeAPIAsyncManualClient, ImageGenerateAsyncResponse, PollPolicy
 from bot.horde.simulator import Knobs, RateLimits, Simulator, SimulatorConfig
-from bot.services.delivery import (
-    DISCORD_TROUBLE,
-    MOVED_AFTER_RESTART,
-    MOVED_AFTER_TIMEOUT,
-    MOVED_HERE,
-    NO_FILES,
-    ChannelEditBudget,
-)
-from bot.services.imagine import ImagineOptions, build_request
-from bot.services.render import NO_ATTACH_PERMISSION
+from bot.services.delivery.budget import ChannelEditBudget
+from bot.services.delivery.listener import NO_FILES
+from bot.services.delivery.service import DISCORD_TROUBLE
+from bot.services.delivery.targets import MOVED_AFTER_RESTART, MOVED_AFTER_TIMEOUT, MOVED_HERE
+from bot.services.image.render import NO_ATTACH_PERMISSION
+from bot.services.image.request import ImagineOptions, build_request
 from bot.storage import DeliveryState, JobRecord, JobState
-from cogs.imagine._delivery import PRIVATE_CHANNEL
+from cogs._jobs import PRIVATE_CHANNEL
 
 if TYPE_CHECKING:
     from conftest import Server
@@ -343,7 +339,7 @@ async def test_a_reaction_rerun_where_results_are_private_is_refused(
     assert message is not None
     await make_private(server)  # a public result from before the server went private
 
-    with caplog.at_level(logging.INFO, logger="cogs.reactions"):
+    with caplog.at_level(logging.INFO, logger="cogs.imagine._reactions"):
         await server.bob.react(message, "🔁")
 
     assert await server.bot.storage.jobs.list_recent(server.bob.id) == []

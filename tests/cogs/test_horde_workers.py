@@ -18,8 +18,8 @@ from bot.horde import AllWorkersDetailsResponse, WorkerDetailsResponse
 from bot.horde.simulator import Fault, Simulator
 from bot.horde.simulator._records import SimWorker
 from bot.horde.simulator._teams import form_team
+from bot.services.delivery.limits import fit_embed
 from bot.services.horde_workers import WorkerSearch
-from bot.services.limits import fit_embed
 from cogs.horde_workers import WorkerPager, WorkersPager, worker_embed, worker_line
 
 if TYPE_CHECKING:

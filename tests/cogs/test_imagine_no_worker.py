@@ -16,8 +16,8 @@ from test_imagine_support import settings as support_settings  # noqa: F401 - a 
 
 from bot.config import Settings
 from bot.horde.simulator import Knobs, RateLimits, Simulator, SimulatorConfig
-from bot.services._jobs.messages import CANCELLED
 from bot.services.jobs import CancelReason
+from bot.services.jobs.messages import CANCELLED
 from bot.storage import JobState
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ import pytest
 from discord_limits import LimitedDiscord
 
 from bot.horde.simulator import Fault, Simulator
-from bot.services._jobs.messages import RESULT_EXPIRED
+from bot.services.jobs.messages import RESULT_EXPIRED
 from bot.storage import DeliveryState, JobRecord, JobState
 
 if TYPE_CHECKING:

@@ -8,10 +8,10 @@ import discord
 from bot.config import GenerationDefaults
 from bot.services.controls import BUTTONS, RESULT_BUTTONS, details_legend, reactions
 from bot.services.guild_settings import build_config
-from bot.services.reactions import ReactionAction, action_for
-from cogs.alchemy import CancelButton
+from bot.services.image.reactions import ReactionAction, action_for
+from cogs.alchemy import AlchemyButton
 from cogs.imagine import _views as imagine_views
-from cogs.write import _LOOKS as WRITE_LOOKS
+from cogs.write import WriteButton
 
 JOB_ID = "0" * 32
 
@@ -24,15 +24,15 @@ def _looks(item: discord.ui.Item[discord.ui.View]) -> tuple[str, str]:
 
 def test_every_button_the_bot_draws_is_documented() -> None:
     documented = {(control.emoji, control.name) for control in BUTTONS}
-    drawn = {(emoji, label) for label, _, emoji in imagine_views._LOOKS.values()}
-    drawn |= {(emoji, label) for label, _, emoji in WRITE_LOOKS.values()}
-    drawn.add(_looks(CancelButton(JOB_ID).item))
+    drawn = {(emoji, label) for label, _, emoji in imagine_views.ImagineButton.looks.values()}
+    drawn |= {(emoji, label) for label, _, emoji in WriteButton.looks.values()}
+    drawn |= {(emoji, label) for label, _, emoji in AlchemyButton.looks.values()}
 
     assert drawn == documented
 
 
 def test_the_result_buttons_are_those_under_a_result_in_their_order() -> None:
-    view = imagine_views.result_view(JOB_ID)
+    view = imagine_views.VIEWS.result(JOB_ID)
     shown = [_looks(item) for item in view.children]
 
     assert shown == [(control.emoji, control.name) for control in RESULT_BUTTONS]

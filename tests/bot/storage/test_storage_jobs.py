@@ -165,6 +165,22 @@ async def test_list_unfinished_by_shard(storage: SQLStorage[Any], clock: Any) ->
     assert [j.id for j in await storage.jobs.list_unfinished(shard_ids=[1])] == [submitted1.id]
 
 
+async def test_count_unfinished_counts_a_members_and_a_servers_running_jobs(storage: SQLStorage[Any]) -> None:
+    await storage.jobs.create(job(user_id=1))
+    await storage.jobs.create(job(user_id=1, state=JobState.SUBMITTED, horde_id="h1", shard_id=3))
+    await storage.jobs.create(job(user_id=2))
+    await storage.jobs.create(job(user_id=1, guild_id=101))  # another server
+    await storage.jobs.create(job(user_id=1, guild_id=None))  # a DM
+    for state in TERMINAL:
+        await storage.jobs.create(job(user_id=1, state=state))
+    assert await storage.jobs.count_unfinished(100, 1) == (2, 3)
+    assert await storage.jobs.count_unfinished(100, 2) == (1, 3)
+    assert await storage.jobs.count_unfinished(100, 9) == (0, 3)
+    assert await storage.jobs.count_unfinished(101, 1) == (1, 1)
+    assert await storage.jobs.count_unfinished(None, 1) == (1, 1)
+    assert await storage.jobs.count_unfinished(102, 1) == (0, 0)
+
+
 async def test_delivery_is_journalled_apart_and_undelivered_ends_are_listed_by_shard(
     storage: SQLStorage[Any], clock: Any
 ) -> None:
