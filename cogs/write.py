@@ -20,25 +20,23 @@ from pydantic import ValidationError
 
 from bot.app import HordeBot
 from bot.errors import PermissionDeniedError, UserInputError
+from bot.generation_limits import MAX_PROMPT_CHARS, MAX_TEXT_TOKENS, MIN_TEXT_TOKENS
 from bot.horde import ActiveModel, AIHordeRequestError
 from bot.horde.consts import MODEL_TYPE
-from bot.services.accounts import ResolvedKey
 from bot.services.delivery import MessageJobListener, MessageTarget, journalled_params
 from bot.services.estimates import estimate_text_cost
 from bot.services.horde_info import fetch_models
 from bot.services.imagine import can_manage_job
 from bot.services.jobs import JobListener, JobOutcome, JobsShuttingDownError, describe_horde_error
+from bot.services.keys import ResolvedKey
 from bot.services.models_cache import ModelsCache
 from bot.services.policy import GenerationContext, Origin
 from bot.services.render import format_kudos
 from bot.services.text import (
     MAX_CONTEXT,
-    MAX_LENGTH,
-    MAX_PROMPT_CHARS,
     MAX_REP_PEN,
     MAX_TEMPERATURE,
     MIN_CONTEXT,
-    MIN_LENGTH,
     MIN_REP_PEN,
     MIN_TOP_P,
     TEXT_FILENAME,
@@ -190,7 +188,7 @@ class Write(commands.Cog, name=COG_NAME):
         interaction: discord.Interaction[Any],
         prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS],
         model: app_commands.Range[str, 1, 100] | None = None,
-        max_length: app_commands.Range[int, MIN_LENGTH, MAX_LENGTH] | None = None,
+        max_length: app_commands.Range[int, MIN_TEXT_TOKENS, MAX_TEXT_TOKENS] | None = None,
         max_context_length: app_commands.Range[int, MIN_CONTEXT, MAX_CONTEXT] | None = None,
         temperature: app_commands.Range[float, 0.0, MAX_TEMPERATURE] | None = None,
         top_p: app_commands.Range[float, MIN_TOP_P, 1.0] | None = None,

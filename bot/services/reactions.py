@@ -14,10 +14,11 @@ from enum import StrEnum
 from typing import Final
 
 from bot.errors import BotError
-from bot.services.guild_settings import GuildConfig, GuildSettingsService
 from bot.services.imagine import ImagineParams, ImagineRequest, can_manage_job, exact_seed, rerun_request
 from bot.services.kudos import KudosGift, KudosService
 from bot.services.policy import GenerationContext, Origin
+from bot.services.settings.config import GuildConfig
+from bot.services.settings.service import GuildSettingsService
 from bot.storage import JobRecord, Storage
 
 log = logging.getLogger(__name__)

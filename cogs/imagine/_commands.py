@@ -13,17 +13,14 @@ from discord.ext import commands
 
 from bot.app import HordeBot
 from bot.errors import PermissionDeniedError, UserInputError
+from bot.generation_limits import MAX_N, MAX_PROMPT_CHARS, MAX_SIDE, MAX_STEPS, MIN_SIDE
 from bot.horde import ActiveModel, AIHordeRequestError
 from bot.horde.consts import KNOWN_FACEFIXERS, KNOWN_IMAGE_SAMPLERS, KNOWN_UPSCALERS
 from bot.services.alchemy import UPSCALE_FORM
 from bot.services.estimates import estimate_image_cost
 from bot.services.imagine import (
-    MAX_N,
     MAX_SEED_LENGTH,
-    MAX_SIDE,
-    MAX_STEPS,
     MIN_DENOISING,
-    MIN_SIDE,
     AspectPreset,
     ImagineOptions,
     ImagineParams,
@@ -57,8 +54,6 @@ UNKNOWN_JOB: Final = "I can't find this generation any more."
 ALREADY_FINISHED: Final = "This generation has already finished."
 DOWNLOAD_FAILED: Final = "I couldn't download the source image from Discord. Please try again."
 ESTIMATE: Final = "This would cost about **{kudos} kudos**. Nothing was generated."
-MAX_PROMPT_CHARS: Final = 6000
-"""Discord's longest string option."""
 
 
 def _choices(values: Sequence[str]) -> list[app_commands.Choice[str]]:

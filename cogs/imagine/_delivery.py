@@ -18,7 +18,6 @@ import discord
 
 from bot.app import HordeBot
 from bot.errors import BotError, UserInputError
-from bot.services.accounts import ResolvedKey
 from bot.services.delivery import (
     Delivery,
     Fields,
@@ -30,6 +29,7 @@ from bot.services.delivery import (
 )
 from bot.services.imagine import ImagineParams, ImagineRequest
 from bot.services.jobs import DeliveredImage, JobListener, JobOutcome, JobProgress
+from bot.services.keys import ResolvedKey
 from bot.services.render import NO_ATTACH_PERMISSION, EditThrottle, render_progress, render_result
 from bot.storage import JobRecord
 from cogs.imagine._views import progress_view, result_view

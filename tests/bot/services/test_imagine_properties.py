@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from bot.config import GenerationDefaults
 from bot.errors import UserInputError
+from bot.generation_limits import MAX_PROMPT_CHARS
 from bot.horde import AlchemyAsyncRequest, ImageGenerateAsyncRequest
 from bot.horde.consts import KNOWN_FACEFIXERS, KNOWN_IMAGE_SAMPLERS, KNOWN_UPSCALERS
 from bot.services.alchemy import alchemy_choices, build_alchemy_request
@@ -38,7 +39,6 @@ from bot.services.imagine import (
     rerun_request,
 )
 from bot.services.imagine_actions import edited_request
-from cogs.imagine._commands import MAX_PROMPT_CHARS
 
 T = TypeVar("T")
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
