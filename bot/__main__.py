@@ -32,9 +32,10 @@ import discord
 from bot.app import HordeBot, app_version, create_bot
 from bot.config import DISCORD_TOKEN_ENV_VAR, ConfigError, Settings, load_settings
 from bot.crypto import ENV_VAR as SECRET_KEYS_ENV_VAR
-from bot.crypto import CryptoError, check_keyring, count_unbound, generate_key_value, rotate_all
+from bot.crypto import CryptoError, generate_key_value
 from bot.logging import SecretRedactor, setup_logging
 from bot.storage import open_storage
+from bot.storage.keys_at_rest import check_keyring, count_unbound, rotate_all
 
 log = logging.getLogger("bot")
 

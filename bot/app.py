@@ -30,11 +30,11 @@ from bot.horde import AIHordeAPIAsyncClientSession, AIHordeAPIAsyncSimpleClient,
 from bot.logging import SecretRedactor
 from bot.services.accounts import AccountService
 from bot.services.delivery.service import Delivery
-from bot.services.guild_settings import GuildSettingsService
 from bot.services.jobs import JobManager
 from bot.services.kinds import job_kinds
 from bot.services.kudos import KudosService
 from bot.services.policy import Policy
+from bot.services.settings.service import GuildSettingsService
 from bot.storage import Storage, open_storage
 from bot.tree import HordeCommandTree
 

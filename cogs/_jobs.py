@@ -25,11 +25,11 @@ from pydantic import BaseModel
 from bot.app import HordeBot
 from bot.errors import BotError, PermissionDeniedError, UserInputError
 from bot.horde import AIHordeRequestError, BaseAsyncRequest
-from bot.services.accounts import ResolvedKey
 from bot.services.delivery.service import JobMessage, journalled_params
 from bot.services.delivery.targets import MessageTarget
 from bot.services.formatting import format_kudos
 from bot.services.jobs import JobListener, JobProgress, JobsShuttingDownError, describe_horde_error
+from bot.services.keys import ResolvedKey
 from bot.services.kinds import COMMAND_KINDS
 from bot.services.models_cache import ModelsCache
 from bot.services.policy import GenerationContext, Origin, can_manage_job

@@ -16,20 +16,15 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import HordeBot
-from bot.services.guild_settings import (
-    SettingChange,
-    SettingGroup,
-    SettingValueError,
-    ShownSetting,
-    get_setting,
-    setting_names,
-)
+from bot.services.delivery.limits import EMBED_DESCRIPTION, EMBED_FIELD_VALUE
+from bot.services.formatting import clip
+from bot.services.settings.registry import SettingGroup, SettingValueError, get_setting, setting_names
+from bot.services.settings.service import SettingChange, ShownSetting
 
 log = logging.getLogger(__name__)
 
 NO_MENTIONS: Final = discord.AllowedMentions.none()
 MAX_SHOWN_VALUE: Final = 200
-MAX_FIELD: Final = 1024
 MAX_AUTOCOMPLETE: Final = 25
 AUDIT_ENTRIES: Final = 15
 LOG_CHANNEL_FAILED: Final = "⚠️ I couldn't post this change to the log channel; check my permissions there."
@@ -45,13 +40,9 @@ LOG_CHANNEL_NO_ACCESS: Final = (
 )
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _shown(text: str, limit: int = MAX_SHOWN_VALUE) -> str:
     """An admin's value as plain text: no markdown, masked link or mention of theirs takes effect."""
-    return discord.utils.escape_mentions(discord.utils.escape_markdown(_clip(text, limit)))
+    return discord.utils.escape_mentions(discord.utils.escape_markdown(clip(text, limit)))
 
 
 PostableChannel = discord.TextChannel | discord.VoiceChannel | discord.StageChannel | discord.Thread
@@ -84,7 +75,7 @@ def _group_lines(shown: list[ShownSetting], group: SettingGroup, *, detailed: bo
         if detailed:
             line += f"\n-# {entry.description}"
         lines.append(line)
-    return _clip("\n".join(lines), MAX_FIELD) or "—"
+    return clip("\n".join(lines), EMBED_FIELD_VALUE) or "—"
 
 
 def _change_line(change: SettingChange, actor: discord.abc.User | None = None) -> str:
@@ -174,7 +165,7 @@ class Config(commands.GroupCog, group_name="config", group_description="This ser
         ]
         embed = discord.Embed(
             title="Settings changes",
-            description=_clip("\n".join(lines), 4096) or "No setting was changed yet.",
+            description=clip("\n".join(lines), EMBED_DESCRIPTION) or "No setting was changed yet.",
             colour=discord.Colour.blurple(),
         )
         await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from bot.app import HordeBot
 from bot.errors import UserInputError
+from bot.generation_limits import MAX_PROMPT_CHARS, MAX_TEXT_TOKENS, MIN_TEXT_TOKENS
 from bot.horde import ActiveModel
 from bot.horde.consts import MODEL_TYPE
 from bot.services.delivery.targets import MessageTarget
@@ -28,12 +29,9 @@ from bot.services.text.listener import text_listener
 from bot.services.text.render import render_text_progress
 from bot.services.text.request import (
     MAX_CONTEXT,
-    MAX_LENGTH,
-    MAX_PROMPT_CHARS,
     MAX_REP_PEN,
     MAX_TEMPERATURE,
     MIN_CONTEXT,
-    MIN_LENGTH,
     MIN_REP_PEN,
     MIN_TOP_P,
     TextOptions,
@@ -133,7 +131,7 @@ class Write(commands.Cog, name=COG_NAME):
         interaction: discord.Interaction[Any],
         prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS],
         model: app_commands.Range[str, 1, 100] | None = None,
-        max_length: app_commands.Range[int, MIN_LENGTH, MAX_LENGTH] | None = None,
+        max_length: app_commands.Range[int, MIN_TEXT_TOKENS, MAX_TEXT_TOKENS] | None = None,
         max_context_length: app_commands.Range[int, MIN_CONTEXT, MAX_CONTEXT] | None = None,
         temperature: app_commands.Range[float, 0.0, MAX_TEMPERATURE] | None = None,
         top_p: app_commands.Range[float, MIN_TOP_P, 1.0] | None = None,

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from bot.config import GenerationDefaults
-from bot.services.guild_settings import GuildConfig, build_config
 from bot.services.image.reactions import DELETE_EMOJI, NEW_SEED_EMOJI, kudos_gifting_enabled
+from bot.services.settings.config import GuildConfig, build_config
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,11 @@ from typing import Final, Literal
 from bot import clock
 from bot.config import GenerationDefaults
 from bot.errors import BotError, NotLoggedInError
-from bot.services.accounts import AccountService, ResolvedKey
-from bot.services.guild_settings import MAX_COOLDOWN_S, GuildConfig, GuildSettingsService, Visibility
+from bot.services.accounts import AccountService
+from bot.services.keys import ResolvedKey
+from bot.services.settings.config import GuildConfig
+from bot.services.settings.registry import MAX_COOLDOWN_S, Visibility
+from bot.services.settings.service import GuildSettingsService
 from bot.storage import JobKind, JobRecord, KeyOwner, Storage
 from bot.storage.base import utcnow
 

@@ -217,7 +217,7 @@ class JobChanges(TypedDict, total=False):
 
 
 class EncryptedColumn(Protocol):
-    """A column of KeyRing tokens; ``bot.crypto.rotate_all`` re-encrypts each registered one."""
+    """A column of KeyRing tokens; ``bot.storage.keys_at_rest.rotate_all`` re-encrypts each one."""
 
     @property
     def name(self) -> str: ...

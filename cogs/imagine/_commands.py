@@ -13,18 +13,15 @@ from discord.ext import commands
 
 from bot.app import HordeBot
 from bot.errors import UserInputError
+from bot.generation_limits import MAX_N, MAX_PROMPT_CHARS, MAX_SIDE, MAX_STEPS, MIN_SIDE
 from bot.horde import ActiveModel
 from bot.horde.consts import KNOWN_FACEFIXERS, KNOWN_IMAGE_SAMPLERS, KNOWN_UPSCALERS
 from bot.services.alchemy.request import UPSCALE_FORM
 from bot.services.estimates import estimate_image_cost
 from bot.services.image.render import render_details
 from bot.services.image.request import (
-    MAX_N,
     MAX_SEED_LENGTH,
-    MAX_SIDE,
-    MAX_STEPS,
     MIN_DENOISING,
-    MIN_SIDE,
     AspectPreset,
     ImagineOptions,
     ImagineParams,
@@ -56,8 +53,6 @@ NO_IMAGES: Final = "This result has no images to upscale."
 NO_ALCHEMY: Final = "Upscaling isn't available on this bot."
 UPSCALE_PROMPT: Final = "Which image should I upscale?"
 DOWNLOAD_FAILED: Final = "I couldn't download the source image from Discord. Please try again."
-MAX_PROMPT_CHARS: Final = 6000
-"""Discord's longest string option."""
 
 
 def _choices(values: Sequence[str]) -> list[app_commands.Choice[str]]:

@@ -14,11 +14,12 @@ from enum import StrEnum
 from typing import Final
 
 from bot.errors import BotError
-from bot.services.guild_settings import GuildConfig, GuildSettingsService
 from bot.services.image.request import ImagineRequest, generation_context
 from bot.services.image.rerun import exact_seed, rerun_request
 from bot.services.kudos import KudosGift, KudosService
 from bot.services.policy import GenerationContext, can_manage_job
+from bot.services.settings.config import GuildConfig
+from bot.services.settings.service import GuildSettingsService
 from bot.storage import JobRecord, Storage
 
 log = logging.getLogger(__name__)

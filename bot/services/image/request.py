@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.config import GenerationDefaults
 from bot.errors import UserInputError
+from bot.generation_limits import MAX_CFG_SCALE, MAX_N, MAX_SIDE, MAX_STEPS, MIN_SIDE, SIDE_STEP
 from bot.horde import ImageGenerateAsyncRequest
 from bot.horde.consts import (
     KNOWN_FACEFIXERS,
@@ -33,13 +34,7 @@ from bot.services.formatting import clip, has_visible_text
 from bot.services.image.source import SourceImage
 from bot.services.policy import GenerationContext, Origin
 
-# The Horde's own bounds (swagger.json and the server's validation).
-MIN_SIDE: Final = 64
-MAX_SIDE: Final = 3072
-SIDE_STEP: Final = 64
-MAX_STEPS: Final = 500
-MAX_N: Final = 20
-MAX_CFG_SCALE: Final = 100.0
+# The Horde's own bounds (swagger.json and the server's validation); shared ones in bot.generation_limits.
 MIN_DENOISING: Final = 0.01
 MAX_NETWORK_STRENGTH: Final = 5.0
 MAX_SEED_LENGTH: Final = 256

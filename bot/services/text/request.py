@@ -20,9 +20,7 @@ from bot.horde import TextGenerateAsyncRequest
 from bot.horde.consts import MAX_STOP_SEQUENCE_CHARS, MAX_STOP_SEQUENCES
 from bot.services.formatting import has_visible_text
 
-# The Horde's bounds (``ModelPayloadRootKobold``).
-MIN_LENGTH: Final = 16
-MAX_LENGTH: Final = 4096
+# The Horde's bounds (``ModelPayloadRootKobold``); max_length's are in bot.generation_limits.
 MIN_CONTEXT: Final = 80
 MAX_CONTEXT: Final = 1_048_576
 MAX_TEMPERATURE: Final = 5.0
@@ -31,8 +29,6 @@ MIN_REP_PEN: Final = 1.0
 MAX_REP_PEN: Final = 3.0
 HORDE_DEFAULT_LENGTH: Final = 80
 """What the Horde writes when ``max_length`` is left out."""
-MAX_PROMPT_CHARS: Final = 6000
-"""Discord's longest string option; a continued prompt may grow past it."""
 
 STOP_SEPARATOR: Final = "|"
 

@@ -30,11 +30,11 @@ from bot.services.accounts import (
     STORED_KEY_NOT_YOURS_MESSAGE,
     AccountService,
     InvalidAPIKeyError,
-    ResolvedKey,
     StoredKeyNotYoursError,
     StoredKeyRejectedError,
     StoredKeyUnreadableError,
 )
+from bot.services.keys import ResolvedKey
 from bot.storage import SQLiteStorage, SQLiteURL, UserRecord
 from bot.storage.sqlite_migrations import MIGRATIONS
 

@@ -7,8 +7,8 @@ import discord
 
 from bot.config import GenerationDefaults
 from bot.services.controls import BUTTONS, RESULT_BUTTONS, details_legend, reactions
-from bot.services.guild_settings import build_config
 from bot.services.image.reactions import ReactionAction, action_for
+from bot.services.settings.config import build_config
 from cogs.alchemy import AlchemyButton
 from cogs.imagine import _views as imagine_views
 from cogs.write import WriteButton

@@ -15,8 +15,9 @@ from bot.crypto import KeyRing, binding
 from bot.errors import NotLoggedInError
 from bot.horde import AIHordeAPIAsyncSimpleClient
 from bot.services.accounts import AccountService
-from bot.services.guild_settings import MAX_COOLDOWN_S, GuildSettingsService
 from bot.services.policy import GenerationContext, Origin, Policy, PolicyError, start_of_day
+from bot.services.settings.registry import MAX_COOLDOWN_S
+from bot.services.settings.service import GuildSettingsService
 from bot.storage import (
     GuildSponsorKeyRecord,
     JobRecord,

@@ -18,11 +18,13 @@ from hypothesis import strategies as st
 
 from bot.config import GenerationDefaults
 from bot.crypto import KeyRing
+from bot.generation_limits import MAX_PROMPT_CHARS
 from bot.horde import AIHordeAPIAsyncSimpleClient
 from bot.services.accounts import AccountService
-from bot.services.guild_settings import MAX_PROMPT_LENGTH, GuildSettingsService, build_config
-from bot.services.patterns import PatternError, compile_pattern
 from bot.services.policy import GenerationContext, Policy, PolicyError
+from bot.services.settings.config import build_config
+from bot.services.settings.patterns import PatternError, compile_pattern
+from bot.services.settings.service import GuildSettingsService
 from bot.storage import SQLiteStorage, SQLiteURL
 
 GUILD = 100
@@ -59,7 +61,7 @@ async def guarded(keyring: KeyRing) -> AsyncIterator[tuple[Policy, GuildSettings
     """A policy and its settings service on an in-memory journal; nothing here reaches the Horde."""
     horde = AIHordeAPIAsyncSimpleClient()
     async with SQLiteStorage(SQLiteURL(None)) as storage:
-        defaults = GenerationDefaults(max_prompt_length=MAX_PROMPT_LENGTH)
+        defaults = GenerationDefaults(max_prompt_length=MAX_PROMPT_CHARS)
         settings_service = GuildSettingsService(storage, defaults, keyring=keyring, horde=horde)
         yield Policy(settings_service, AccountService(storage, keyring, horde), storage), settings_service
 
@@ -71,13 +73,13 @@ def contexts(text: str) -> list[GenerationContext]:
         age_restricted=False, prompt="x", model=None, steps=30, width=512, height=512,
     )  # fmt: skip
     return [
-        replace(base, prompt=text[: MAX_PROMPT_LENGTH // 2]),
-        replace(base, negative_prompt=text[: MAX_PROMPT_LENGTH // 2]),
+        replace(base, prompt=text[: MAX_PROMPT_CHARS // 2]),
+        replace(base, negative_prompt=text[: MAX_PROMPT_CHARS // 2]),
         replace(base, kind="text", command="write", prompt=text),
     ]
 
 
-@pytest.mark.parametrize("length", [26, 34, MAX_PROMPT_LENGTH, 4 * MAX_PROMPT_LENGTH])
+@pytest.mark.parametrize("length", [26, 34, MAX_PROMPT_CHARS, 4 * MAX_PROMPT_CHARS])
 async def test_the_issues_patterns_do_not_stall_the_loop(
     guarded: tuple[Policy, GuildSettingsService], length: int
 ) -> None:
@@ -119,7 +121,7 @@ def test_generated_adversarial_patterns_never_stall_the_loop(pattern: str, fille
     except PatternError:
         return  # refused with a reason: it never runs
     config = build_config(GUILD, GenerationDefaults(), {"blocked_patterns": json.dumps([pattern] * 25)})
-    text = (filler * MAX_PROMPT_LENGTH)[: MAX_PROMPT_LENGTH - 1] + "!"
+    text = (filler * MAX_PROMPT_CHARS)[: MAX_PROMPT_CHARS - 1] + "!"
 
     async def check() -> None:
         for each in (text, text * 4):

@@ -5,8 +5,9 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from bot.crypto import KeyRing, binding, rotate_all
+from bot.crypto import KeyRing, binding
 from bot.storage import GuildSponsorKeyRecord
+from bot.storage.keys_at_rest import rotate_all
 from bot.storage.sql import SPONSOR_AUDIT_KEY, SQLStorage
 
 pytest_plugins = ("storage_fixtures",)

@@ -12,7 +12,6 @@ from bot.config import GenerationDefaults
 from bot.crypto import KeyRing
 from bot.horde import AIHordeAPIAsyncSimpleClient
 from bot.services.accounts import AccountService
-from bot.services.guild_settings import GuildSettingsService
 from bot.services.image.reactions import (
     ReactionAction,
     ReactionEvent,
@@ -24,6 +23,7 @@ from bot.services.image.reactions import (
 )
 from bot.services.image.request import ImagineOptions, build_request
 from bot.services.kudos import KudosService
+from bot.services.settings.service import GuildSettingsService
 from bot.storage import JobRecord, JobState, SQLiteStorage, SQLiteURL
 
 GUILD = 100

@@ -1,4 +1,4 @@
-"""Property tests of /imagine's options → Horde request mapping (``bot.services.imagine``).
+"""Property tests of /imagine's options → Horde request mapping (``bot.services.image.request``).
 
 For any values the Discord options allow (their ``Range`` bounds and choices, as declared in
 ``cogs/imagine/_commands.py``), ``build_request`` either returns a request whose wire body meets the
@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from bot.config import GenerationDefaults
 from bot.errors import UserInputError
+from bot.generation_limits import MAX_PROMPT_CHARS
 from bot.horde import AlchemyAsyncRequest, ImageGenerateAsyncRequest
 from bot.horde.consts import KNOWN_FACEFIXERS, KNOWN_IMAGE_SAMPLERS, KNOWN_UPSCALERS
 from bot.services.alchemy.request import alchemy_choices, build_alchemy_request
@@ -36,7 +37,6 @@ from bot.services.image.request import (
 )
 from bot.services.image.rerun import edited_request, rerun_request
 from bot.services.image.source import SOURCE_IMAGE_MAX_PIXELS, prepare_source_image
-from cogs.imagine._commands import MAX_PROMPT_CHARS
 
 T = TypeVar("T")
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -19,16 +19,14 @@ from hypothesis import strategies as st
 
 from bot.config import GenerationDefaults
 from bot.errors import UserInputError
+from bot.generation_limits import MAX_PROMPT_CHARS, MAX_TEXT_TOKENS, MIN_TEXT_TOKENS
 from bot.horde import TextGenerateAsyncRequest
 from bot.services.text.request import (
     HORDE_DEFAULT_LENGTH,
     MAX_CONTEXT,
-    MAX_LENGTH,
-    MAX_PROMPT_CHARS,
     MAX_REP_PEN,
     MAX_TEMPERATURE,
     MIN_CONTEXT,
-    MIN_LENGTH,
     MIN_REP_PEN,
     MIN_TOP_P,
     TextOptions,
@@ -63,7 +61,7 @@ def text_options(draw: st.DrawFn) -> TextOptions:
     return TextOptions(
         prompt=draw(_prompts),
         model=optional(st.text(min_size=1, max_size=100)),
-        max_length=optional(st.integers(MIN_LENGTH, MAX_LENGTH)),
+        max_length=optional(st.integers(MIN_TEXT_TOKENS, MAX_TEXT_TOKENS)),
         max_context_length=optional(st.integers(MIN_CONTEXT, MAX_CONTEXT)),
         temperature=optional(st.floats(0.0, MAX_TEMPERATURE)),
         top_p=optional(st.floats(MIN_TOP_P, 1.0)),

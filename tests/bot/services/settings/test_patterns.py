@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from bot.services.patterns import MAX_PATTERN_LENGTH, PatternError, compile_pattern, translate
+from bot.services.settings.patterns import MAX_PATTERN_LENGTH, PatternError, compile_pattern, translate
 
 ALPHABET = "aAbé1_ -кК\n.!"
 

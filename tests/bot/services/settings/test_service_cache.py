@@ -13,7 +13,7 @@ import pytest
 from bot.config import GenerationDefaults
 from bot.crypto import KeyRing, binding
 from bot.horde import AIHordeAPIAsyncSimpleClient
-from bot.services.guild_settings import GuildSettingsService
+from bot.services.settings.service import GuildSettingsService
 from bot.storage import GuildSponsorKeyRecord, SQLiteStorage, SQLiteURL
 
 GUILD = 111

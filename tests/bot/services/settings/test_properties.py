@@ -1,4 +1,4 @@
-"""Property tests of the server settings (``bot.services.guild_settings``).
+"""Property tests of the server settings (``bot.services.settings``).
 
 Any text an admin may type for any setting either parses to a value whose canonical text reads back
 as the same value, through storage and ``/config show`` (and a fresh service, as after a restart),
@@ -19,13 +19,9 @@ from hypothesis import strategies as st
 from bot.config import GenerationDefaults
 from bot.crypto import KeyRing, generate_key_value
 from bot.horde import AIHordeAPIAsyncSimpleClient
-from bot.services.guild_settings import (
-    REGISTRY,
-    SETTINGS,
-    GuildSettingsService,
-    SettingValueError,
-    _consistency_problems,
-)
+from bot.services.settings.config import consistency_problems
+from bot.services.settings.registry import REGISTRY, SETTINGS, SettingValueError
+from bot.services.settings.service import GuildSettingsService
 from bot.storage import SQLiteStorage, SQLiteURL
 
 GUILD = 111
@@ -157,7 +153,7 @@ async def _apply(storage: SQLiteStorage, changes: list[tuple[str, str]]) -> None
         assert config.values[name] == value
         [shown] = [row for row in service.show(config) if row.name == name]
         assert shown.value == change.new
-        assert not _consistency_problems(config.values)
+        assert not consistency_problems(config.values)
     # What was stored reads back the same in a fresh service (a restart), nothing ignored.
     fresh = await _service(storage).get(GUILD)
     assert dict(fresh.values) == dict((await service.get(GUILD)).values)
