@@ -144,10 +144,13 @@ async def test_zoom_out_2x_outpaints_the_image_centred_on_an_inpainting_model(
     assert sent["params"]["denoising_strength"] == 1.0
     assert sent["prompt"] == "a fox"
     with _image(sent["source_image"]) as source, _image(sent["source_mask"]) as mask:
-        assert source.mode == "RGBA" and source.size == mask.size == (128, 256)
+        assert source.mode == "RGBA"
+        assert source.size == mask.size == (128, 256)
         # The image in the middle (opaque, kept: black in the mask), the border new (transparent, white).
-        assert source.getpixel((64, 128))[3] == 255 and mask.convert("L").getpixel((64, 128)) < 10
-        assert source.getpixel((4, 4))[3] == 0 and mask.convert("L").getpixel((4, 4)) > 245
+        assert source.getpixel((64, 128))[3] == 255
+        assert mask.convert("L").getpixel((64, 128)) < 10
+        assert source.getpixel((4, 4))[3] == 0
+        assert mask.convert("L").getpixel((4, 4)) > 245
     assert horde_sim.state.requests[job.horde_id or ""].source_processing == "outpainting"
     assert "kudos" in response_of(result).content
 

@@ -70,7 +70,7 @@ def test_more_than_five_images_get_two_selects_listing_every_image() -> None:
         item.item
         for item in view.children
         if isinstance(item.item if isinstance(item, discord.ui.DynamicItem) else item, discord.ui.Select)
-    ]  # noqa: E501
+    ]
 
     assert [select.placeholder for select in selects] == ["Upscale image #…", "Vary image #…"]
     assert [option.value for option in selects[0].options] == [str(n) for n in range(1, 11)]
