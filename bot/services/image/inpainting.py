@@ -1,10 +1,10 @@
 """Which model Zoom out and Pan (outpainting) run on: one the AI Horde's workers serve now
 (``status/models``) that the image model reference marks ``inpainting: true``.
 
-The reference's inpainting models are listed here (``stable_diffusion.json`` of
-Haidra-Org/AI-Horde-image-model-reference, the version the server in ``../shared/real-horde``
-loads); a model it adds later is still found by its name, as the reference names every one of
-them "… Inpainting".
+The bot does not download the reference: every model it marks so, and no other, is named
+"… Inpainting" (``stable_diffusion.json`` of Haidra-Org/AI-Horde-image-model-reference, the
+version ``../shared/real-horde`` serves; the simulator's ``_painting.REFERENCE_INPAINTING_MODELS``
+copies it and a test holds this rule to it).
 """
 
 from __future__ import annotations
@@ -15,18 +15,6 @@ from typing import Final
 from bot.errors import UserInputError
 from bot.horde import ActiveModel
 
-REFERENCE_INPAINTING_MODELS: Final = frozenset(
-    {
-        "A-Zovya RPG Inpainting",
-        "Anything Diffusion Inpainting",
-        "Deliberate Inpainting",
-        "DreamShaper Inpainting",
-        "Epic Diffusion Inpainting",
-        "iCoMix Inpainting",
-        "Realistic Vision Inpainting",
-        "stable_diffusion_inpainting",
-    }
-)
 NO_INPAINTING_WORKER: Final = (
     "No worker on the AI Horde serves an inpainting model right now, and Zoom out and Pan need one. "
     "Please try again later."
@@ -34,7 +22,7 @@ NO_INPAINTING_WORKER: Final = (
 
 
 def is_inpainting_model(name: str) -> bool:
-    return name in REFERENCE_INPAINTING_MODELS or name.lower().endswith("inpainting")
+    return name.lower().endswith("inpainting")
 
 
 def pick_inpainting_model(models: Sequence[ActiveModel], like: str) -> str:

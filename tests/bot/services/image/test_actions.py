@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from bot.errors import UserInputError
 from bot.generation_limits import MAX_SIDE, SIDE_STEP
 from bot.horde import ActiveModel
+from bot.horde.simulator._painting import REFERENCE_INPAINTING_MODELS
 from bot.services.image.actions import Move, outpaint_layout
-from bot.services.image.inpainting import NO_INPAINTING_WORKER, pick_inpainting_model
+from bot.services.image.inpainting import NO_INPAINTING_WORKER, is_inpainting_model, pick_inpainting_model
 
 SIDES = st.integers(1, 48).map(lambda n: n * SIDE_STEP)
 
@@ -82,3 +83,9 @@ def test_no_served_inpainting_model_is_said_plainly() -> None:
     with pytest.raises(UserInputError) as raised:
         pick_inpainting_model(models, "Deliberate")
     assert raised.value.user_message == NO_INPAINTING_WORKER
+
+
+def test_the_name_rule_finds_exactly_the_references_inpainting_models() -> None:
+    reference = {*REFERENCE_INPAINTING_MODELS, "Deliberate", "stable_diffusion", "AlbedoBase XL (SDXL)"}
+
+    assert {name for name in reference if is_inpainting_model(name)} == REFERENCE_INPAINTING_MODELS
