@@ -9,6 +9,7 @@ import io
 import json
 from typing import TYPE_CHECKING, Any
 
+import discord
 import PIL.Image
 import pytest
 from test_imagine_support import (  # noqa: F401 - fixtures are used by name
@@ -197,3 +198,39 @@ async def test_the_buttons_of_an_old_result_work_after_a_restart(server: Server)
     await server.bob.click(message, label="V2")
 
     assert _sent(await _newest(server, server.bob))["source_processing"] == "img2img"
+
+
+async def test_six_images_get_selects_that_still_answer_after_a_restart(server: Server) -> None:
+    await server.bot.guild_settings.set(server.guild.id, "max_count", "6", server.admin.id)
+    message = await _imagine(server, count=6)
+    [upscale_pick, vary_pick] = [row["components"][0] for row in message.components[:2]]
+    assert [option["label"] for option in vary_pick["options"]] == [f"Vary image #{n}" for n in range(1, 7)]
+    await server.restart()
+
+    await server.bob.select(message, ["6"], custom_id=vary_pick["custom_id"])
+    varied = await _newest(server, server.bob)
+    await server.bob.select(message, ["5"], custom_id=upscale_pick["custom_id"])
+    upscaled = await _newest(server, server.bob)
+
+    assert varied.kind == "image"
+    assert json.loads(varied.params_json)["source_image"] == "image #6 (Vary Strong)"
+    assert json.loads(upscaled.params_json)["origin"]["number"] == 5
+
+
+async def test_the_upscale_button_of_an_older_result_still_opens_its_picker(server: Server) -> None:
+    """Results posted before U1 … carry ``imagine:upscale:<job id>``: it keeps working."""
+    from cogs._jobs import job_view
+    from cogs.imagine._views import UPSCALE_SELECT_ID, Action, ImagineButton
+
+    message = await _imagine(server, count=2)
+    [job] = await journal_of(server, server.alice)
+    channel = server.bot.get_channel(server.channel.id)
+    assert isinstance(channel, discord.TextChannel)
+    old = await channel.fetch_message(job.message_id or 0)
+    await old.edit(view=job_view(ImagineButton(Action.upscale, job.id)))
+
+    picker = await server.bob.click(message, label="Upscale")
+    picked = await server.bob.select(response_of(picker), ["1"], custom_id=UPSCALE_SELECT_ID)
+
+    assert len(response_of(picked).attachments) == 1
+    assert (await _newest(server, server.bob)).kind == "alchemy"
