@@ -73,9 +73,9 @@ def render_alchemy_result(
     anonymous: bool,
 ) -> tuple[str, discord.Embed | None]:
     """The final content and embed: captions and tags as text, the first image shown in the embed."""
-    # Alchemy costs no kudos; said as /imagine says its price.
-    ending = END_LABELS.get(outcome.state, str(outcome.state))
-    lines = [_headline(params), f"{ending} — {format_kudos(outcome.kudos)} kudos"]
+    # What it cost, as /imagine says it (alchemy is free: 0).
+    kudos = f"{format_kudos(outcome.kudos)} kudos"
+    lines = [_headline(params), END_LABELS.get(outcome.state, str(outcome.state)), kudos]
     if outcome.error:
         lines.append(outcome.error)
     lines += outcome.notes
