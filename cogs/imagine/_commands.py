@@ -34,6 +34,7 @@ from bot.services.image.source import SourceImage, check_source_attachment, prep
 from bot.services.models_cache import ModelsCache
 from bot.services.policy import GenerationContext, Origin
 from bot.storage import JobRecord
+from cogs._image_actions import DYNAMIC_ITEMS
 from cogs._jobs import (
     ALCHEMY_COG,
     ImageOperations,
@@ -45,6 +46,7 @@ from cogs._jobs import (
     require_manager,
 )
 from cogs.imagine._launch import IMAGE
+from cogs.imagine._per_image import PerImageActions
 from cogs.imagine._views import COG_NAME, Action, EditModal, UpscalePicker
 
 log = logging.getLogger(__name__)
@@ -59,16 +61,18 @@ def _choices(values: Sequence[str]) -> list[app_commands.Choice[str]]:
     return [app_commands.Choice(name=value, value=value) for value in values]
 
 
-class Imagine(commands.Cog, name=COG_NAME):
+class Imagine(PerImageActions, commands.Cog, name=COG_NAME):
     def __init__(self, bot: HordeBot) -> None:
         self.bot = bot
         self.models = ModelsCache(self._fetch_models, ttl_s=bot.settings.horde.models_cache_ttl_s)
 
     async def cog_load(self) -> None:
         IMAGE.load(self.bot)
+        self.bot.add_dynamic_items(*DYNAMIC_ITEMS)
 
     async def cog_unload(self) -> None:
         IMAGE.unload(self.bot)
+        self.bot.remove_dynamic_items(*DYNAMIC_ITEMS)
         await self.models.close()
 
     async def _fetch_models(self) -> Sequence[ActiveModel]:
