@@ -146,6 +146,24 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         ALTER TABLE users ADD COLUMN profile_shared boolean NOT NULL DEFAULT false;
         """,
     ),
+    # 7, 8 and 9 are other branches' (merged side by side); these stand in for them until the
+    # merge, where they are replaced. Numbers must run with no gap (see sql.latest_version).
+    Migration(7, "reserved_7", "SELECT 1;"),
+    Migration(8, "reserved_8", "SELECT 1;"),
+    Migration(9, "reserved_9", "SELECT 1;"),
+    Migration(
+        10,
+        "member_settings",
+        # A member's own defaults (/settings): one JSON document, so that a new field needs no
+        # migration; deleted with /settings reset or /logout forget.
+        """
+        CREATE TABLE member_settings (
+            discord_id bigint PRIMARY KEY,
+            settings_json text NOT NULL,
+            updated_at timestamptz NOT NULL
+        );
+        """,
+    ),
 )
 
 __all__ = ["MIGRATIONS", "Migration"]

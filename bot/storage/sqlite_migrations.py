@@ -149,6 +149,24 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             CHECK (profile_shared IN (0, 1));
         """,
     ),
+    # 7, 8 and 9 are other branches' (merged side by side); these stand in for them until the
+    # merge, where they are replaced. Numbers must run with no gap (see sql.latest_version).
+    Migration(7, "reserved_7", "SELECT 1;"),
+    Migration(8, "reserved_8", "SELECT 1;"),
+    Migration(9, "reserved_9", "SELECT 1;"),
+    Migration(
+        10,
+        "member_settings",
+        # A member's own defaults (/settings): one JSON document, so that a new field needs no
+        # migration; deleted with /settings reset or /logout forget.
+        """
+        CREATE TABLE member_settings (
+            discord_id INTEGER PRIMARY KEY,
+            settings_json TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        ) STRICT;
+        """,
+    ),
 )
 
 __all__ = ["MIGRATIONS", "Migration"]
