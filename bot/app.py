@@ -51,6 +51,7 @@ EXTENSIONS: Final[tuple[str, ...]] = (
     "cogs.kudos",
     "cogs.imagine",
     "cogs.config",
+    "cogs.member_settings",
 )
 
 DISTRIBUTION: Final = "horde-discord-bot"
