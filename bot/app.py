@@ -52,6 +52,7 @@ EXTENSIONS: Final[tuple[str, ...]] = (
     "cogs.imagine",
     "cogs.config",
     "cogs.member_settings",
+    "cogs.member_jobs",
 )
 
 DISTRIBUTION: Final = "horde-discord-bot"

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from bot.app import HordeBot
 from bot.errors import BotError, PermissionDeniedError, UserInputError
 from bot.horde import AIHordeRequestError, BaseAsyncRequest
+from bot.services.delivery.listener import JobViews
 from bot.services.delivery.service import JobMessage, journalled_params
 from bot.services.delivery.targets import MessageTarget
 from bot.services.formatting import format_kudos
@@ -140,6 +141,8 @@ class JobUI(Generic[_Params]):
     """Its journalled parameters, read back."""
     progress_text: RenderProgress[_Params]
     listener: MakeListener[_Params]
+    views: JobViews | None = None
+    """Its buttons, for a copy of a result (/jobs show, ✉️) to have them too."""
 
     def launch(self, request: BaseAsyncRequest, params: _Params) -> Launch:
         return Launch(self, request, params)
@@ -148,6 +151,8 @@ class JobUI(Generic[_Params]):
         """From the kind's ``cog_load``: its buttons answer on every message, and the bot knows how
         to rebuild its listeners after a restart."""
         bot.add_dynamic_items(self.button)
+        if self.views is not None:
+            bot.delivery.views[self.kind] = self.views
         bot.jobs.set_listener_factory(self.kind, lambda job: self.listener_for(bot, job))
 
     def unload(self, bot: HordeBot) -> None:

@@ -38,7 +38,8 @@ from bot.storage import JobRecord
 
 if TYPE_CHECKING:
     from bot.config import ProgressSettings
-    from bot.storage import Storage
+    from bot.services.delivery.listener import JobViews
+    from bot.storage import JobKind, Storage
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -92,6 +93,8 @@ class Delivery:
         self.retry_delays_s = tuple(retry_delays_s) or (1.0,)
         self.deadline_s = deadline_s
         self.first_edit_deadline_s = first_edit_deadline_s
+        self.views: dict[JobKind, JobViews] = {}
+        """Each kind's buttons (its cog registers them when it loads), for copies of a result."""
 
     def __repr__(self) -> str:
         return f"Delivery({self.budget!r})"
