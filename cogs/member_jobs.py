@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 RECENT_READ: Final = 50
 """The member's newest jobs read for /jobs and its autocomplete."""
 NOTICE_S: Final = 15.0
+RUNNING_HEADER: Final = "**Running**"
+FINISHED_HEADER: Final = "**Finished** (the last 10)"
 NOT_YOURS: Final = "I can't find that generation among yours: pick one from the list as you type."
 POSTED: Final = "Posted again here: {url}"
 REPOSTED_BY: Final = "-# Posted again by <@{user_id}> with /jobs show."
@@ -96,11 +98,12 @@ class MemberJobs(
         recent = await self.bot.storage.jobs.list_recent(interaction.user.id, RECENT_READ)
         active = {job.record.id: job for job in self.bot.jobs.active_jobs(user_id=interaction.user.id)}
         shown = overview(recent, active, now=discord.utils.utcnow())
-        embed = discord.Embed(title="Your generations", description=None if recent else NO_JOBS)
+        parts = []
         if shown.lines_running:
-            embed.add_field(name="Running", value="\n".join(shown.lines_running), inline=False)
+            parts.append("\n".join([RUNNING_HEADER, *shown.lines_running]))
         if shown.lines_finished:
-            embed.add_field(name="Finished", value="\n".join(shown.lines_finished), inline=False)
+            parts.append("\n".join([FINISHED_HEADER, *shown.lines_finished]))
+        embed = discord.Embed(title="Your generations", description="\n\n".join(parts) or NO_JOBS)
         view = discord.ui.View(timeout=None)
         for job in shown.running:
             view.add_item(JobsCancel(job))
