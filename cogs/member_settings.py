@@ -90,6 +90,23 @@ def _size_changes(value: str) -> dict[str, object]:
     return {"aspect": None, "width": None, "height": None}
 
 
+def _default_or_one_of(
+    name: str, row: int, choices: list[tuple[str, str]], current: object
+) -> discord.ui.Select[SettingsPanel]:
+    """A select of "server default" or one of ``choices`` (label, value), ``current`` picked."""
+    picked = DEFAULT if current is None else str(current)
+    title = name.capitalize()
+    return discord.ui.Select(
+        custom_id=f"member-settings:{name}",
+        placeholder=title,
+        row=row,
+        options=[
+            discord.SelectOption(label=f"{title}: {label}", value=value, default=value == picked)
+            for label, value in [("server default", DEFAULT), *choices]
+        ],
+    )
+
+
 class SettingsPanel(discord.ui.View):
     """One member's panel (an ephemeral message, so only they can use it). Every change is saved
     at once, checked against this server's limits, and the panel redrawn."""
@@ -102,36 +119,10 @@ class SettingsPanel(discord.ui.View):
         size: discord.ui.Select[SettingsPanel] = discord.ui.Select(
             custom_id="member-settings:size", placeholder="Size", row=0, options=self._size_options()
         )
-        sampler: discord.ui.Select[SettingsPanel] = discord.ui.Select(
-            custom_id="member-settings:sampler",
-            placeholder="Sampler",
-            row=1,
-            options=[
-                discord.SelectOption(
-                    label="Sampler: server default", value=DEFAULT, default=settings.sampler is None
-                ),
-                *(
-                    discord.SelectOption(
-                        label=f"Sampler: {name.value}", value=name.value, default=settings.sampler == name
-                    )
-                    for name in KNOWN_IMAGE_SAMPLERS
-                ),
-            ],
+        sampler = _default_or_one_of(
+            "sampler", 1, [(name.value, name.value) for name in KNOWN_IMAGE_SAMPLERS], settings.sampler
         )
-        count: discord.ui.Select[SettingsPanel] = discord.ui.Select(
-            custom_id="member-settings:count",
-            placeholder="Count",
-            row=2,
-            options=[
-                discord.SelectOption(
-                    label="Count: server default", value=DEFAULT, default=settings.n is None
-                ),
-                *(
-                    discord.SelectOption(label=f"Count: {n}", value=str(n), default=settings.n == n)
-                    for n in range(1, MAX_N + 1)
-                ),
-            ],
-        )
+        count = _default_or_one_of("count", 2, [(str(n), str(n)) for n in range(1, MAX_N + 1)], settings.n)
         delivery: discord.ui.Select[SettingsPanel] = discord.ui.Select(
             custom_id="member-settings:delivery",
             placeholder="Results: public, in the channel",

@@ -105,14 +105,14 @@ async def test_help_explains_every_button_and_this_servers_reactions(server: Ser
     assert "**Describe image**" in (_fields(default)["Message menus"] or "")
     reactions = _fields(default)["Reactions on an image result (this server)"] or ""
     # Gifting is off by default, so ⭐ is not offered.
-    assert [line.split(" ")[0] for line in reactions.splitlines()] == ["🔁", "🎲", "❌"]
+    assert [line.split(" ")[0] for line in reactions.splitlines()] == ["🔁", "🎲", "❌", "✉️"]
 
     for name, value in (("rerun_emoji", "🔄"), ("kudos_reactions", "on"), ("kudos_amount", "25")):
         await server.bot.guild_settings.set(server.guild.id, name, value, server.admin.id)
     configured = _help_embed(await server.alice.slash(server.channel, "help"))
     reactions = _fields(configured)["Reactions on an image result (this server)"] or ""
-    assert [line.split(" ")[0] for line in reactions.splitlines()] == ["🔄", "🎲", "❌", "⭐"]
-    assert reactions.splitlines()[-1] == "⭐ **Gift kudos**: sends the asker 25 of your kudos"
+    assert [line.split(" ")[0] for line in reactions.splitlines()] == ["🔄", "🎲", "❌", "⭐", "✉️"]
+    assert reactions.splitlines()[-2] == "⭐ **Gift kudos**: sends the asker 25 of your kudos"
 
     await server.bot.guild_settings.set(server.guild.id, "rerun_reactions", "off", server.admin.id)
     off = _fields(_help_embed(await server.alice.slash(server.channel, "help")))
