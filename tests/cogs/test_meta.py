@@ -118,10 +118,7 @@ async def test_help_explains_every_button_and_this_servers_reactions(server: Ser
     off = _fields(_help_embed(await server.alice.slash(server.channel, "help")))
     assert [
         line.split(" ")[0] for line in (off["Reactions on an image result (this server)"] or "").splitlines()
-    ] == [
-        "❌",
-        "⭐",
-    ]
+    ] == ["❌", "⭐", "✉️"]
 
 
 async def test_the_message_menus_help_lists_are_the_bots(server: Server) -> None:
