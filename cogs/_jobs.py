@@ -25,8 +25,7 @@ from pydantic import BaseModel
 from bot.app import HordeBot
 from bot.errors import BotError, PermissionDeniedError, UserInputError
 from bot.horde import AIHordeRequestError, BaseAsyncRequest
-from bot.services.delivery.listener import JobViews
-from bot.services.delivery.service import JobMessage, journalled_params
+from bot.services.delivery.service import JobMessage, JobViews, journalled_params
 from bot.services.delivery.targets import MessageTarget
 from bot.services.formatting import format_kudos
 from bot.services.jobs import JobListener, JobProgress, JobsShuttingDownError, describe_horde_error

@@ -17,8 +17,7 @@ import discord
 
 from bot.clock import monotonic
 from bot.services.delivery.budget import EditThrottle
-from bot.services.delivery.listener import JobViews
-from bot.services.delivery.service import Delivery
+from bot.services.delivery.service import Delivery, JobViews
 from bot.services.delivery.targets import NO_MENTIONS, Fields, MessageTarget, edit_job_message, with_line
 from bot.services.image.render import NO_ATTACH_PERMISSION, render_progress, render_result
 from bot.services.image.request import ImagineParams
