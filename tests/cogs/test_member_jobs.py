@@ -181,3 +181,56 @@ async def test_closed_dms_get_a_short_notice_that_goes_away(server: Server) -> N
     await asyncio.sleep(0)
     assert server.channel.last_message is not None
     assert server.channel.last_message.id == original.id
+
+
+async def test_jobs_show_is_private_where_the_server_shows_results_privately(server: Server) -> None:
+    await imagine(server, server.alice, "a fox")
+    job = await only_job(server, server.alice)
+    await server.bot.guild_settings.set(server.guild.id, "visibility", "private", server.admin.id)
+    before = server.channel.last_message
+
+    shown = await server.alice.slash(server.channel, "jobs show", job=job.id)
+
+    assert shown.ephemeral
+    assert len(response_of(shown).attachments) == 1
+    assert server.channel.last_message == before
+
+
+async def test_an_nsfw_result_is_shown_again_only_privately_outside_an_age_restricted_channel(
+    server: Server,
+) -> None:
+    await server.alice.slash(server.nsfw_channel, "imagine", prompt="a fox")
+    job = await only_job(server, server.alice)
+    before = server.channel.last_message
+
+    shown = await server.alice.slash(server.channel, "jobs show", job=job.id)
+
+    assert shown.ephemeral
+    assert len(response_of(shown).attachments) == 1
+    assert server.channel.last_message == before
+
+
+async def test_a_text_result_is_shown_again_with_its_continue_button(server: Server) -> None:
+    original = response_of(
+        await server.alice.slash(server.channel, "write", prompt="Once upon a time")
+    ).message
+    assert original is not None
+    job = await only_job(server, server.alice)
+
+    await server.alice.slash(server.channel, "jobs show", job=job.id)
+
+    posted = server.channel.last_message
+    assert posted is not None
+    assert posted.id != original.id
+    assert posted.content.startswith(original.content)
+    assert f"write:continue:{job.id}" in custom_ids(posted)
+
+
+async def test_the_envelope_does_nothing_where_the_server_made_it_the_rerun_emoji(server: Server) -> None:
+    await server.bot.guild_settings.set(server.guild.id, "rerun_emoji", "✉️", server.admin.id)
+    original = await imagine(server, server.alice, "a fox")
+
+    await server.bob.react(original, "✉️")
+
+    assert server.bob.user.dm_channel.last_message is None
+    assert len(await server.bot.storage.jobs.list_recent(server.bob.id)) == 1  # the rerun it means here
