@@ -16,6 +16,7 @@ from test_imagine_inflight import (  # noqa: F401 - fixtures are used by name
 from test_imagine_support import custom_ids, response_of, settings  # noqa: F401
 
 from bot.storage import JobState
+from cogs._jobs import ALREADY_FINISHED
 
 if TYPE_CHECKING:
     from conftest import Server
@@ -46,3 +47,14 @@ async def test_a_running_job_is_listed_with_its_position_elapsed_time_and_a_canc
     listed_again = response_of(await server.alice.slash(server.channel, "jobs list"))
     assert custom_ids(listed_again) == []
     assert "✖️ cancelled" in (listed_again.embeds[0].description or "")
+
+
+async def test_the_lists_cancel_button_still_answers_after_a_restart(server: Server) -> None:
+    _, job = await start(server, prompt="a slow fox")
+    listed = response_of(await server.alice.slash(server.channel, "jobs list"))
+
+    await server.restart()  # the shutdown cancels the running job
+    clicked = await server.alice.click(listed, custom_id=f"jobs:cancel:{job.id}")
+
+    assert clicked.ephemeral
+    assert response_of(clicked).content == ALREADY_FINISHED
