@@ -239,15 +239,21 @@ async def launch_in_dm(
         message = await channel.send(job.first_text(bot, key), allowed_mentions=NO_MENTIONS)
     except discord.Forbidden:
         return False
+    try:
+        await _start(
+            bot,
+            bot.delivery.in_channel(message),
+            job,
+            key,
+            user_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+        )
+    except BotError:
+        # Told privately by private_failures; the DM would only say "sending…" for ever.
+        with contextlib.suppress(discord.HTTPException):
+            await message.delete()
+        raise
     await interaction.edit_original_response(content=IN_YOUR_DMS.format(url=message.jump_url))
-    await _start(
-        bot,
-        bot.delivery.in_channel(message),
-        job,
-        key,
-        user_id=interaction.user.id,
-        guild_id=interaction.guild_id,
-    )
     return True
 
 

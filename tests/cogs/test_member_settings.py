@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import simcord
 from test_imagine_support import (  # noqa: F401 - fixtures are used by name
     only_job,
@@ -14,6 +15,7 @@ from test_imagine_support import (  # noqa: F401 - fixtures are used by name
     settings,
 )
 
+from bot.services.jobs import JobsShuttingDownError
 from bot.services.member_settings import MemberSettings, MemberSettingsService
 from bot.storage import JobState
 from cogs.member_settings import MODEL_ID, NEGATIVE_ID, STEPS_ID
@@ -205,3 +207,20 @@ async def test_logout_forget_deletes_the_settings_and_plain_logout_keeps_them(se
 
     assert "Your /settings were deleted too." in response_of(forgot).content
     assert await server.bot.storage.member_settings.get(server.alice.id) is None
+
+
+async def test_a_dm_job_that_cannot_start_leaves_no_dm_behind(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await MemberSettingsService(server.bot.storage).save(server.alice.id, MemberSettings(dm=True))
+
+    async def refuse(*args: object, **kwargs: object) -> None:
+        raise JobsShuttingDownError()
+
+    monkeypatch.setattr(server.bot.jobs, "start_job", refuse)
+
+    result = await server.alice.slash(server.channel, "imagine", prompt="a fox")
+
+    assert result.ephemeral
+    assert server.alice.user.dm_channel.history(viewer=server.alice) == []
+    assert any("restarting" in followup.content for followup in result.followups)
