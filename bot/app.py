@@ -51,6 +51,8 @@ EXTENSIONS: Final[tuple[str, ...]] = (
     "cogs.kudos",
     "cogs.imagine",
     "cogs.config",
+    "cogs.member_settings",
+    "cogs.member_jobs",
 )
 
 DISTRIBUTION: Final = "horde-discord-bot"

@@ -26,12 +26,13 @@ from bot.app import HordeBot
 from bot.errors import BotError, PermissionDeniedError, UserInputError
 from bot.horde import AIHordeRequestError, BaseAsyncRequest
 from bot.services.alchemy.request import ImageOrigin
-from bot.services.delivery.service import JobMessage, journalled_params
+from bot.services.delivery.service import JobMessage, JobViews, journalled_params
 from bot.services.delivery.targets import MessageTarget
 from bot.services.formatting import format_kudos
 from bot.services.jobs import JobListener, JobProgress, JobsShuttingDownError, describe_horde_error
 from bot.services.keys import ResolvedKey
 from bot.services.kinds import COMMAND_KINDS
+from bot.services.member_settings import MemberSettingsService
 from bot.services.models_cache import ModelsCache
 from bot.services.policy import GenerationContext, Origin, can_manage_job
 from bot.storage import JobKind, JobRecord
@@ -47,6 +48,11 @@ UNKNOWN_JOB: Final = "I can't find this generation any more."
 ALREADY_FINISHED: Final = "This generation has already finished."
 NOT_YOURS: Final = "Only the member who started this generation or a moderator can {verb} it."
 ESTIMATE: Final = "This would cost about **{kudos} kudos**. Nothing was generated."
+DMS_CLOSED: Final = (
+    "I can't send you DMs (Discord refused: they are closed to me), so your result comes here, "
+    "privately. Open your DMs to the bot, or turn DM delivery off in `/settings show`."
+)
+IN_YOUR_DMS: Final = "📬 Working on it in your DMs: {url}"
 ALCHEMY_COG: Final = "Alchemy"
 """The cog that runs alchemy on an image (:class:`ImageOperations`), for /imagine's Upscale."""
 CANCEL: Final = "cancel"
@@ -139,6 +145,8 @@ class JobUI(Generic[_Params]):
     """Its journalled parameters, read back."""
     progress_text: RenderProgress[_Params]
     listener: MakeListener[_Params]
+    views: JobViews | None = None
+    """Its buttons, for a copy of a result (/jobs show, ✉️) to have them too."""
 
     def launch(self, request: BaseAsyncRequest, params: _Params) -> Launch:
         return Launch(self, request, params)
@@ -147,6 +155,8 @@ class JobUI(Generic[_Params]):
         """From the kind's ``cog_load``: its buttons answer on every message, and the bot knows how
         to rebuild its listeners after a restart."""
         bot.add_dynamic_items(self.button)
+        if self.views is not None:
+            bot.delivery.views[self.kind] = self.views
         bot.jobs.set_listener_factory(self.kind, lambda job: self.listener_for(bot, job))
 
     def unload(self, bot: HordeBot) -> None:
@@ -206,13 +216,50 @@ async def admit_and_launch(
     context: GenerationContext,
     prepare: Callable[[], Awaitable[Launch]],
 ) -> None:
-    """Through the server's policy, then (publicly, or privately where the server says so) the
-    progress message and the job. ``prepare`` makes the job once the member was answered (a
-    source image is downloaded there); what it refuses is told privately."""
+    """Through the server's policy, then (publicly, or privately where the server or the member's
+    /settings say so, or in the member's DMs where they asked for that) the progress message and
+    the job. ``prepare`` makes the job once the member was answered (a source image is downloaded
+    there); what it refuses is told privately."""
+    member = await MemberSettingsService(bot.storage).get(interaction.user.id)
     async with bot.policy.admit(context) as decision:
-        await interaction.response.defer(thinking=True, ephemeral=decision.ephemeral)
+        private = decision.ephemeral or member.private
+        by_dm = member.dm and interaction.guild_id is not None
+        await interaction.response.defer(thinking=True, ephemeral=private or by_dm)
         async with private_failures(interaction):
-            await launch(bot, interaction, await prepare(), decision.key, private=decision.ephemeral)
+            job = await prepare()
+            if by_dm and await launch_in_dm(bot, interaction, job, decision.key):
+                return
+            await launch(bot, interaction, job, decision.key, private=private or by_dm)
+            if by_dm:
+                await interaction.followup.send(DMS_CLOSED, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+
+async def launch_in_dm(
+    bot: HordeBot, interaction: discord.Interaction[Any], job: Launch, key: ResolvedKey
+) -> bool:
+    """Start ``job`` in a new message in the member's DMs, and point the (private, deferred) reply
+    there; ``False`` when Discord refuses to DM them (nothing was started)."""
+    try:
+        channel = await interaction.user.create_dm()
+        message = await channel.send(job.first_text(bot, key), allowed_mentions=NO_MENTIONS)
+    except discord.Forbidden:
+        return False
+    try:
+        await _start(
+            bot,
+            bot.delivery.in_channel(message),
+            job,
+            key,
+            user_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+        )
+    except BotError:
+        # Told privately by private_failures; the DM would only say "sending…" for ever.
+        with contextlib.suppress(discord.HTTPException):
+            await message.delete()
+        raise
+    await interaction.edit_original_response(content=IN_YOUR_DMS.format(url=message.jump_url))
+    return True
 
 
 async def launch(

@@ -16,6 +16,7 @@ from bot.services.accounts import REGISTER_URL, AccountService
 from bot.services.delivery.limits import fit_embed
 from bot.services.formatting import UNKNOWN, format_kudos, format_number, format_uptime
 from bot.services.kudos import HORDE_USER_CACHE_S, RecentTransfer
+from bot.services.member_settings import MemberSettingsService
 from bot.services.profiles import MemberProfile, ProfileService
 from bot.tree import report_interaction_error
 
@@ -28,6 +29,8 @@ APIKEY_MAX_LENGTH: Final = 64
 
 LOGGED_OUT_MESSAGE: Final = "Logged out: your API key was deleted. You now generate anonymously."
 NOT_LOGGED_IN_LOGOUT_MESSAGE: Final = "You weren't logged in, so there was no API key to delete."
+SETTINGS_FORGOTTEN: Final = "Your /settings were deleted too."
+NO_SETTINGS_TO_FORGET: Final = "You had no saved /settings to delete."
 
 SHARED_NOW: Final = (
     "Your AI Horde account is now shared: members of a server you are in can see its name, kudos "
@@ -172,17 +175,21 @@ class Accounts(commands.Cog):
         self.accounts: AccountService = bot.accounts
         self.kudos = bot.kudos
         self.profiles = ProfileService(bot.storage, bot.horde)
+        self.member_settings = MemberSettingsService(bot.storage)
 
     @app_commands.command(description="Link your AI Horde API key, so your generations use your kudos.")
     async def login(self, interaction: discord.Interaction) -> None:
         await interaction.response.send_modal(LoginModal(self.accounts))
 
     @app_commands.command(description="Delete your saved AI Horde API key.")
-    async def logout(self, interaction: discord.Interaction) -> None:
+    @app_commands.describe(forget="Also delete your /settings (your own defaults).")
+    async def logout(self, interaction: discord.Interaction, forget: bool = False) -> None:
         deleted = await self.accounts.logout(interaction.user.id)
-        await interaction.response.send_message(
-            LOGGED_OUT_MESSAGE if deleted else NOT_LOGGED_IN_LOGOUT_MESSAGE, ephemeral=True
-        )
+        message = LOGGED_OUT_MESSAGE if deleted else NOT_LOGGED_IN_LOGOUT_MESSAGE
+        if forget:
+            forgot = await self.member_settings.reset(interaction.user.id)
+            message += f"\n{SETTINGS_FORGOTTEN if forgot else NO_SETTINGS_TO_FORGET}"
+        await interaction.response.send_message(message, ephemeral=True)
 
     @app_commands.command(description="Your AI Horde account: kudos, concurrency and workers.")
     async def me(self, interaction: discord.Interaction) -> None:

@@ -85,7 +85,7 @@ def _listener(
     return alchemy_listener(bot.delivery, target, params, anonymous=anonymous, views=views)
 
 
-ALCHEMY = JobUI("alchemy", AlchemyButton, AlchemyParams.from_json, render_alchemy_progress, _listener)
+ALCHEMY = JobUI("alchemy", AlchemyButton, AlchemyParams.from_json, render_alchemy_progress, _listener, VIEWS)
 
 
 class Alchemy(commands.Cog, name=COG_NAME):

@@ -96,7 +96,7 @@ def _listener(
     return text_listener(bot.delivery, target, params, anonymous=anonymous, views=VIEWS)
 
 
-TEXT = JobUI("text", WriteButton, TextParams.from_json, render_text_progress, _listener)
+TEXT = JobUI("text", WriteButton, TextParams.from_json, render_text_progress, _listener, VIEWS)
 
 
 class Write(commands.Cog, name=COG_NAME):

@@ -58,7 +58,7 @@ BOT_NAME: Final = "Horde Bot"
 SIMULATOR_POLL_POLICY: Final = PollPolicy(max_interval=2.0, processing_max_interval=2.0)
 # Without a config file, progress edits every second (the default, 3 s, spares Discord's limits).
 EDIT_INTERVAL_S: Final = 1.0
-REACTIONS: Final = ("🔁", "🎲", "❌", "⭐")
+REACTIONS: Final = ("🔁", "🎲", "❌", "⭐", "✉️")
 MENUS: Final = ("Describe image", "Upscale image")
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from bot.config import GenerationDefaults
-from bot.services.image.reactions import DELETE_EMOJI, NEW_SEED_EMOJI, kudos_gifting_enabled
+from bot.services.image.reactions import DELETE_EMOJI, NEW_SEED_EMOJI, action_for, kudos_gifting_enabled
 from bot.services.settings.config import GuildConfig, build_config
 
 
@@ -63,6 +63,9 @@ BUTTONS: Final = (
     RUNNING_BUTTONS + IMAGE_BUTTONS + RESULT_BUTTONS + UPSCALED_BUTTONS + TEXT_BUTTONS + LEGACY_BUTTONS
 )
 
+DM_COPY_EMOJI: Final = "✉️"
+"""On any result (image, text, alchemy): handled by ``cogs.member_jobs``, not the image reactions."""
+
 MESSAGE_MENUS: Final[tuple[Control, ...]] = (
     Control("🖼️", "Describe image", "captions and tags any image (right-click it → Apps)"),
     Control("🔍", "Upscale image", "upscales any image (right-click it → Apps)"),
@@ -85,6 +88,10 @@ def reactions(config: GuildConfig | None) -> tuple[Control, ...]:
         where = ", where the server turned it on" if generic else ""
         gift = f"sends the asker {settings.kudos_amount} of your kudos{where}"
         found.append(Control(settings.kudos_emoji, "Gift kudos", gift))
+    if generic or action_for(DM_COPY_EMOJI, settings) is None:
+        found.append(
+            Control(DM_COPY_EMOJI, "DM copy", "sends you a copy with its buttons by DM (on any result)")
+        )
     return tuple(found)
 
 

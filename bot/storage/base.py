@@ -346,6 +346,20 @@ class JobRepository(Protocol):
         ...
 
 
+class MemberSettingsRepository(Protocol):
+    """A member's /settings, one JSON document each (its fields are the services')."""
+
+    async def get(self, discord_id: int) -> str | None: ...
+
+    async def set(self, discord_id: int, settings_json: str) -> None:
+        """Insert or replace the member's document."""
+        ...
+
+    async def delete(self, discord_id: int) -> bool:
+        """Returns whether the member had saved settings."""
+        ...
+
+
 class Storage(Protocol):
     """Use as ``async with open_storage(url) as storage:`` or call connect()/close() yourself."""
 
@@ -360,6 +374,9 @@ class Storage(Protocol):
 
     @property
     def sponsor_keys(self) -> GuildSponsorKeyRepository: ...
+
+    @property
+    def member_settings(self) -> MemberSettingsRepository: ...
 
     @property
     def encrypted_columns(self) -> Sequence[EncryptedColumn]: ...

@@ -146,6 +146,19 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         ALTER TABLE users ADD COLUMN profile_shared boolean NOT NULL DEFAULT false;
         """,
     ),
+    Migration(
+        7,
+        "member_settings",
+        # A member's own defaults (/settings): one JSON document, so that a new field needs no
+        # migration; deleted with /settings reset or /logout forget.
+        """
+        CREATE TABLE member_settings (
+            discord_id bigint PRIMARY KEY,
+            settings_json text NOT NULL,
+            updated_at timestamptz NOT NULL
+        );
+        """,
+    ),
 )
 
 __all__ = ["MIGRATIONS", "Migration"]

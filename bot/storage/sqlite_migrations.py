@@ -149,6 +149,19 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             CHECK (profile_shared IN (0, 1));
         """,
     ),
+    Migration(
+        7,
+        "member_settings",
+        # A member's own defaults (/settings): one JSON document, so that a new field needs no
+        # migration; deleted with /settings reset or /logout forget.
+        """
+        CREATE TABLE member_settings (
+            discord_id INTEGER PRIMARY KEY,
+            settings_json TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        ) STRICT;
+        """,
+    ),
 )
 
 __all__ = ["MIGRATIONS", "Migration"]

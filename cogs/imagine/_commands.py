@@ -31,6 +31,7 @@ from bot.services.image.request import (
 )
 from bot.services.image.rerun import edited_request, exact_seed, rerun_request
 from bot.services.image.source import SourceImage, check_source_attachment, prepare_source_image
+from bot.services.member_settings import MemberSettingsService, imagine_options
 from bot.services.models_cache import ModelsCache
 from bot.services.policy import GenerationContext, Origin
 from bot.storage import JobRecord
@@ -138,7 +139,7 @@ class Imagine(PerImageActions, commands.Cog, name=COG_NAME):
         config = await self.bot.guild_settings.get(interaction.guild_id)
         options = ImagineOptions(
             prompt=prompt,
-            negative_prompt=config.negative_prompt_for(negative_prompt),
+            negative_prompt=negative_prompt,
             model=model,
             sampler=KNOWN_IMAGE_SAMPLERS(sampler) if sampler else None,
             steps=steps,
@@ -157,6 +158,8 @@ class Imagine(PerImageActions, commands.Cog, name=COG_NAME):
             tiling=tiling,
             denoising_strength=strength,
         )
+        member = await MemberSettingsService(self.bot.storage).get(interaction.user.id)
+        options = imagine_options(options, member, config)
         age_restricted = is_age_restricted(interaction.channel)
         allow_nsfw = config.nsfw_allowed(interaction.channel_id, age_restricted=age_restricted)
         # Everything that can be checked without downloading is checked before answering publicly.

@@ -20,4 +20,4 @@ def _listener(
     )
 
 
-IMAGE = JobUI("image", ImagineButton, ImagineParams.from_json, render_progress, _listener)
+IMAGE = JobUI("image", ImagineButton, ImagineParams.from_json, render_progress, _listener, VIEWS)

@@ -25,7 +25,7 @@ class Extra(commands.Cog):
     """Commands of other shapes, to see how /help lists them."""
 
     settings = app_commands.Group(
-        name="settings",
+        name="server",
         description="Server settings",
         default_permissions=discord.Permissions(manage_guild=True),
         guild_only=True,
@@ -82,18 +82,18 @@ async def test_help_shows_what_each_member_may_use(server: Server) -> None:
     dm_lines = _help_lines(await server.alice.user.slash("help"))
 
     assert "`/hello` — Say hello." in member_lines
-    assert "`/settings show` — Show this server's settings." in admin_lines
+    assert "`/server show` — Show this server's settings." in admin_lines
     # /config is for members with Manage Server only.
     config_lines = [line for line in admin_lines if line.startswith("`/config ")]
     assert config_lines
     assert not any(line.startswith("`/config ") for line in member_lines)
-    extra = "`/settings show` — Show this server's settings."
+    extra = "`/server show` — Show this server's settings."
     assert sorted([*member_lines, *config_lines, extra]) == admin_lines
     assert _names(member_lines) == set(server.alice.available_commands(server.channel))
     assert _names(admin_lines) == set(server.admin.available_commands(server.channel))
     # The guild-only group is not offered in DMs.
     assert _names(dm_lines) == set(server.alice.user.available_commands())
-    assert "settings show" not in _names(dm_lines)
+    assert "server show" not in _names(dm_lines)
 
 
 async def test_help_explains_every_button_and_this_servers_reactions(server: Server) -> None:
@@ -111,23 +111,20 @@ async def test_help_explains_every_button_and_this_servers_reactions(server: Ser
     assert "**Describe image**" in (_fields(default)["Message menus"] or "")
     reactions = _fields(default)["Reactions on an image result (this server)"] or ""
     # Gifting is off by default, so ⭐ is not offered.
-    assert [line.split(" ")[0] for line in reactions.splitlines()] == ["🔁", "🎲", "❌"]
+    assert [line.split(" ")[0] for line in reactions.splitlines()] == ["🔁", "🎲", "❌", "✉️"]
 
     for name, value in (("rerun_emoji", "🔄"), ("kudos_reactions", "on"), ("kudos_amount", "25")):
         await server.bot.guild_settings.set(server.guild.id, name, value, server.admin.id)
     configured = _help_embed(await server.alice.slash(server.channel, "help"))
     reactions = _fields(configured)["Reactions on an image result (this server)"] or ""
-    assert [line.split(" ")[0] for line in reactions.splitlines()] == ["🔄", "🎲", "❌", "⭐"]
-    assert reactions.splitlines()[-1] == "⭐ **Gift kudos**: sends the asker 25 of your kudos"
+    assert [line.split(" ")[0] for line in reactions.splitlines()] == ["🔄", "🎲", "❌", "⭐", "✉️"]
+    assert reactions.splitlines()[-2] == "⭐ **Gift kudos**: sends the asker 25 of your kudos"
 
     await server.bot.guild_settings.set(server.guild.id, "rerun_reactions", "off", server.admin.id)
     off = _fields(_help_embed(await server.alice.slash(server.channel, "help")))
     assert [
         line.split(" ")[0] for line in (off["Reactions on an image result (this server)"] or "").splitlines()
-    ] == [
-        "❌",
-        "⭐",
-    ]
+    ] == ["❌", "⭐", "✉️"]
 
 
 async def test_the_message_menus_help_lists_are_the_bots(server: Server) -> None:

@@ -11,8 +11,8 @@ import discord
 
 from bot.services.alchemy.render import render_alchemy_progress, render_alchemy_result
 from bot.services.alchemy.request import AlchemyParams
-from bot.services.delivery.listener import JobViews, MessageJobListener
-from bot.services.delivery.service import Delivery
+from bot.services.delivery.listener import MessageJobListener
+from bot.services.delivery.service import Delivery, JobViews
 from bot.services.delivery.targets import Fields, MessageTarget
 from bot.services.jobs import DeliveredImage, JobOutcome
 from bot.storage import JobRecord

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Final, Protocol
+from typing import Final
 
 import discord
 
@@ -28,16 +28,6 @@ NO_FILES: Final = "⚠️ I can't attach files here: I need the Attach Files per
 
 Finish = Callable[[JobRecord, JobOutcome], Fields]
 """The final edit of a job's message: ``message.edit`` keyword arguments."""
-
-
-class JobViews(Protocol):
-    """A kind's buttons, which its cog makes and handles: while the job runs, and on its result."""
-
-    def progress(self, job_id: str) -> discord.ui.View: ...
-
-    def result(self, job_id: str, *, private: bool = False) -> discord.ui.View | None:
-        """``None``: no buttons. A ``private`` (ephemeral) reply can't be deleted by the bot."""
-        ...
 
 
 class MessageJobListener(JobListener):

@@ -18,7 +18,7 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import discord
 from pydantic import BaseModel, ValidationError
@@ -38,7 +38,7 @@ from bot.storage import JobRecord
 
 if TYPE_CHECKING:
     from bot.config import ProgressSettings
-    from bot.storage import Storage
+    from bot.storage import JobKind, Storage
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -55,6 +55,16 @@ discord.py gave up on; the last one repeats until :data:`DELIVERY_DEADLINE_S`.""
 DISCORD_TROUBLE: Final = (
     "Discord didn't let me show this (HTTP {status}), so nothing was started. Please try again in a moment."
 )
+
+
+class JobViews(Protocol):
+    """A kind's buttons, which its cog makes and handles: while the job runs, and on its result."""
+
+    def progress(self, job_id: str) -> discord.ui.View: ...
+
+    def result(self, job_id: str, *, private: bool = False) -> discord.ui.View | None:
+        """``None``: no buttons. A ``private`` (ephemeral) reply can't be deleted by the bot."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +102,8 @@ class Delivery:
         self.retry_delays_s = tuple(retry_delays_s) or (1.0,)
         self.deadline_s = deadline_s
         self.first_edit_deadline_s = first_edit_deadline_s
+        self.views: dict[JobKind, JobViews] = {}
+        """Each kind's buttons (its cog registers them when it loads), for copies of a result."""
 
     def __repr__(self) -> str:
         return f"Delivery({self.budget!r})"

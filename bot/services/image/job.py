@@ -163,7 +163,7 @@ class ImageRun:
             if data is None:
                 self._lost.append(generation)
                 continue
-            image = _delivered(generation, len(self._images), data)
+            image = delivered_image(generation, len(self._images), data)
             self._images.append(image)
             delivered.append(image)
         if delivered and deliver:
@@ -177,7 +177,7 @@ def _censored(generation: ImageGeneration) -> bool:
     return generation.censored or generation.is_censored
 
 
-def _delivered(generation: ImageGeneration, index: int, data: bytes) -> DeliveredImage:
+def delivered_image(generation: ImageGeneration, index: int, data: bytes) -> DeliveredImage:
     return DeliveredImage(
         generation_id=generation.id_,
         index=index,

@@ -193,7 +193,7 @@ class ImagineListener(JobListener):
             if self._can_attach:
                 uploading = self._images[already:MAX_ATTACHMENTS]
                 if uploading:
-                    fields["attachments"] = [*attached, *(_file(image) for image in uploading)]
+                    fields["attachments"] = [*attached, *(image_file(image) for image in uploading)]
                 if self._left_out():
                     fields["content"] = with_line(fields["content"], too_many_files(self._left_out()))
             return fields
@@ -217,6 +217,6 @@ class ImagineListener(JobListener):
         self._throttle.sent(shown)
 
 
-def _file(image: DeliveredImage) -> discord.File:
+def image_file(image: DeliveredImage) -> discord.File:
     # Posted exactly as the Horde served it; a censored image is hidden behind a spoiler.
     return discord.File(io.BytesIO(image.data), filename=image.filename(FILE_STEM), spoiler=image.censored)

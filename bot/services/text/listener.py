@@ -7,8 +7,8 @@ import io
 
 import discord
 
-from bot.services.delivery.listener import JobViews, MessageJobListener
-from bot.services.delivery.service import Delivery
+from bot.services.delivery.listener import MessageJobListener
+from bot.services.delivery.service import Delivery, JobViews
 from bot.services.delivery.targets import Fields, MessageTarget
 from bot.services.jobs import JobOutcome
 from bot.services.text.render import TEXT_FILENAME, render_text_progress, render_text_result

@@ -8,6 +8,7 @@ import discord
 from bot.config import GenerationDefaults
 from bot.services.controls import (
     BUTTONS,
+    DM_COPY_EMOJI,
     IMAGE_BUTTONS,
     RESULT_BUTTONS,
     UPSCALED_BUTTONS,
@@ -98,28 +99,36 @@ def test_every_documented_reaction_does_what_it_says() -> None:
         "Gift kudos": ReactionAction.gift,
     }
     documented = reactions(everything_on)
+    image_reactions = [control for control in documented if control.emoji != DM_COPY_EMOJI]
 
-    assert {control.name: action_for(control.emoji, everything_on) for control in documented} == expected
-    assert [control.emoji for control in documented] == ["🔄", "🎲", "❌", "💖"]
+    assert {control.name: action_for(control.emoji, everything_on) for control in image_reactions} == expected
+    assert [control.emoji for control in documented] == ["🔄", "🎲", "❌", "💖", "✉️"]
+
+
+def test_the_dm_copy_is_not_offered_where_the_server_gave_its_emoji_another_meaning() -> None:
+    taken = build_config(None, GenerationDefaults(), {"rerun_emoji": DM_COPY_EMOJI})
+
+    assert [control.name for control in reactions(taken)] == ["Same seed", "New seed", "Delete"]
 
 
 def test_reactions_a_server_switched_off_are_not_offered() -> None:
     quiet = build_config(None, GenerationDefaults(), {"rerun_reactions": "off"})
 
-    assert [control.name for control in reactions(quiet)] == ["Delete"]  # gifting is off by default
-    assert all(action_for(control.emoji, quiet) is not None for control in reactions(quiet))
+    # Gifting is off by default.
+    assert [control.name for control in reactions(quiet)] == ["Delete", "DM copy"]
+    assert all(action_for(control.emoji, quiet) is not None for control in reactions(quiet)[:-1])
 
 
 def test_the_defaults_name_every_reaction_and_say_gifting_needs_the_server() -> None:
     names = [control.name for control in reactions(None)]
 
-    assert names == ["Same seed", "New seed", "Delete", "Gift kudos"]
-    assert "where the server turned it on" in reactions(None)[-1].does
+    assert names == ["Same seed", "New seed", "Delete", "Gift kudos", "DM copy"]
+    assert "where the server turned it on" in reactions(None)[-2].does
 
 
 def test_the_details_legend_names_the_result_buttons_and_the_default_reactions() -> None:
     assert details_legend() == (
         "Buttons: 🔍 U1 · 🎨 V1 · 🔁 Rerun · 🌱 Same seed · ✏️ Edit · ℹ️ Details · 🗑️ Delete\n"
-        "Reactions: 🔁 same seed · 🎲 new seed · ❌ delete · ⭐ gift kudos "
+        "Reactions: 🔁 same seed · 🎲 new seed · ❌ delete · ⭐ gift kudos · ✉️ dm copy "
         "(defaults; /help shows this server's)"
     )

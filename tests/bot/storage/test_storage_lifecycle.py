@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 pytest_plugins = ("storage_fixtures",)
 
-TABLES = {"users", "guild_settings", "guild_settings_audit", "jobs", "guild_sponsor_keys"}
+TABLES = {"users", "guild_settings", "guild_settings_audit", "jobs", "guild_sponsor_keys", "member_settings"}
 # Valid SQL on both backends; the second statement fails.
 BROKEN_SQL = "CREATE TABLE extra (x INTEGER);\nINSERT INTO no_such_table VALUES (1);\n"
 
