@@ -12,7 +12,7 @@ import discord
 
 from bot.horde.consts import KNOWN_ALCHEMY_TYPES
 from bot.services.alchemy.request import AlchemyParams, operation_label
-from bot.services.delivery.render import END_LABELS, LOGIN_HINT, progress_bar, progress_fraction
+from bot.services.delivery.render import END_LABELS, LOGIN_HINT, end_reason, progress_bar, progress_fraction
 from bot.services.formatting import format_duration
 from bot.services.jobs import JobOutcome, JobProgress
 
@@ -74,8 +74,8 @@ def render_alchemy_result(
 ) -> tuple[str, discord.Embed | None]:
     """The final content and embed: captions and tags as text, the first image shown in the embed."""
     lines = [_headline(params), END_LABELS.get(outcome.state, str(outcome.state))]
-    if outcome.error:
-        lines.append(outcome.error)
+    if reason := end_reason(outcome):
+        lines.append(reason)
     lines += outcome.notes
     if anonymous:
         lines.append(LOGIN_HINT)

@@ -18,12 +18,13 @@ from bot.services.delivery.limits import fit_content, fit_embed
 from bot.services.delivery.render import (
     END_LABELS,
     LOGIN_HINT,
+    end_reason,
     progress_bar,
     progress_fraction,
     progress_status_lines,
     prompt_preview,
 )
-from bot.services.formatting import clip, format_kudos
+from bot.services.formatting import clip, format_kudos, plural
 from bot.services.image.request import ImagineParams, NamedStrength
 from bot.services.jobs import DeliveredImage, JobOutcome, JobProgress
 from bot.storage import JobRecord
@@ -47,6 +48,11 @@ def headline(params: ImagineParams) -> str:
     return f"**{prompt_preview(params.prompt)}**\n-# {discord.utils.escape_markdown(params.model)}{count}"
 
 
+def restarted_note(count: int) -> str:
+    """The Horde's ``restarted``: jobs a worker dropped or failed, handed to another worker."""
+    return f"{plural(count, 'image')} restarted on another worker (the first one failed)"
+
+
 def render_progress(
     params: ImagineParams,
     progress: JobProgress | None,
@@ -65,10 +71,9 @@ def render_progress(
         lines.append(
             f"`{progress_bar(progress_fraction(progress), bar_width)}` {progress.finished}/{progress.n}"
         )
-        counts = (
-            f"{progress.finished} finished · {progress.processing} processing · "
-            f"{progress.waiting} waiting · {progress.restarted} restarted"
-        )
+        counts = f"{progress.finished} finished · {progress.processing} processing · {progress.waiting} waiting"
+        if progress.restarted:
+            counts += f" · {restarted_note(progress.restarted)}"
         lines.append(counts)
         lines += progress_status_lines(progress)
     lines += notes
@@ -96,8 +101,8 @@ def render_result(
     summary = [f"{len(images)} of {params.n} images" if len(images) < params.n else _images(len(images))]
     summary.append(f"{format_kudos(outcome.kudos)} kudos")
     lines = [f"{label} — {' · '.join(summary)}"]
-    if outcome.error:
-        lines.append(outcome.error)
+    if reason := end_reason(outcome):
+        lines.append(reason)
     lines += [
         f"Image {image.index + 1} (seed {image.seed}) was {CENSORED_NOTE}."
         for image in images

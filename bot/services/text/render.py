@@ -11,6 +11,7 @@ import discord
 from bot.services.delivery.render import (
     END_LABELS,
     LOGIN_HINT,
+    end_reason,
     progress_bar,
     progress_fraction,
     progress_status_lines,
@@ -69,8 +70,8 @@ def render_text_result(
 ) -> RenderedText:
     """The final message. A continuation shows the whole text so far, not only the new part."""
     lines = [headline(params), END_LABELS.get(outcome.state, str(outcome.state))]
-    if outcome.error:
-        lines.append(outcome.error)
+    if reason := end_reason(outcome):
+        lines.append(reason)
     lines += outcome.notes
     if result is None:
         if anonymous:
