@@ -19,6 +19,7 @@ from test_imagine_support import (  # noqa: F401 - fixtures are used by name
     message_edits,
     only_job,
     payload,
+    phone_photo,
     response_of,
     settings,
     until,
@@ -299,6 +300,16 @@ async def test_a_source_image_is_sent_as_webp(server: Server, horde_sim: Simulat
     assert source.size == (64, 64)
     assert body["params"]["denoising_strength"] == 0.6
     assert json.loads(job.params_json)["source_image"] == "cat.png"
+
+
+async def test_a_phone_photo_keeps_its_orientation(server: Server, horde_sim: Simulator) -> None:
+    await imagine(server, prompt="make it blue", source_image=("phone.jpg", phone_photo(128, 64)))
+
+    job = await only_job(server, server.alice)
+    source = PIL.Image.open(io.BytesIO(base64.b64decode(json.loads(job.request_json)["source_image"])))
+    assert source.size == (64, 128)  # upright, as the phone showed it
+    red, _, blue = source.convert("RGB").getpixel((32, 16))
+    assert (red > 200, blue < 60) == (True, True)  # the stored left half is on top
 
 
 async def test_a_file_that_is_not_an_image_is_refused_privately(server: Server, horde_sim: Simulator) -> None:

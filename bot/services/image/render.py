@@ -71,7 +71,9 @@ def render_progress(
         lines.append(
             f"`{progress_bar(progress_fraction(progress), bar_width)}` {progress.finished}/{progress.n}"
         )
-        counts = f"{progress.finished} finished · {progress.processing} processing · {progress.waiting} waiting"
+        counts = (
+            f"{progress.finished} finished · {progress.processing} processing · {progress.waiting} waiting"
+        )
         if progress.restarted:
             counts += f" · {restarted_note(progress.restarted)}"
         lines.append(counts)
