@@ -12,7 +12,7 @@ from bot.errors import UserInputError
 from bot.horde import ImageGenerateAsyncRequest
 from bot.horde.consts import MAX_PROMPT_WORDS
 from bot.services.formatting import has_visible_text
-from bot.services.image.request import ImagineParams, ImagineRequest, horde_prompt
+from bot.services.image.request import ImagineParams, ImagineRequest, styled_horde_prompt
 
 EMPTY_PROMPT = "The prompt must not be empty."
 
@@ -59,11 +59,12 @@ def edited_request(
         raise UserInputError(EMPTY_PROMPT)
     asked_seed = ImagineParams.from_json(params_json).seed
     rerun = rerun_request(request_json, params_json, seed=asked_seed, allow_nsfw=allow_nsfw)
+    params = rerun.params.model_copy(update={"prompt": prompt, "negative_prompt": negative_prompt})
     try:
-        request = rerun.request.with_fields(prompt=horde_prompt(prompt, negative_prompt))
+        # Through the style's template again, when the job ran with a style.
+        request = rerun.request.with_fields(prompt=styled_horde_prompt(params))
     except ValidationError:
         raise UserInputError(
             f"The prompt must not be empty and may have at most {MAX_PROMPT_WORDS} words."
         ) from None
-    params = rerun.params.model_copy(update={"prompt": prompt, "negative_prompt": negative_prompt})
     return ImagineRequest(request=request, params=params)
