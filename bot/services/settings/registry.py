@@ -166,6 +166,22 @@ class ServerSettings(BaseModel):
         p.format_optional_text,
         lambda d: d.negative_prompt,
     )
+    style: ClassVar[Setting[str]] = Setting(
+        SettingGroup.defaults,
+        "The AI Horde style /imagine applies when a member names none (none: no style).",
+        f"an image style's name of 1 to {p.MAX_MODEL_NAME} characters, or none",
+        p.optional_text(p.MAX_MODEL_NAME),
+        p.format_optional_text,
+        p.const(""),
+    )
+    text_style: ClassVar[Setting[str]] = Setting(
+        SettingGroup.defaults,
+        "The AI Horde style /write applies when a member names none (none: no style).",
+        f"a text style's name of 1 to {p.MAX_MODEL_NAME} characters, or none",
+        p.optional_text(p.MAX_MODEL_NAME),
+        p.format_optional_text,
+        p.const(""),
+    )
     max_steps: ClassVar[Setting[int]] = Setting(
         SettingGroup.limits,
         "The most sampling steps a generation may use.",
@@ -218,6 +234,22 @@ class ServerSettings(BaseModel):
         SettingGroup.models,
         "These models may not be used.",
         f"model names separated by commas, or none; at most {p.MAX_LIST_ITEMS}",
+        p.string_set(p.model_name),
+        p.format_string_set,
+        p.const(frozenset()),
+    )
+    allowed_styles: ClassVar[Setting[frozenset[str]]] = Setting(
+        SettingGroup.models,
+        "Only these AI Horde styles may be used, image or text (none: any style).",
+        f"style names separated by commas, or none; at most {p.MAX_LIST_ITEMS}",
+        p.string_set(p.model_name),
+        p.format_string_set,
+        p.const(frozenset()),
+    )
+    blocked_styles: ClassVar[Setting[frozenset[str]]] = Setting(
+        SettingGroup.models,
+        "These AI Horde styles may not be used.",
+        f"style names separated by commas, or none; at most {p.MAX_LIST_ITEMS}",
         p.string_set(p.model_name),
         p.format_string_set,
         p.const(frozenset()),
