@@ -23,7 +23,7 @@ from discord import app_commands
 from pydantic import BaseModel
 
 from bot.app import HordeBot
-from bot.errors import BotError, PermissionDeniedError, UserInputError
+from bot.errors import BotError, HordeUnavailableError, PermissionDeniedError, UserInputError
 from bot.horde import AIHordeRequestError, BaseAsyncRequest
 from bot.services.delivery.service import JobMessage, journalled_params
 from bot.services.delivery.targets import MessageTarget
@@ -33,6 +33,8 @@ from bot.services.keys import ResolvedKey
 from bot.services.kinds import COMMAND_KINDS
 from bot.services.models_cache import ModelsCache
 from bot.services.policy import GenerationContext, Origin, can_manage_job
+from bot.services.settings.config import GuildConfig
+from bot.services.styles import AppliedStyle, StyleKind, StylesCache, check_style_allowed
 from bot.storage import JobKind, JobRecord
 from bot.tree import report_interaction_error
 
@@ -290,6 +292,31 @@ async def model_choices(models: ModelsCache, current: str) -> list[app_commands.
     while the Horde can't be asked)."""
     try:
         suggestions = await models.suggest(current)
+    except AIHordeRequestError:
+        return []
+    return [app_commands.Choice(name=choice.name, value=choice.value) for choice in suggestions]
+
+
+async def find_style(
+    styles: StylesCache, kind: StyleKind, name: str, config: GuildConfig
+) -> AppliedStyle | None:
+    """The style a generation applies (the member's, else the server's default; none when both
+    are empty), if this server allows it. The Horde failing is told as such."""
+    if not name:
+        return None
+    check_style_allowed(name, config.style_allowed)
+    try:
+        return await styles.find(kind, name)
+    except AIHordeRequestError:
+        raise HordeUnavailableError() from None
+
+
+async def style_choices(
+    styles: StylesCache, kind: StyleKind, current: str, config: GuildConfig
+) -> list[app_commands.Choice[str]]:
+    """The style option's autocomplete: the popular styles this server allows that match ``current``."""
+    try:
+        suggestions = await styles.suggest(kind, current, allowed=config.style_allowed)
     except AIHordeRequestError:
         return []
     return [app_commands.Choice(name=choice.name, value=choice.value) for choice in suggestions]

@@ -44,7 +44,11 @@ class ListCache(Generic[T]):
     """What the list holds, for the log."""
 
     def __init__(
-        self, fetch: Callable[[], Awaitable[Sequence[T]]], *, ttl_s: float, clock: Callable[[], float] = monotonic
+        self,
+        fetch: Callable[[], Awaitable[Sequence[T]]],
+        *,
+        ttl_s: float,
+        clock: Callable[[], float] = monotonic,
     ) -> None:
         self._fetch = fetch
         self._ttl_s = ttl_s

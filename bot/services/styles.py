@@ -168,7 +168,9 @@ class StylesCache:
             raise unknown
         try:
             if kind == "text":
-                return await self._horde.call(SingleStyleTextByNameRequest(style_name=name), TextStyleResponse)
+                return await self._horde.call(
+                    SingleStyleTextByNameRequest(style_name=name), TextStyleResponse
+                )
             return await self._horde.call(SingleStyleImageByNameRequest(style_name=name), ImageStyleResponse)
         except AIHordeRequestError as exc:
             if exc.http_status == 404:

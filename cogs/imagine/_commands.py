@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 import discord
@@ -33,6 +34,8 @@ from bot.services.image.rerun import edited_request, exact_seed, rerun_request
 from bot.services.image.source import SourceImage, check_source_attachment, prepare_source_image
 from bot.services.models_cache import ModelsCache
 from bot.services.policy import GenerationContext, Origin
+from bot.services.settings.config import GuildConfig
+from bot.services.styles import StylesCache
 from bot.storage import JobRecord
 from cogs._jobs import (
     ALCHEMY_COG,
@@ -40,10 +43,13 @@ from cogs._jobs import (
     Launch,
     admit_and_launch,
     answer_estimate,
+    find_style,
     is_age_restricted,
     model_choices,
     require_manager,
+    style_choices,
 )
+from cogs.imagine._advanced import AdvancedModal, AdvancedOptions
 from cogs.imagine._launch import IMAGE
 from cogs.imagine._views import COG_NAME, Action, EditModal, UpscalePicker
 
@@ -63,6 +69,7 @@ class Imagine(commands.Cog, name=COG_NAME):
     def __init__(self, bot: HordeBot) -> None:
         self.bot = bot
         self.models = ModelsCache(self._fetch_models, ttl_s=bot.settings.horde.models_cache_ttl_s)
+        self.styles = StylesCache(bot.horde, ttl_s=bot.settings.horde.models_cache_ttl_s)
 
     async def cog_load(self) -> None:
         IMAGE.load(self.bot)
@@ -70,6 +77,7 @@ class Imagine(commands.Cog, name=COG_NAME):
     async def cog_unload(self) -> None:
         IMAGE.unload(self.bot)
         await self.models.close()
+        await self.styles.close()
 
     async def _fetch_models(self) -> Sequence[ActiveModel]:
         return (await self.bot.horde.get_models()).root
@@ -99,6 +107,8 @@ class Imagine(commands.Cog, name=COG_NAME):
         source_image="An image to start from (img2img).",
         strength="How much the source image may change (0.01–1).",
         estimate="Only show what this would cost, without running it.",
+        style="An AI Horde style (start typing); what you set yourself wins over the style.",
+        advanced="Open a form for CLIP skip, seed variation and sharing with LAION.",
     )
     @app_commands.choices(
         sampler=_choices(list(KNOWN_IMAGE_SAMPLERS)),
@@ -130,6 +140,8 @@ class Imagine(commands.Cog, name=COG_NAME):
         source_image: discord.Attachment | None = None,
         strength: app_commands.Range[float, MIN_DENOISING, 1.0] | None = None,
         estimate: bool = False,
+        style: app_commands.Range[str, 1, 100] | None = None,
+        advanced: bool = False,
     ) -> None:
         config = await self.bot.guild_settings.get(interaction.guild_id)
         options = ImagineOptions(
@@ -152,21 +164,54 @@ class Imagine(commands.Cog, name=COG_NAME):
             tis=textual_inversions,
             tiling=tiling,
             denoising_strength=strength,
+            style=await find_style(self.styles, "image", style or config.style, config),
         )
-        age_restricted = is_age_restricted(interaction.channel)
-        allow_nsfw = config.nsfw_allowed(interaction.channel_id, age_restricted=age_restricted)
         # Everything that can be checked without downloading is checked before answering publicly.
         if source_image is not None:
             check_source_attachment(source_image.filename, source_image.content_type, source_image.size)
-        imagine = build_request(
+        if not advanced:
+            await self._imagine(interaction, options, config, source_image, estimate=estimate)
+            return
+        self._build(interaction, options, config, source_image)  # refused now, not after the form
+
+        async def submitted(answer: discord.Interaction[Any], extra: AdvancedOptions) -> None:
+            more = replace(
+                options, clip_skip=extra.clip_skip, seed_variation=extra.seed_variation, shared=extra.shared
+            )
+            await self._imagine(answer, more, config, source_image, estimate=estimate)
+
+        await interaction.response.send_modal(AdvancedModal(submitted))
+
+    def _build(
+        self,
+        interaction: discord.Interaction[Any],
+        options: ImagineOptions,
+        config: GuildConfig,
+        source_image: discord.Attachment | None,
+    ) -> ImagineRequest:
+        age_restricted = is_age_restricted(interaction.channel)
+        allow_nsfw = config.nsfw_allowed(interaction.channel_id, age_restricted=age_restricted)
+        return build_request(
             options,
             config.generation,
             allow_nsfw=allow_nsfw,
             source_image=source_image.filename if source_image is not None else None,
         )
+
+    async def _imagine(
+        self,
+        interaction: discord.Interaction[Any],
+        options: ImagineOptions,
+        config: GuildConfig,
+        source_image: discord.Attachment | None,
+        *,
+        estimate: bool,
+    ) -> None:
+        imagine = self._build(interaction, options, config, source_image)
         if estimate:
             await self._estimate(interaction, imagine)
             return
+        age_restricted = is_age_restricted(interaction.channel)
         context = _policy_context(interaction, imagine.params, "command", age_restricted=age_restricted)
 
         async def prepare() -> Launch:
@@ -188,6 +233,13 @@ class Imagine(commands.Cog, name=COG_NAME):
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         return await model_choices(self.models, current)
+
+    @imagine.autocomplete("style")
+    async def _style_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        config = await self.bot.guild_settings.get(interaction.guild_id)
+        return await style_choices(self.styles, "image", current, config)
 
     # -- the buttons -----------------------------------------------------------------------------
 

@@ -268,7 +268,17 @@ def test_cli_default_port_is_not_the_real_servers_dev_port() -> None:
 
 def test_cli_fault_and_mode_flags_become_knobs() -> None:
     args = build_parser().parse_args(
-        ["--job-faults", "0.25", "--censor", "0.5", "--http-errors", "0.1", "--maintenance", "--log-level", "debug"]
+        [
+            "--job-faults",
+            "0.25",
+            "--censor",
+            "0.5",
+            "--http-errors",
+            "0.1",
+            "--maintenance",
+            "--log-level",
+            "debug",
+        ]
     )
     config = config_from_args(args)
     assert (config.knobs.job_fault_probability, config.knobs.censor_probability) == (0.25, 0.5)
@@ -293,7 +303,8 @@ def test_cli_help_explains_every_option_and_the_keys(capsys: pytest.CaptureFixtu
     ):
         listed = text.split("\n  " + option, 1)[1].split("\n  -", 1)[0]
         assert words in " ".join(listed.split()), option
-    assert "sim-alice-key-00000001" in text and "0000000000" in text
+    assert "sim-alice-key-00000001" in text
+    assert "0000000000" in text
 
 
 def test_cli_port_in_use_is_one_line(tmp_path: Path) -> None:
@@ -312,5 +323,6 @@ def test_cli_port_in_use_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert [line for line in result.stderr.splitlines() if line.startswith("horde-simulator:")] == [
-        f"horde-simulator: port {port} on 127.0.0.1 is already in use; pick another with --port (0 picks a free one)"
+        f"horde-simulator: port {port} on 127.0.0.1 is already in use; "
+        "pick another with --port (0 picks a free one)"
     ]

@@ -63,12 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Every knob can also change while it runs: POST /_sim/config (see docs/SIMULATOR.md).",
     )
     serve = parser.add_argument_group("where it listens")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
     serve.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"port to bind (default: {DEFAULT_PORT}; 0 picks a free one)"
+        "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)"
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port to bind (default: {DEFAULT_PORT}; 0 picks a free one)",
     )
     workers = parser.add_argument_group("workers and queue")
-    workers.add_argument("--worker-delay", type=float, default=0.0, help="seconds before a worker takes a job")
+    workers.add_argument(
+        "--worker-delay", type=float, default=0.0, help="seconds before a worker takes a job"
+    )
     workers.add_argument("--speed", type=_speed, default=2.0, help="seconds per job, or a range like 1-3")
     workers.add_argument(
         "--threads",
@@ -94,17 +101,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="probability that any API call is answered 503 (0-1), to try retries",
     )
-    faults.add_argument("--maintenance", action="store_true", help="start in maintenance mode (refuses generations)")
+    faults.add_argument(
+        "--maintenance", action="store_true", help="start in maintenance mode (refuses generations)"
+    )
     others = parser.add_argument_group("others")
     others.add_argument("--users-file", help="JSON list of users (alias, api_key, id, kudos, concurrency…)")
     others.add_argument(
-        "--seed", type=int, default=0, help="seed of every random choice (ids, image seeds, durations, faults)"
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of every random choice (ids, image seeds, durations, faults)",
     )
     others.add_argument(
         "--no-rate-limits", action="store_true", help="turn the Horde's per-key and per-IP rate limits off"
     )
     others.add_argument(
-        "--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="log verbosity (default: INFO)"
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="log verbosity (default: INFO)",
     )
     return parser
 
@@ -155,7 +171,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"horde-simulator: port {config.port} on {config.host} is already in use; "
                 "pick another with --port (0 picks a free one)"
             ) from None
-        raise SystemExit(f"horde-simulator: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
+        raise SystemExit(
+            f"horde-simulator: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
+        ) from None
 
 
 if __name__ == "__main__":
