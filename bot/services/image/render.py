@@ -125,6 +125,10 @@ def result_embed(params: ImagineParams, outcome: JobOutcome) -> discord.Embed:
         )
     models = sorted({image.model for image in outcome.images if image.model}) or [params.model]
     embed.add_field(name="Model", value=clip(", ".join(models), EMBED_FIELD_CHARS))
+    if params.style is not None:
+        embed.add_field(
+            name="Style", value=clip(discord.utils.escape_markdown(params.style.name), EMBED_FIELD_CHARS)
+        )
     embed.add_field(name="Size", value=f"{params.width}×{params.height}")
     embed.add_field(name="Steps", value=str(params.steps))
     if outcome.images:
@@ -169,7 +173,8 @@ def render_details(job: JobRecord) -> discord.Embed:
 
 
 def _parameter_fields(params: ImagineParams) -> list[tuple[str, str]]:
-    fields = [
+    fields = [("Style", discord.utils.escape_markdown(params.style.name))] if params.style is not None else []
+    fields += [
         ("Model", discord.utils.escape_markdown(params.model)),
         ("Size", f"{params.width}×{params.height}"),
         ("Steps", str(params.steps)),
@@ -182,6 +187,12 @@ def _parameter_fields(params: ImagineParams) -> list[tuple[str, str]]:
         ("Tiling", _yes_no(params.tiling)),
         ("NSFW", "allowed" if params.nsfw else "censored"),
     ]
+    if params.clip_skip is not None:
+        fields.append(("CLIP skip", str(params.clip_skip)))
+    if params.seed_variation is not None:
+        fields.append(("Seed variation", str(params.seed_variation)))
+    if params.shared:
+        fields.append(("Shared with LAION", "asked"))
     if params.upscaler is not None:
         fields.append(("Upscaler", params.upscaler.value))
     if params.facefixer is not None:
