@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import HordeBot
-from bot.errors import UserInputError
+from bot.errors import BotError, UserInputError
 from bot.generation_limits import MAX_N, MAX_PROMPT_CHARS, MAX_SIDE, MAX_STEPS, MIN_SIDE
 from bot.horde import ActiveModel
 from bot.horde.consts import KNOWN_FACEFIXERS, KNOWN_IMAGE_SAMPLERS, KNOWN_UPSCALERS
@@ -30,7 +30,7 @@ from bot.services.image.request import (
     build_request,
     generation_context,
 )
-from bot.services.image.rerun import edited_request, exact_seed, rerun_request
+from bot.services.image.rerun import edited_request, rerun_request, same_seed_reruns
 from bot.services.image.source import SourceImage, check_source_attachment, prepare_source_image
 from bot.services.models_cache import ModelsCache
 from bot.services.policy import GenerationContext, Origin
@@ -39,12 +39,14 @@ from bot.services.styles import StylesCache
 from bot.storage import JobRecord
 from cogs._jobs import (
     ALCHEMY_COG,
+    NO_MENTIONS,
     ImageOperations,
     Launch,
     admit_and_launch,
     answer_estimate,
     find_style,
     is_age_restricted,
+    launch_in_channel,
     model_choices,
     require_manager,
     style_choices,
@@ -59,6 +61,11 @@ NO_IMAGES: Final = "This result has no images to upscale."
 NO_ALCHEMY: Final = "Upscaling isn't available on this bot."
 UPSCALE_PROMPT: Final = "Which image should I upscale?"
 DOWNLOAD_FAILED: Final = "I couldn't download the source image from Discord. Please try again."
+SAME_SEEDS_PRIVATE: Final = (
+    "Each image of this result has its own seed, so Same seed runs one generation per image, posted "
+    "in the channel; this server shows results privately here. Rerun it with one image's seed instead."
+)
+SAME_SEEDS_STOPPED: Final = "Image {position} of {total} was not run again: {why}"
 
 
 def _choices(values: Sequence[str]) -> list[app_commands.Choice[str]]:
@@ -277,14 +284,52 @@ class Imagine(commands.Cog, name=COG_NAME):
                     await interaction.message.delete()
 
     async def _rerun(self, interaction: discord.Interaction[Any], job: JobRecord, *, same_seed: bool) -> None:
-        """The same request for whoever clicked, with their own key; a new seed unless ``same_seed``."""
-        seed = exact_seed(job.params_json, job.result_json) if same_seed else None
-        await self._relaunch(
-            interaction,
-            lambda allow_nsfw: rerun_request(
-                job.request_json, job.params_json, seed=seed, allow_nsfw=allow_nsfw
-            ),
+        """The same request for whoever clicked, with their own key; a new seed unless ``same_seed``,
+        which makes the set again: one generation per image when the images' seeds differ (the
+        first in the reply, the others in the channel, each admitted on its own)."""
+        if not same_seed:
+            await self._relaunch(
+                interaction,
+                lambda allow_nsfw: rerun_request(
+                    job.request_json, job.params_json, seed=None, allow_nsfw=allow_nsfw
+                ),
+            )
+            return
+        config = await self.bot.guild_settings.get(interaction.guild_id)
+        allow_nsfw = config.nsfw_allowed(
+            interaction.channel_id, age_restricted=is_age_restricted(interaction.channel)
         )
+        first, *others = same_seed_reruns(
+            job.request_json, job.params_json, job.result_json, allow_nsfw=allow_nsfw
+        )
+        channel = interaction.channel
+        if others and (
+            config.visibility_in(interaction.channel_id) == "private"
+            or not isinstance(channel, discord.abc.Messageable)
+        ):
+            raise UserInputError(SAME_SEEDS_PRIVATE)
+        await self._relaunch(interaction, lambda _: first)
+        assert isinstance(channel, discord.abc.Messageable)
+        for position, imagine in enumerate(others, start=2):
+            context = _policy_context(
+                interaction, imagine.params, "button", age_restricted=is_age_restricted(channel)
+            )
+            try:
+                async with self.bot.policy.admit(context) as decision:
+                    await launch_in_channel(
+                        self.bot,
+                        channel,
+                        IMAGE.launch(imagine.request, imagine.params),
+                        decision.key,
+                        user_id=interaction.user.id,
+                        guild_id=interaction.guild_id,
+                    )
+            except BotError as exc:
+                note = SAME_SEEDS_STOPPED.format(
+                    position=position, total=len(others) + 1, why=exc.user_message
+                )
+                await interaction.followup.send(note, ephemeral=True, allowed_mentions=NO_MENTIONS)
+                return
 
     async def _edit(
         self, interaction: discord.Interaction[Any], job: JobRecord, prompt: str, negative_prompt: str

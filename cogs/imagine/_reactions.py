@@ -68,17 +68,18 @@ class Reactions(commands.Cog, name="Reactions"):
         channel = self.bot.get_channel(payload.channel_id)
         if not isinstance(channel, discord.abc.Messageable):
             return
-        imagine, context = rerun_for(plan, event, age_restricted=is_age_restricted(channel))
         try:
-            async with self.bot.policy.admit(context) as decision:
-                await launch_in_channel(
-                    self.bot,
-                    channel,
-                    IMAGE.launch(imagine.request, imagine.params),
-                    decision.key,
-                    user_id=event.user_id,
-                    guild_id=event.guild_id,
-                )
+            # One generation per image when the images' seeds differ, each admitted on its own.
+            for imagine, context in rerun_for(plan, event, age_restricted=is_age_restricted(channel)):
+                async with self.bot.policy.admit(context) as decision:
+                    await launch_in_channel(
+                        self.bot,
+                        channel,
+                        IMAGE.launch(imagine.request, imagine.params),
+                        decision.key,
+                        user_id=event.user_id,
+                        guild_id=event.guild_id,
+                    )
         except BotError as exc:
             log.info(
                 "Reaction rerun by Discord user %s on message %s refused: %s",

@@ -369,17 +369,47 @@ async def test_rerun_uses_the_clicking_members_key_and_a_new_seed(
     assert len(rerun.attachments) == 1
 
 
-async def test_same_seed_reruns_exactly(server: Server, horde_sim: Simulator) -> None:
+def shown_seeds(job: JobRecord) -> list[str]:
+    images = sorted(json.loads(job.result_json or "{}")["images"], key=lambda image: image["index"])
+    return [image["seed"] for image in images]
+
+
+async def test_same_seed_makes_the_set_again_each_image_with_its_own_seed(
+    server: Server, horde_sim: Simulator
+) -> None:
     message = await imagine(server, prompt="a fox", count=2)
     [original] = await journal_of(server, server.alice)
-    first_seed = json.loads(original.result_json or "{}")["images"][0]["seed"]
+    seeds = shown_seeds(original)
+    assert len(set(seeds)) == 2
+
+    clicked = await server.alice.click(message, label="Same seed")
+
+    reruns = sorted(
+        (job for job in await journal_of(server, server.alice) if job.id != original.id),
+        key=lambda job: job.created_at,
+    )
+    # The Horde gives every image of one request the same seed: one request per image, in order.
+    assert [json.loads(job.request_json)["params"]["seed"] for job in reruns] == seeds
+    assert [json.loads(job.request_json)["params"]["n"] for job in reruns] == [1, 1]
+    assert [shown_seeds(job) for job in reruns] == [[seeds[0]], [seeds[1]]]
+    assert response_of(clicked).id == reruns[0].message_id
+    assert reruns[1].message_id == server.channel.last_message.id  # type: ignore[union-attr]
+
+
+async def test_same_seed_with_an_asked_seed_is_one_request(server: Server) -> None:
+    message = await imagine(server, prompt="a fox", count=2, seed="77")
 
     await server.alice.click(message, label="Same seed")
 
     rerun, _ = await journal_of(server, server.alice)
-    assert json.loads(rerun.request_json)["params"]["seed"] == first_seed
-    assert json.loads(rerun.params_json)["seed"] == first_seed
-    assert json.loads(rerun.request_json)["params"]["n"] == 2
+    assert (
+        json.loads(rerun.request_json)["params"]["seed"],
+        json.loads(rerun.request_json)["params"]["n"],
+    ) == (
+        "77",
+        2,
+    )
+    assert shown_seeds(rerun) == ["77", "77"]
 
 
 async def test_delete_is_for_the_requester_or_a_moderator(server: Server) -> None:
