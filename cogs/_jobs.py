@@ -257,9 +257,14 @@ async def _start(
     private: bool = False,
 ) -> JobRecord:
     listener = job.ui.listener(bot, placed.target, job.params, anonymous=key.is_anonymous, private=private)
+    request = job.request
+    if "proxied_account" in type(request).model_fields:
+        proxied = await bot.proxied.for_request(key, user_id)
+        if proxied is not None:
+            request = request.with_fields(proxied_account=proxied)
     return await bot.jobs.start_job(
         job.ui.kind,
-        request=job.request,
+        request=request,
         key=key.apikey,
         key_owner=key.owner,
         user_id=user_id,

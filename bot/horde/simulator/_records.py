@@ -76,6 +76,7 @@ class GenRequest:
     slow_workers: bool = True
     source_image: bool = False
     disable_batching: bool = False
+    proxied_account: str | None = None
     queued_at: float = 0.0
     priority: float = 0.0
     """The server's ``extra_priority``: the user's kudos when the request was made."""

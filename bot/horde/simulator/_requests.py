@@ -259,6 +259,7 @@ def new_request(
         r2=bool(body.get("r2", True)),
         slow_workers=bool(body.get("slow_workers", True)),
         source_image=bool(body.get("source_image")),
+        proxied_account=str(body["proxied_account"]) if body.get("proxied_account") else None,
         queued_at=now,
         disable_batching=bool(body.get("disable_batching", False)),
         # The anonymous account's kudos are deeply negative on the real Horde: it comes last.

@@ -39,6 +39,7 @@ def rerun_request(
         payload.pop("seed_variation", None)
         params = params.model_copy(update={"n": n, "seed_variation": None})
     body = original.model_dump(exclude_unset=True)
+    body.pop("proxied_account", None)  # whoever runs it again is added when it starts
     body.update(params=payload, nsfw=allow_nsfw, censor_nsfw=not allow_nsfw)
     return ImagineRequest(request=ImageGenerateAsyncRequest.model_validate(body), params=params)
 
