@@ -37,8 +37,12 @@ _STATE_LABELS: Final = {
 def headline(params: TextParams) -> str:
     prompt = params.prompt[-300:] if params.continued_from else params.prompt
     prefix = "Continuing: …" if params.continued_from else ""
-    model = discord.utils.escape_markdown(params.model) if params.model else "any text model"
-    return f"**{prefix}{prompt_preview(prompt)}**\n-# {model}"
+    chosen = params.model or (
+        params.style.models[0] if params.style is not None and params.style.models else None
+    )
+    model = discord.utils.escape_markdown(chosen) if chosen else "any text model"
+    style = f" · style {discord.utils.escape_markdown(params.style.name)}" if params.style is not None else ""
+    return f"**{prefix}{prompt_preview(prompt)}**\n-# {model}{style}"
 
 
 def render_text_progress(
