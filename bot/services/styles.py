@@ -26,10 +26,17 @@ from bot.horde import (
     ImageStyleResponse,
     TextStyleResponse,
 )
-from bot.horde.apimodels.styles import SingleStyleImageByNameRequest, SingleStyleTextByNameRequest
+from bot.horde.apimodels.styles import (
+    SingleStyleImageByNameRequest,
+    SingleStyleTextByNameRequest,
+    image_style_prompt,
+    text_style_prompt,
+)
 from bot.horde.consts import MODEL_TYPE, STYLE_SORT
 from bot.services.formatting import clip
 from bot.services.models_cache import MAX_CHOICE_LENGTH, MAX_CHOICES, ListCache, match_score
+
+__all__ = ["AppliedStyle", "StylesCache", "image_style_prompt", "text_style_prompt"]
 
 StyleKind = Literal["image", "text"]
 
@@ -66,40 +73,6 @@ class AppliedStyle(BaseModel):
         if isinstance(value, bool) != (kind is bool):  # to Python a bool is an int too
             return None
         return value if isinstance(value, kind) else None
-
-
-def image_style_prompt(template: str, horde_prompt: str) -> str:
-    """The Horde's image rule: ``{p}`` gets the prompt and ``{np}`` the negative prompt (with its
-    ``###`` when the template has none); every other brace is kept as it is."""
-    prompt, negative = horde_prompt, ""
-    if "###" in prompt:
-        prompt, negative = prompt.split("###", 1)
-    if "###" not in template and negative != "" and "###" not in negative:
-        negative = "###" + negative
-    return _fill(template, p=prompt, np=negative)
-
-
-def text_style_prompt(template: str, prompt: str) -> str:
-    """The Horde's text rule: ``{p}`` gets the prompt. Other braces are kept (the server drops
-    unknown ``{names}`` and fails on stray braces; keeping them never fails)."""
-    return _fill(template, p=prompt, np="")
-
-
-def _fill(template: str, **values: str) -> str:
-    # One pass over the template, so a prompt containing "{np}" is never filled in again.
-    out: list[str] = []
-    index = 0
-    while index < len(template):
-        for name, value in values.items():
-            token = "{" + name + "}"
-            if template.startswith(token, index):
-                out.append(value)
-                index += len(token)
-                break
-        else:
-            out.append(template[index])
-            index += 1
-    return "".join(out)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,10 +7,11 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
+from bot.horde.apimodels.styles import image_style_prompt, text_style_prompt
 from bot.horde.simulator import _errors as err
 from bot.horde.simulator import _images
 from bot.horde.simulator import _kudos as kudos
-from bot.horde.simulator._records import GenRequest, Kind, SimStyle
+from bot.horde.simulator._records import GenRequest, Kind
 from bot.horde.simulator._schema import KNOWN_POST_PROCESSORS, KNOWN_UPSCALERS
 from bot.horde.simulator._state import State
 from bot.horde.simulator.config import SimUser
@@ -40,7 +41,13 @@ def apply_style(state: State, kind: Kind, body: dict[str, Any]) -> None:
     if found is None:
         raise err.thing_not_found("Style", str(key))
     user_params: Mapping[str, Any] = body.get("params") or {}
-    body["prompt"] = _styled_prompt(found, str(body.get("prompt", "")))
+    prompt = str(body.get("prompt", ""))
+    # The server's own template rules (horde/apis/v2/stable.py and kobold.py, apply_style).
+    body["prompt"] = (
+        image_style_prompt(found.prompt, prompt)
+        if kind == "image"
+        else text_style_prompt(found.prompt, prompt)
+    )
     body["models"] = list(found.models)
     params = dict(found.params)
     for name in ("n", "width", "height") if kind == "image" else ("n",):
@@ -49,12 +56,6 @@ def apply_style(state: State, kind: Kind, body: dict[str, Any]) -> None:
     body["params"] = params
     with state.lock:
         found.use_count += 1
-
-
-def _styled_prompt(style: SimStyle, prompt: str) -> str:
-    positive, _, negative = prompt.partition("###")
-    negative_part = f" ### {negative.strip()}" if negative.strip() else ""
-    return style.prompt.replace("{p}", positive.strip()).replace("{np}", negative_part)
 
 
 def check_workers(state: State, worker_ids: list[str]) -> None:
