@@ -12,11 +12,11 @@ the negative prompt), the style's first model and its params are the defaults.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.errors import UserInputError
 from bot.horde import (
@@ -174,12 +174,19 @@ def check_style_allowed(name: str, allowed: Callable[[str], bool]) -> None:
         raise UserInputError(STYLE_NOT_ALLOWED.format(name=clip(name, 60)))
 
 
-def style_params(style: AppliedStyle | None, accepted: Mapping[str, Any]) -> dict[str, Any]:
-    """The style's params the request model accepts, but ``n`` and the seed (the member's own)."""
+def style_params(style: AppliedStyle | None, payload: type[BaseModel]) -> dict[str, Any]:
+    """The style's params that ``payload`` (the request's params model) takes, each valid on its own,
+    but ``n`` and the seed (the member's own). A style is anyone's input: a value the Horde would
+    refuse is left out rather than refusing the member's request."""
     if style is None:
         return {}
-    return {
-        name: value
-        for name, value in style.params.items()
-        if name in accepted and name not in ("n", "seed", "seed_variation")
-    }
+    kept: dict[str, Any] = {}
+    for name, value in style.params.items():
+        if name not in payload.model_fields or name in ("n", "seed", "seed_variation"):
+            continue
+        try:
+            payload.model_validate({name: value})
+        except ValidationError:
+            continue
+        kept[name] = value
+    return kept

@@ -380,7 +380,7 @@ def styled_horde_prompt(params: ImagineParams) -> str:
 
 def _request_for(params: ImagineParams) -> ImageGenerateAsyncRequest:
     # The style's params first (those the request takes), then everything resolved above on top.
-    payload: dict[str, Any] = style_params(params.style, ImageGenerationInputPayload.model_fields)
+    payload: dict[str, Any] = style_params(params.style, ImageGenerationInputPayload)
     payload |= {
         "n": params.n,
         "steps": params.steps,

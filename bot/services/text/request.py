@@ -164,7 +164,7 @@ def request_for(params: TextParams, *, dry_run: bool = False) -> TextGenerateAsy
     prompt = params.prompt if style is None else text_style_prompt(style.prompt, params.prompt)
     fields: dict[str, Any] = {"prompt": prompt}
     # The style's params first (those the request takes), what the member set on top.
-    chosen = style_params(style, ModelGenerationInputKobold.model_fields)
+    chosen = style_params(style, ModelGenerationInputKobold)
     chosen |= {name: value for name, value in settings.items() if value is not None}
     if chosen:
         fields["params"] = chosen
