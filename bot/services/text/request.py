@@ -119,7 +119,7 @@ def build_text_request(options: TextOptions, defaults: GenerationDefaults) -> Te
     if options.max_length is not None and options.max_length > defaults.max_text_tokens:
         raise UserInputError(f"Max length may be at most {defaults.max_text_tokens} tokens on this server.")
     max_length = options.max_length
-    styled = options.style.param("max_length", int) if options.style is not None else None
+    styled = style_params(options.style, ModelGenerationInputKobold).get("max_length")
     if max_length is None and styled is not None:
         # The style's length, within what this server allows (the style is not the member's choice).
         max_length = min(styled, defaults.max_text_tokens)
