@@ -29,7 +29,9 @@ RUNNING_BUTTONS: Final[tuple[Control, ...]] = (
 """While /imagine, /write or /alchemy runs."""
 RESULT_BUTTONS: Final[tuple[Control, ...]] = (
     Control("🔁", "Rerun", "the same request again with a new seed, as you"),
-    Control("🌱", "Same seed", "the same request with the same seed, as you"),
+    Control(
+        "🌱", "Same seed", "the same images again: each with its own seed (one generation per image), as you"
+    ),
     Control("✏️", "Edit", "change the prompt, then run it again"),
     Control("🔍", "Upscale", "pick one of the images to upscale"),
     Control("ℹ️", "Details", "every setting, the seeds and the workers, just for you"),
@@ -55,7 +57,7 @@ def reactions(config: GuildConfig | None) -> tuple[Control, ...]:
     found: list[Control] = []
     if generic or settings.rerun_reactions:
         found += [
-            Control(settings.rerun_emoji, "Same seed", "reruns it with the same seed, as you"),
+            Control(settings.rerun_emoji, "Same seed", "reruns it with each image's seed, as you"),
             Control(NEW_SEED_EMOJI, "New seed", "reruns it with a new seed, as you"),
         ]
     found.append(Control(DELETE_EMOJI, "Delete", "removes it (asker or moderator)"))
