@@ -51,6 +51,8 @@ ESTIMATE: Final = "This would cost about **{kudos} kudos**. Nothing was generate
 ALCHEMY_COG: Final = "Alchemy"
 """The cog that runs alchemy on an image (:class:`ImageOperations`), for /imagine's Upscale."""
 CANCEL: Final = "cancel"
+NO_STYLE: Final = "none"
+"""Typed as a style: no style, not even the server's default."""
 CANCEL_LOOK: Final = ("Cancel", discord.ButtonStyle.danger, "✖️")
 
 _Params = TypeVar("_Params", bound=BaseModel)
@@ -306,8 +308,9 @@ async def find_style(
     styles: StylesCache, kind: StyleKind, name: str, config: GuildConfig
 ) -> AppliedStyle | None:
     """The style a generation applies (the member's, else the server's default; none when both
-    are empty), if this server allows it. The Horde failing is told as such."""
-    if not name:
+    are empty, or when the member typed ``none``), if this server allows it. The Horde failing is
+    told as such."""
+    if not name or name.strip().casefold() == NO_STYLE:
         return None
     check_style_allowed(name, config.style_allowed)
     try:

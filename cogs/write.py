@@ -130,7 +130,7 @@ class Write(commands.Cog, name=COG_NAME):
         repetition_penalty="Discourage repeating the same words.",
         stop_sequences="Stop writing at any of these, separated by | (\\n for a new line).",
         estimate="Only show what this would cost, without running it.",
-        style="An AI Horde text style (start typing); what you set yourself wins over the style.",
+        style="An AI Horde text style (start typing; none: no style); what you set wins over it.",
     )
     async def write(
         self,

@@ -114,7 +114,7 @@ class Imagine(commands.Cog, name=COG_NAME):
         source_image="An image to start from (img2img).",
         strength="How much the source image may change (0.01–1).",
         estimate="Only show what this would cost, without running it.",
-        style="An AI Horde style (start typing); what you set yourself wins over the style.",
+        style="An AI Horde style (start typing; none: no style); what you set yourself wins over it.",
         advanced="Open a form for CLIP skip, seed variation and sharing with LAION.",
     )
     @app_commands.choices(

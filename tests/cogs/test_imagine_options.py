@@ -103,6 +103,11 @@ async def test_the_servers_default_style_applies_and_edit_keeps_it(server: Serve
     edited = [job for job in await journal_of(server, server.alice) if job.id != first.id]
     assert json.loads(edited[0].request_json)["prompt"] == "a wolf, photorealistic, sharp focus"
 
+    await server.bob.slash(server.channel, "imagine", prompt="a hare", style="None")  # opting out
+    plain = await only_job(server, server.bob)
+    assert json.loads(plain.request_json)["prompt"] == "a hare"
+    assert json.loads(plain.params_json)["style"] is None
+
 
 async def test_a_blocked_style_is_refused_privately_and_left_out_of_the_choices(
     server: Server, horde_sim: Simulator
