@@ -46,13 +46,12 @@ from cogs._jobs import (
     answer_estimate,
     find_style,
     is_age_restricted,
-    launch_in_channel,
     model_choices,
     require_manager,
     style_choices,
 )
 from cogs.imagine._advanced import AdvancedModal, AdvancedOptions
-from cogs.imagine._launch import IMAGE
+from cogs.imagine._launch import IMAGE, launch_admitted
 from cogs.imagine._views import COG_NAME, Action, EditModal, UpscalePicker
 
 log = logging.getLogger(__name__)
@@ -302,28 +301,25 @@ class Imagine(commands.Cog, name=COG_NAME):
         first, *others = same_seed_reruns(
             job.request_json, job.params_json, job.result_json, allow_nsfw=allow_nsfw
         )
-        channel = interaction.channel
-        if others and (
-            config.visibility_in(interaction.channel_id) == "private"
-            or not isinstance(channel, discord.abc.Messageable)
-        ):
+        channel = interaction.channel if isinstance(interaction.channel, discord.abc.Messageable) else None
+        if others and (channel is None or config.visibility_in(interaction.channel_id) == "private"):
             raise UserInputError(SAME_SEEDS_PRIVATE)
         await self._relaunch(interaction, lambda _: first)
-        assert isinstance(channel, discord.abc.Messageable)
+        if channel is None:  # then there are no others (refused above)
+            return
         for position, imagine in enumerate(others, start=2):
             context = _policy_context(
                 interaction, imagine.params, "button", age_restricted=is_age_restricted(channel)
             )
             try:
-                async with self.bot.policy.admit(context) as decision:
-                    await launch_in_channel(
-                        self.bot,
-                        channel,
-                        IMAGE.launch(imagine.request, imagine.params),
-                        decision.key,
-                        user_id=interaction.user.id,
-                        guild_id=interaction.guild_id,
-                    )
+                await launch_admitted(
+                    self.bot,
+                    channel,
+                    imagine,
+                    context,
+                    user_id=interaction.user.id,
+                    guild_id=interaction.guild_id,
+                )
             except BotError as exc:
                 note = SAME_SEEDS_STOPPED.format(
                     position=position, total=len(others) + 1, why=exc.user_message

@@ -24,8 +24,8 @@ from bot.services.image.reactions import (
     ReactionService,
     rerun_for,
 )
-from cogs._jobs import is_age_restricted, launch_in_channel
-from cogs.imagine._launch import IMAGE
+from cogs._jobs import is_age_restricted
+from cogs.imagine._launch import launch_admitted
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +71,9 @@ class Reactions(commands.Cog, name="Reactions"):
         try:
             # One generation per image when the images' seeds differ, each admitted on its own.
             for imagine, context in rerun_for(plan, event, age_restricted=is_age_restricted(channel)):
-                async with self.bot.policy.admit(context) as decision:
-                    await launch_in_channel(
-                        self.bot,
-                        channel,
-                        IMAGE.launch(imagine.request, imagine.params),
-                        decision.key,
-                        user_id=event.user_id,
-                        guild_id=event.guild_id,
-                    )
+                await launch_admitted(
+                    self.bot, channel, imagine, context, user_id=event.user_id, guild_id=event.guild_id
+                )
         except BotError as exc:
             log.info(
                 "Reaction rerun by Discord user %s on message %s refused: %s",

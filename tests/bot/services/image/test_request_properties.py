@@ -261,9 +261,8 @@ def test_a_rerun_of_any_accepted_request_is_still_valid(
     drawn: tuple[ImagineOptions, bool], seed: str | None
 ) -> None:
     options, _ = drawn
-    try:
-        built = build_request(options, GENEROUS, allow_nsfw=False)
-    except UserInputError:
+    built = attempt(lambda: build_request(options, GENEROUS, allow_nsfw=False))
+    if isinstance(built, UserInputError):
         return
     request_json = json.dumps(built.request.to_wire().json)
     rerun = rerun_request(request_json, built.params_json, seed=seed, allow_nsfw=True)
@@ -281,9 +280,8 @@ def test_same_seed_of_any_accepted_request_makes_each_image_with_its_seed(
     drawn: tuple[ImagineOptions, bool], seeds: list[str]
 ) -> None:
     options, _ = drawn
-    try:
-        built = build_request(options, GENEROUS, allow_nsfw=False)
-    except UserInputError:
+    built = attempt(lambda: build_request(options, GENEROUS, allow_nsfw=False))
+    if isinstance(built, UserInputError):
         return
     shown = seeds[: built.params.n]
     result = json.dumps({"images": [{"seed": seed, "index": index} for index, seed in enumerate(shown)]})
