@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -167,6 +167,25 @@ class StylesCache:
 
 class _StylesList(ListCache[BaseStyleResponse]):
     what = "styles"
+
+
+_T = TypeVar("_T")
+
+
+def first_of(typed: _T | None, styled: _T | None, default: _T) -> _T:
+    """What the member typed, else the style's, else the default: what the member sets wins."""
+    if typed is not None:
+        return typed
+    return styled if styled is not None else default
+
+
+def style_param(style: AppliedStyle | None, name: str, kind: type[Any] | tuple[type[Any], ...]) -> Any:
+    return None if style is None else style.param(name, kind)
+
+
+def style_model(style: AppliedStyle | None) -> str | None:
+    """The style's first model: the one a generation uses when the member names none."""
+    return style.models[0] if style is not None and style.models else None
 
 
 def check_style_allowed(name: str, allowed: Callable[[str], bool]) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from cryptography.fernet import Fernet
 from hypothesis import given, settings
@@ -184,7 +186,6 @@ def test_a_pseudonym_is_stable_across_a_rotation_and_differs_per_value_and_per_k
     rotated = KeyRing({2: second, 1: first})
 
     assert ring.pseudonym("discord-user:42") == rotated.pseudonym("discord-user:42")
-    assert len(ring.pseudonym("discord-user:42")) == 32
+    assert re.fullmatch(r"[0-9a-f]{32}", ring.pseudonym("discord-user:42"))
     assert ring.pseudonym("discord-user:42") != ring.pseudonym("discord-user:43")
     assert KeyRing({1: second}).pseudonym("discord-user:42") != ring.pseudonym("discord-user:42")
-    assert "42" not in ring.pseudonym("discord-user:42")

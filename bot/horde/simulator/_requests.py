@@ -58,6 +58,13 @@ def apply_style(state: State, kind: Kind, body: dict[str, Any]) -> None:
         found.use_count += 1
 
 
+def check_proxied_account(body: Mapping[str, Any], user: SimUser) -> None:
+    if body.get("proxied_account") and not user.service:
+        raise err.bad_request(
+            "Only service accounts can provide a proxied_account value.", "OnlyServiceAccountProxy"
+        )
+
+
 def check_workers(state: State, worker_ids: list[str]) -> None:
     known = {worker.id for worker in state.workers}
     for worker_id in worker_ids:

@@ -3,7 +3,8 @@
 Bounds are checked twice: Discord enforces the Horde's absolute ranges on the options, and
 :func:`build_request` checks this server's limits (``max_steps``, ``max_n``, ``max_pixels``) and then
 the request models, turning every failure into one :class:`UserInputError` line per field that says
-what is allowed. Defaults come from a :class:`GenerationDefaults` object, so per-guild defaults drop in.
+what is allowed. Defaults come from a :class:`GenerationDefaults` object, so per-guild defaults drop in,
+and from a Horde style when one applies (``bot.services.styles``): what the member typed wins.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -33,7 +34,14 @@ from bot.horde.consts import (
 from bot.services.formatting import clip, has_visible_text
 from bot.services.image.source import SourceImage
 from bot.services.policy import GenerationContext, Origin
-from bot.services.styles import AppliedStyle, image_style_prompt, style_params
+from bot.services.styles import (
+    AppliedStyle,
+    first_of,
+    image_style_prompt,
+    style_model,
+    style_param,
+    style_params,
+)
 
 # The Horde's own bounds (swagger.json and the server's validation); shared ones in bot.generation_limits.
 MIN_DENOISING: Final = 0.01
@@ -269,17 +277,19 @@ def _resolve(
     params = ImagineParams(
         prompt=options.prompt.strip(),
         negative_prompt=negative.strip(),
-        model=(options.model or _style_model(style) or defaults.model).strip(),
+        model=(options.model or style_model(style) or defaults.model).strip(),
         sampler=options.sampler or _style_sampler(style) or defaults.sampler,
-        steps=_first(options.steps, _style(style, "steps", int), defaults.steps),
-        cfg_scale=_first(options.cfg_scale, _style(style, "cfg_scale", (int, float)), defaults.cfg_scale),
+        steps=first_of(options.steps, style_param(style, "steps", int), defaults.steps),
+        cfg_scale=first_of(
+            options.cfg_scale, style_param(style, "cfg_scale", (int, float)), defaults.cfg_scale
+        ),
         width=width,
         height=height,
         seed=(options.seed.strip() or None) if options.seed is not None else None,
         n=options.n if options.n is not None else defaults.n,
-        karras=_first(options.karras, _style(style, "karras", bool), True),
-        hires_fix=_first(options.hires_fix, _style(style, "hires_fix", bool), False),
-        tiling=_first(options.tiling, _style(style, "tiling", bool), False),
+        karras=first_of(options.karras, style_param(style, "karras", bool), True),
+        hires_fix=first_of(options.hires_fix, style_param(style, "hires_fix", bool), False),
+        tiling=first_of(options.tiling, style_param(style, "tiling", bool), False),
         upscaler=options.upscaler,
         facefixer=options.facefixer,
         loras=loras,
@@ -287,7 +297,7 @@ def _resolve(
         source_image=source_image,
         denoising_strength=options.denoising_strength,
         nsfw=allow_nsfw,
-        clip_skip=_first(options.clip_skip, _style(style, "clip_skip", int), None),
+        clip_skip=first_of(options.clip_skip, style_param(style, "clip_skip", int), None),
         seed_variation=options.seed_variation,
         shared=bool(options.shared),
         style=style,
@@ -316,26 +326,8 @@ def _resolve(
     return params, problems
 
 
-_T = TypeVar("_T")
-
-
-def _first(typed: _T | None, styled: _T | None, default: _T) -> _T:
-    """What the member typed, else the style's, else the default."""
-    if typed is not None:
-        return typed
-    return styled if styled is not None else default
-
-
-def _style(style: AppliedStyle | None, name: str, kind: type[Any] | tuple[type[Any], ...]) -> Any:
-    return None if style is None else style.param(name, kind)
-
-
-def _style_model(style: AppliedStyle | None) -> str | None:
-    return style.models[0] if style is not None and style.models else None
-
-
 def _style_sampler(style: AppliedStyle | None) -> KNOWN_IMAGE_SAMPLERS | None:
-    name = _style(style, "sampler_name", str)
+    name = style_param(style, "sampler_name", str)
     return KNOWN_IMAGE_SAMPLERS(name) if name in KNOWN_IMAGE_SAMPLERS.__members__.values() else None
 
 
@@ -494,8 +486,8 @@ def _dimensions(options: ImagineOptions, defaults: GenerationDefaults) -> tuple[
         if options.width is not None or options.height is not None:
             raise UserInputError("Choose either an aspect preset or a width and height, not both.")
         return aspect_dimensions(options.aspect, defaults.width * defaults.height, defaults.max_pixels)
-    width = _first(options.width, _style(options.style, "width", int), defaults.width)
-    height = _first(options.height, _style(options.style, "height", int), defaults.height)
+    width = first_of(options.width, style_param(options.style, "width", int), defaults.width)
+    height = first_of(options.height, style_param(options.style, "height", int), defaults.height)
     return width, height
 
 

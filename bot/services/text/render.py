@@ -19,6 +19,7 @@ from bot.services.delivery.render import (
 )
 from bot.services.formatting import format_kudos
 from bot.services.jobs import JobOutcome, JobProgress
+from bot.services.styles import style_model
 from bot.services.text.request import TextParams, TextResult
 
 EMBED_TEXT_CHARS: Final = 4000
@@ -37,9 +38,7 @@ _STATE_LABELS: Final = {
 def headline(params: TextParams) -> str:
     prompt = params.prompt[-300:] if params.continued_from else params.prompt
     prefix = "Continuing: …" if params.continued_from else ""
-    chosen = params.model or (
-        params.style.models[0] if params.style is not None and params.style.models else None
-    )
+    chosen = params.model or style_model(params.style)
     model = discord.utils.escape_markdown(chosen) if chosen else "any text model"
     style = f" · style {discord.utils.escape_markdown(params.style.name)}" if params.style is not None else ""
     return f"**{prefix}{prompt_preview(prompt)}**\n-# {model}{style}"

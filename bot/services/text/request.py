@@ -20,7 +20,7 @@ from bot.horde import TextGenerateAsyncRequest
 from bot.horde.apimodels.text import ModelGenerationInputKobold
 from bot.horde.consts import MAX_STOP_SEQUENCE_CHARS, MAX_STOP_SEQUENCES
 from bot.services.formatting import has_visible_text
-from bot.services.styles import AppliedStyle, style_params, text_style_prompt
+from bot.services.styles import AppliedStyle, style_model, style_params, text_style_prompt
 
 # The Horde's bounds (``ModelPayloadRootKobold``); max_length's are in bot.generation_limits.
 MIN_CONTEXT: Final = 80
@@ -168,7 +168,7 @@ def request_for(params: TextParams, *, dry_run: bool = False) -> TextGenerateAsy
     chosen |= {name: value for name, value in settings.items() if value is not None}
     if chosen:
         fields["params"] = chosen
-    model = params.model or (style.models[0] if style is not None and style.models else None)
+    model = params.model or style_model(style)
     if model:
         fields["models"] = [model]
     if dry_run:
