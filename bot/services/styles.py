@@ -32,7 +32,7 @@ from bot.horde.apimodels.styles import (
     image_style_prompt,
     text_style_prompt,
 )
-from bot.horde.consts import MODEL_TYPE, STYLE_SORT
+from bot.horde.consts import MODEL_TYPE, RC, STYLE_SORT
 from bot.services.formatting import clip
 from bot.services.models_cache import MAX_CHOICE_LENGTH, MAX_CHOICES, ListCache, match_score
 
@@ -146,7 +146,8 @@ class StylesCache:
                 )
             return await self._horde.call(SingleStyleImageByNameRequest(style_name=name), ImageStyleResponse)
         except AIHordeRequestError as exc:
-            if exc.http_status == 404:
+            # 404: no such style; StyleGetMistmatch (sic): a style of the other kind by that name.
+            if exc.http_status == 404 or exc.rc == RC.StyleGetMistmatch:
                 raise unknown from None
             raise
 
