@@ -34,6 +34,7 @@ from bot.services.jobs import JobManager
 from bot.services.kinds import job_kinds
 from bot.services.kudos import KudosService
 from bot.services.policy import Policy
+from bot.services.proxied import ProxiedAccounts
 from bot.services.settings.service import GuildSettingsService
 from bot.storage import Storage, open_storage
 from bot.tree import HordeCommandTree
@@ -122,6 +123,7 @@ class HordeBot(commands.Bot):
         self.accounts: Final = AccountService(storage, keyring, horde, redactor=redactor)
         # One per bot: /kudos give and gifting reactions share what was sent lately (shown by /me).
         self.kudos: Final = KudosService(storage, self.accounts, horde)
+        self.proxied: Final = ProxiedAccounts(horde, keyring)
         self.jobs: Final = JobManager.from_settings(storage, horde, settings, kinds=job_kinds())
         self.guild_settings: Final = GuildSettingsService(
             storage,

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 import re
 from collections.abc import Mapping
@@ -36,6 +38,7 @@ BOUND: Final = "a"
 _NONCE_BYTES: Final = 12
 _TAG_BYTES: Final = 16
 _HKDF_INFO: Final = b"horde-bot: API keys at rest, AES-256-GCM, bound to their row"
+_PSEUDONYM_INFO: Final = b"horde-bot: pseudonyms of Discord members (proxied_account), HMAC-SHA256"
 _AAD_PREFIX: Final = "horde-bot/"
 
 BindingKind = Literal["user", "guild"]
@@ -87,7 +90,7 @@ def generate_key_value(version: int = 1) -> str:
 class KeyRing:
     """The configured encryption keys. Its repr shows the versions only, never the keys."""
 
-    __slots__ = ("_aeads", "_current", "_fernets", "_raw_keys")
+    __slots__ = ("_aeads", "_current", "_fernets", "_pseudonym_key", "_raw_keys")
 
     def __init__(self, keys: Mapping[int, str | bytes]) -> None:
         if not keys:
@@ -109,6 +112,8 @@ class KeyRing:
         self._raw_keys: Final = tuple(
             key if isinstance(key, str) else key.decode("ascii") for key in keys.values()
         )
+        # From the oldest version: adding a newer key (a rotation) keeps every pseudonym.
+        self._pseudonym_key: Final = _derive(keys[min(keys)], _PSEUDONYM_INFO)
 
     @classmethod
     def from_env_value(cls, value: str) -> KeyRing:
@@ -138,6 +143,11 @@ class KeyRing:
     def versions(self) -> tuple[int, ...]:
         """The known versions, newest first."""
         return tuple(sorted(self._fernets, reverse=True))
+
+    def pseudonym(self, value: str) -> str:
+        """A stable id for ``value`` that cannot be turned back into it without the keys:
+        HMAC-SHA256 with a key derived (HKDF) from the oldest key version, 32 hex characters."""
+        return hmac.new(self._pseudonym_key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 
     def secret_material(self) -> tuple[str, ...]:
         """The raw keys, only so the log redactor can mask them."""
@@ -205,9 +215,12 @@ class KeyRing:
 
 def _aead(fernet_key: str | bytes) -> AESGCM:
     # The Fernet key entry stays the one secret operators manage; AES-GCM gets its own derived key.
+    return AESGCM(_derive(fernet_key, _HKDF_INFO))
+
+
+def _derive(fernet_key: str | bytes, info: bytes) -> bytes:
     raw = base64.urlsafe_b64decode(fernet_key)
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(raw)
-    return AESGCM(derived)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(raw)
 
 
 def _aad(bound_to: str) -> bytes:

@@ -23,7 +23,7 @@ from discord import app_commands
 from pydantic import BaseModel
 
 from bot.app import HordeBot
-from bot.errors import BotError, PermissionDeniedError, UserInputError
+from bot.errors import BotError, HordeUnavailableError, PermissionDeniedError, UserInputError
 from bot.horde import AIHordeRequestError, BaseAsyncRequest
 from bot.services.alchemy.request import ImageOrigin
 from bot.services.delivery.service import JobMessage, JobViews, journalled_params
@@ -35,6 +35,8 @@ from bot.services.kinds import COMMAND_KINDS
 from bot.services.member_settings import MemberSettingsService
 from bot.services.models_cache import ModelsCache
 from bot.services.policy import GenerationContext, Origin, can_manage_job
+from bot.services.settings.config import GuildConfig
+from bot.services.styles import AppliedStyle, StyleKind, StylesCache, check_style_allowed
 from bot.storage import JobKind, JobRecord
 from bot.tree import report_interaction_error
 
@@ -56,6 +58,8 @@ IN_YOUR_DMS: Final = "📬 Working on it in your DMs: {url}"
 ALCHEMY_COG: Final = "Alchemy"
 """The cog that runs alchemy on an image (:class:`ImageOperations`), for /imagine's Upscale."""
 CANCEL: Final = "cancel"
+NO_STYLE: Final = "none"
+"""Typed as a style: no style, not even the server's default."""
 CANCEL_LOOK: Final = ("Cancel", discord.ButtonStyle.danger, "✖️")
 
 _Params = TypeVar("_Params", bound=BaseModel)
@@ -307,9 +311,14 @@ async def _start(
     private: bool = False,
 ) -> JobRecord:
     listener = job.ui.listener(bot, placed.target, job.params, anonymous=key.is_anonymous, private=private)
+    request = job.request
+    if "proxied_account" in type(request).model_fields:
+        proxied = await bot.proxied.for_request(key, user_id)
+        if proxied is not None:
+            request = request.with_fields(proxied_account=proxied)
     return await bot.jobs.start_job(
         job.ui.kind,
-        request=job.request,
+        request=request,
         key=key.apikey,
         key_owner=key.owner,
         user_id=user_id,
@@ -342,6 +351,32 @@ async def model_choices(models: ModelsCache, current: str) -> list[app_commands.
     while the Horde can't be asked)."""
     try:
         suggestions = await models.suggest(current)
+    except AIHordeRequestError:
+        return []
+    return [app_commands.Choice(name=choice.name, value=choice.value) for choice in suggestions]
+
+
+async def find_style(
+    styles: StylesCache, kind: StyleKind, name: str, config: GuildConfig
+) -> AppliedStyle | None:
+    """The style a generation applies (the member's, else the server's default; none when both
+    are empty, or when the member typed ``none``), if this server allows it. The Horde failing is
+    told as such."""
+    if not name or name.strip().casefold() == NO_STYLE:
+        return None
+    check_style_allowed(name, config.style_allowed)
+    try:
+        return await styles.find(kind, name)
+    except AIHordeRequestError:
+        raise HordeUnavailableError() from None
+
+
+async def style_choices(
+    styles: StylesCache, kind: StyleKind, current: str, config: GuildConfig
+) -> list[app_commands.Choice[str]]:
+    """The style option's autocomplete: the popular styles this server allows that match ``current``."""
+    try:
+        suggestions = await styles.suggest(kind, current, allowed=config.style_allowed)
     except AIHordeRequestError:
         return []
     return [app_commands.Choice(name=choice.name, value=choice.value) for choice in suggestions]

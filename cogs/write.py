@@ -25,6 +25,7 @@ from bot.services.estimates import estimate_text_cost
 from bot.services.horde_info import fetch_models
 from bot.services.jobs import JobListener
 from bot.services.models_cache import ModelsCache
+from bot.services.styles import StylesCache
 from bot.services.text.listener import text_listener
 from bot.services.text.render import render_text_progress
 from bot.services.text.request import (
@@ -51,9 +52,11 @@ from cogs._jobs import (
     Launch,
     admit_and_launch,
     answer_estimate,
+    find_style,
     job_context,
     job_view,
     model_choices,
+    style_choices,
 )
 
 log = logging.getLogger(__name__)
@@ -103,6 +106,7 @@ class Write(commands.Cog, name=COG_NAME):
     def __init__(self, bot: HordeBot) -> None:
         self.bot = bot
         self.models = ModelsCache(self._fetch_models, ttl_s=bot.settings.horde.models_cache_ttl_s)
+        self.styles = StylesCache(bot.horde, ttl_s=bot.settings.horde.models_cache_ttl_s)
 
     async def cog_load(self) -> None:
         TEXT.load(self.bot)
@@ -110,6 +114,7 @@ class Write(commands.Cog, name=COG_NAME):
     async def cog_unload(self) -> None:
         TEXT.unload(self.bot)
         await self.models.close()
+        await self.styles.close()
 
     async def _fetch_models(self) -> Sequence[ActiveModel]:
         return await fetch_models(self.bot.horde, MODEL_TYPE.text)
@@ -125,6 +130,7 @@ class Write(commands.Cog, name=COG_NAME):
         repetition_penalty="Discourage repeating the same words.",
         stop_sequences="Stop writing at any of these, separated by | (\\n for a new line).",
         estimate="Only show what this would cost, without running it.",
+        style="An AI Horde text style (start typing; none: no style); what you set wins over it.",
     )
     async def write(
         self,
@@ -138,7 +144,9 @@ class Write(commands.Cog, name=COG_NAME):
         repetition_penalty: app_commands.Range[float, MIN_REP_PEN, MAX_REP_PEN] | None = None,
         stop_sequences: app_commands.Range[str, 1, 2000] | None = None,
         estimate: bool = False,
+        style: app_commands.Range[str, 1, 100] | None = None,
     ) -> None:
+        config = await self.bot.guild_settings.get(interaction.guild_id)
         options = TextOptions(
             prompt=prompt,
             model=model,
@@ -148,10 +156,10 @@ class Write(commands.Cog, name=COG_NAME):
             top_p=top_p,
             repetition_penalty=repetition_penalty,
             stop_sequences=stop_sequences,
+            style=await find_style(self.styles, "text", style or config.text_style, config),
         )
         # Built before admission (like /imagine), so that invalid options take no slot and start no
         # cooldown; the server's config is the one the policy then checks against.
-        config = await self.bot.guild_settings.get(interaction.guild_id)
         text = build_text_request(options, config.generation)
         if estimate:
             await answer_estimate(
@@ -166,8 +174,16 @@ class Write(commands.Cog, name=COG_NAME):
     ) -> list[app_commands.Choice[str]]:
         return await model_choices(self.models, current)
 
+    @write.autocomplete("style")
+    async def _style_autocomplete(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        config = await self.bot.guild_settings.get(interaction.guild_id)
+        return await style_choices(self.styles, "text", current, config)
+
     async def _admit_and_launch(self, interaction: discord.Interaction[Any], text: TextRequest) -> None:
-        context = job_context(self.bot, interaction, "write", text.params.prompt, model=text.params.model)
+        model = text.request.models[0] if text.request.models else None
+        context = job_context(self.bot, interaction, "write", text.params.prompt, model=model)
 
         async def prepare() -> Launch:
             return TEXT.launch(text.request, text.params)

@@ -34,7 +34,9 @@ IMAGE_BUTTONS: Final[tuple[Control, ...]] = (
 """Under each image of a finished /imagine result (above 5 images: an Upscale and a Vary select)."""
 RESULT_BUTTONS: Final[tuple[Control, ...]] = (
     Control("🔁", "Rerun", "the same request again with a new seed, as you"),
-    Control("🌱", "Same seed", "the same request with the same seed, as you"),
+    Control(
+        "🌱", "Same seed", "the same images again: each with its own seed (one generation per image), as you"
+    ),
     Control("✏️", "Edit", "change the prompt, then run it again"),
     Control("ℹ️", "Details", "every setting, the seeds and the workers, just for you"),
     Control("🗑️", "Delete", "removes the result (asker or moderator)"),
@@ -80,7 +82,7 @@ def reactions(config: GuildConfig | None) -> tuple[Control, ...]:
     found: list[Control] = []
     if generic or settings.rerun_reactions:
         found += [
-            Control(settings.rerun_emoji, "Same seed", "reruns it with the same seed, as you"),
+            Control(settings.rerun_emoji, "Same seed", "reruns it with each image's seed, as you"),
             Control(NEW_SEED_EMOJI, "New seed", "reruns it with a new seed, as you"),
         ]
     found.append(Control(DELETE_EMOJI, "Delete", "removes it (asker or moderator)"))

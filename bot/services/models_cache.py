@@ -1,4 +1,5 @@
-"""The image models workers serve now (``/v2/status/models``), cached for the model autocomplete.
+"""The image models workers serve now (``/v2/status/models``), cached for the model autocomplete;
+:class:`ListCache` caches any such list (the styles too, ``bot.services.styles``).
 
 Autocomplete fires on every keystroke, so the list is kept for ``ttl_s`` seconds and refreshed by
 one request at a time: concurrent callers share the refresh in flight. A failed refresh keeps
@@ -12,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from bot.clock import monotonic
 from bot.horde import ActiveModel, AIHordeRequestError
@@ -24,6 +25,7 @@ MAX_CHOICES: Final = 25
 MAX_CHOICE_LENGTH: Final = 100
 """A choice's name and value may each be at most 100 characters."""
 
+T = TypeVar("T")
 FetchModels = Callable[[], Awaitable[Sequence[ActiveModel]]]
 
 
@@ -35,27 +37,38 @@ class ModelChoice:
     """The model's name, which becomes the option's value."""
 
 
-class ModelsCache:
-    def __init__(self, fetch: FetchModels, *, ttl_s: float, clock: Callable[[], float] = monotonic) -> None:
+class ListCache(Generic[T]):
+    """A list from the Horde (``fetch()``), kept ``ttl_s`` seconds; one refresh at a time."""
+
+    what = "items"
+    """What the list holds, for the log."""
+
+    def __init__(
+        self,
+        fetch: Callable[[], Awaitable[Sequence[T]]],
+        *,
+        ttl_s: float,
+        clock: Callable[[], float] = monotonic,
+    ) -> None:
         self._fetch = fetch
         self._ttl_s = ttl_s
         self._clock = clock
-        self._models: tuple[ActiveModel, ...] | None = None
+        self._models: tuple[T, ...] | None = None
         self._fetched_at = 0.0
-        self._refresh: asyncio.Task[tuple[ActiveModel, ...]] | None = None
+        self._refresh: asyncio.Task[tuple[T, ...]] | None = None
         self._closed = False
 
-    async def models(self) -> tuple[ActiveModel, ...]:
-        """The cached models, refreshed when older than the TTL.
+    async def items(self) -> tuple[T, ...]:
+        """The cached list, refreshed when older than the TTL.
 
         Raises :class:`AIHordeRequestError` only when the Horde fails and nothing was ever cached.
         """
         if self._models is not None and self._clock() - self._fetched_at < self._ttl_s:
             return self._models
         if self._closed:
-            raise RuntimeError("the models cache is closed")
+            raise RuntimeError("the cache is closed")
         if self._refresh is None:
-            self._refresh = asyncio.create_task(self._load(), name="ModelsCache.refresh")
+            self._refresh = asyncio.create_task(self._load(), name=f"{type(self).__name__}.refresh")
             self._refresh.add_done_callback(_retrieve_exception)
         refresh = self._refresh
         try:
@@ -67,10 +80,6 @@ class ModelsCache:
                 raise
             return self._models
 
-    async def suggest(self, typed: str, *, limit: int = MAX_CHOICES) -> list[ModelChoice]:
-        """The best matches for ``typed`` first, busiest models first among equals."""
-        return rank_models(await self.models(), typed, limit=limit)
-
     async def close(self) -> None:
         self._closed = True
         if self._refresh is not None:
@@ -79,11 +88,11 @@ class ModelsCache:
                 await self._refresh
             self._refresh = None
 
-    async def _load(self) -> tuple[ActiveModel, ...]:
+    async def _load(self) -> tuple[T, ...]:
         try:
             models = tuple(await self._fetch())
         except AIHordeRequestError as exc:
-            log.warning("Could not refresh the models list: %s", exc)
+            log.warning("Could not refresh the %s list: %s", self.what, exc)
             raise
         finally:
             self._refresh = None
@@ -92,7 +101,18 @@ class ModelsCache:
         return models
 
 
-def _retrieve_exception(task: asyncio.Task[tuple[ActiveModel, ...]]) -> None:
+class ModelsCache(ListCache[ActiveModel]):
+    what = "models"
+
+    async def models(self) -> tuple[ActiveModel, ...]:
+        return await self.items()
+
+    async def suggest(self, typed: str, *, limit: int = MAX_CHOICES) -> list[ModelChoice]:
+        """The best matches for ``typed`` first, busiest models first among equals."""
+        return rank_models(await self.models(), typed, limit=limit)
+
+
+def _retrieve_exception(task: asyncio.Task[tuple[object, ...]]) -> None:
     # Every caller may have given up before a failed refresh ended; the failure is already logged.
     if not task.cancelled():
         task.exception()
@@ -104,7 +124,7 @@ def rank_models(models: Sequence[ActiveModel], typed: str, *, limit: int = MAX_C
     for model in models:
         if len(model.name) > MAX_CHOICE_LENGTH:
             continue  # it could not be a choice's value
-        score = _match_score(model.name.casefold(), needle)
+        score = match_score(model.name.casefold(), needle)
         if score is not None:
             scored.append((score, -(model.count or 0), model.name.casefold(), model))
     scored.sort(key=lambda entry: entry[:3])
@@ -121,7 +141,7 @@ def model_label(model: ActiveModel) -> str:
     return name + details
 
 
-def _match_score(name: str, needle: str) -> int | None:
+def match_score(name: str, needle: str) -> int | None:
     """Lower is better: exact, prefix, word prefix, substring, then the letters in order."""
     if not needle:
         return 4

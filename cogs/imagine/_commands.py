@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 import discord
@@ -12,7 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import HordeBot
-from bot.errors import UserInputError
+from bot.errors import BotError, UserInputError
 from bot.generation_limits import MAX_N, MAX_PROMPT_CHARS, MAX_SIDE, MAX_STEPS, MIN_SIDE
 from bot.horde import ActiveModel
 from bot.horde.consts import KNOWN_FACEFIXERS, KNOWN_IMAGE_SAMPLERS, KNOWN_UPSCALERS
@@ -29,24 +30,30 @@ from bot.services.image.request import (
     build_request,
     generation_context,
 )
-from bot.services.image.rerun import edited_request, exact_seed, rerun_request
+from bot.services.image.rerun import edited_request, rerun_request, same_seed_reruns
 from bot.services.image.source import SourceImage, check_source_attachment, prepare_source_image
 from bot.services.member_settings import MemberSettingsService, imagine_options
 from bot.services.models_cache import ModelsCache
 from bot.services.policy import GenerationContext, Origin
+from bot.services.settings.config import GuildConfig
+from bot.services.styles import StylesCache
 from bot.storage import JobRecord
 from cogs._image_actions import DYNAMIC_ITEMS
 from cogs._jobs import (
     ALCHEMY_COG,
+    NO_MENTIONS,
     ImageOperations,
     Launch,
     admit_and_launch,
     answer_estimate,
+    find_style,
     is_age_restricted,
     model_choices,
     require_manager,
+    style_choices,
 )
-from cogs.imagine._launch import IMAGE
+from cogs.imagine._advanced import AdvancedModal, AdvancedOptions
+from cogs.imagine._launch import IMAGE, launch_admitted
 from cogs.imagine._per_image import PerImageActions
 from cogs.imagine._views import COG_NAME, Action, EditModal, UpscalePicker
 
@@ -56,6 +63,11 @@ NO_IMAGES: Final = "This result has no images to upscale."
 NO_ALCHEMY: Final = "Upscaling isn't available on this bot."
 UPSCALE_PROMPT: Final = "Which image should I upscale?"
 DOWNLOAD_FAILED: Final = "I couldn't download the source image from Discord. Please try again."
+SAME_SEEDS_PRIVATE: Final = (
+    "Each image of this result has its own seed, so Same seed runs one generation per image, posted "
+    "in the channel; this server shows results privately here. Rerun it with one image's seed instead."
+)
+SAME_SEEDS_STOPPED: Final = "Image {position} of {total} was not run again: {why}"
 
 
 def _choices(values: Sequence[str]) -> list[app_commands.Choice[str]]:
@@ -66,6 +78,7 @@ class Imagine(PerImageActions, commands.Cog, name=COG_NAME):
     def __init__(self, bot: HordeBot) -> None:
         self.bot = bot
         self.models = ModelsCache(self._fetch_models, ttl_s=bot.settings.horde.models_cache_ttl_s)
+        self.styles = StylesCache(bot.horde, ttl_s=bot.settings.horde.models_cache_ttl_s)
 
     async def cog_load(self) -> None:
         IMAGE.load(self.bot)
@@ -75,6 +88,7 @@ class Imagine(PerImageActions, commands.Cog, name=COG_NAME):
         IMAGE.unload(self.bot)
         self.bot.remove_dynamic_items(*DYNAMIC_ITEMS)
         await self.models.close()
+        await self.styles.close()
 
     async def _fetch_models(self) -> Sequence[ActiveModel]:
         return (await self.bot.horde.get_models()).root
@@ -104,6 +118,8 @@ class Imagine(PerImageActions, commands.Cog, name=COG_NAME):
         source_image="An image to start from (img2img).",
         strength="How much the source image may change (0.01–1).",
         estimate="Only show what this would cost, without running it.",
+        style="An AI Horde style (start typing; none: no style); what you set yourself wins over it.",
+        advanced="Open a form for CLIP skip, seed variation and sharing with LAION.",
     )
     @app_commands.choices(
         sampler=_choices(list(KNOWN_IMAGE_SAMPLERS)),
@@ -135,6 +151,8 @@ class Imagine(PerImageActions, commands.Cog, name=COG_NAME):
         source_image: discord.Attachment | None = None,
         strength: app_commands.Range[float, MIN_DENOISING, 1.0] | None = None,
         estimate: bool = False,
+        style: app_commands.Range[str, 1, 100] | None = None,
+        advanced: bool = False,
     ) -> None:
         config = await self.bot.guild_settings.get(interaction.guild_id)
         options = ImagineOptions(
@@ -157,23 +175,56 @@ class Imagine(PerImageActions, commands.Cog, name=COG_NAME):
             tis=textual_inversions,
             tiling=tiling,
             denoising_strength=strength,
+            style=await find_style(self.styles, "image", style or config.style, config),
         )
         member = await MemberSettingsService(self.bot.storage).get(interaction.user.id)
         options = imagine_options(options, member, config)
-        age_restricted = is_age_restricted(interaction.channel)
-        allow_nsfw = config.nsfw_allowed(interaction.channel_id, age_restricted=age_restricted)
         # Everything that can be checked without downloading is checked before answering publicly.
         if source_image is not None:
             check_source_attachment(source_image.filename, source_image.content_type, source_image.size)
-        imagine = build_request(
+        if not advanced:
+            await self._imagine(interaction, options, config, source_image, estimate=estimate)
+            return
+        self._build(interaction, options, config, source_image)  # refused now, not after the form
+
+        async def submitted(answer: discord.Interaction[Any], extra: AdvancedOptions) -> None:
+            more = replace(
+                options, clip_skip=extra.clip_skip, seed_variation=extra.seed_variation, shared=extra.shared
+            )
+            await self._imagine(answer, more, config, source_image, estimate=estimate)
+
+        await interaction.response.send_modal(AdvancedModal(submitted))
+
+    def _build(
+        self,
+        interaction: discord.Interaction[Any],
+        options: ImagineOptions,
+        config: GuildConfig,
+        source_image: discord.Attachment | None,
+    ) -> ImagineRequest:
+        age_restricted = is_age_restricted(interaction.channel)
+        allow_nsfw = config.nsfw_allowed(interaction.channel_id, age_restricted=age_restricted)
+        return build_request(
             options,
             config.generation,
             allow_nsfw=allow_nsfw,
             source_image=source_image.filename if source_image is not None else None,
         )
+
+    async def _imagine(
+        self,
+        interaction: discord.Interaction[Any],
+        options: ImagineOptions,
+        config: GuildConfig,
+        source_image: discord.Attachment | None,
+        *,
+        estimate: bool,
+    ) -> None:
+        imagine = self._build(interaction, options, config, source_image)
         if estimate:
             await self._estimate(interaction, imagine)
             return
+        age_restricted = is_age_restricted(interaction.channel)
         context = _policy_context(interaction, imagine.params, "command", age_restricted=age_restricted)
 
         async def prepare() -> Launch:
@@ -195,6 +246,13 @@ class Imagine(PerImageActions, commands.Cog, name=COG_NAME):
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         return await model_choices(self.models, current)
+
+    @imagine.autocomplete("style")
+    async def _style_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        config = await self.bot.guild_settings.get(interaction.guild_id)
+        return await style_choices(self.styles, "image", current, config)
 
     # -- the buttons -----------------------------------------------------------------------------
 
@@ -232,14 +290,49 @@ class Imagine(PerImageActions, commands.Cog, name=COG_NAME):
                     await interaction.message.delete()
 
     async def _rerun(self, interaction: discord.Interaction[Any], job: JobRecord, *, same_seed: bool) -> None:
-        """The same request for whoever clicked, with their own key; a new seed unless ``same_seed``."""
-        seed = exact_seed(job.params_json, job.result_json) if same_seed else None
-        await self._relaunch(
-            interaction,
-            lambda allow_nsfw: rerun_request(
-                job.request_json, job.params_json, seed=seed, allow_nsfw=allow_nsfw
-            ),
+        """The same request for whoever clicked, with their own key; a new seed unless ``same_seed``,
+        which makes the set again: one generation per image when the images' seeds differ (the
+        first in the reply, the others in the channel, each admitted on its own)."""
+        if not same_seed:
+            await self._relaunch(
+                interaction,
+                lambda allow_nsfw: rerun_request(
+                    job.request_json, job.params_json, seed=None, allow_nsfw=allow_nsfw
+                ),
+            )
+            return
+        config = await self.bot.guild_settings.get(interaction.guild_id)
+        allow_nsfw = config.nsfw_allowed(
+            interaction.channel_id, age_restricted=is_age_restricted(interaction.channel)
         )
+        first, *others = same_seed_reruns(
+            job.request_json, job.params_json, job.result_json, allow_nsfw=allow_nsfw
+        )
+        channel = interaction.channel if isinstance(interaction.channel, discord.abc.Messageable) else None
+        if others and (channel is None or config.visibility_in(interaction.channel_id) == "private"):
+            raise UserInputError(SAME_SEEDS_PRIVATE)
+        await self._relaunch(interaction, lambda _: first)
+        if channel is None:  # then there are no others (refused above)
+            return
+        for position, imagine in enumerate(others, start=2):
+            context = _policy_context(
+                interaction, imagine.params, "button", age_restricted=is_age_restricted(channel)
+            )
+            try:
+                await launch_admitted(
+                    self.bot,
+                    channel,
+                    imagine,
+                    context,
+                    user_id=interaction.user.id,
+                    guild_id=interaction.guild_id,
+                )
+            except BotError as exc:
+                note = SAME_SEEDS_STOPPED.format(
+                    position=position, total=len(others) + 1, why=exc.user_message
+                )
+                await interaction.followup.send(note, ephemeral=True, allowed_mentions=NO_MENTIONS)
+                return
 
     async def _edit(
         self, interaction: discord.Interaction[Any], job: JobRecord, prompt: str, negative_prompt: str

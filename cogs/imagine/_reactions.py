@@ -24,8 +24,8 @@ from bot.services.image.reactions import (
     ReactionService,
     rerun_for,
 )
-from cogs._jobs import is_age_restricted, launch_in_channel
-from cogs.imagine._launch import IMAGE
+from cogs._jobs import is_age_restricted
+from cogs.imagine._launch import launch_admitted
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +68,11 @@ class Reactions(commands.Cog, name="Reactions"):
         channel = self.bot.get_channel(payload.channel_id)
         if not isinstance(channel, discord.abc.Messageable):
             return
-        imagine, context = rerun_for(plan, event, age_restricted=is_age_restricted(channel))
         try:
-            async with self.bot.policy.admit(context) as decision:
-                await launch_in_channel(
-                    self.bot,
-                    channel,
-                    IMAGE.launch(imagine.request, imagine.params),
-                    decision.key,
-                    user_id=event.user_id,
-                    guild_id=event.guild_id,
+            # One generation per image when the images' seeds differ, each admitted on its own.
+            for imagine, context in rerun_for(plan, event, age_restricted=is_age_restricted(channel)):
+                await launch_admitted(
+                    self.bot, channel, imagine, context, user_id=event.user_id, guild_id=event.guild_id
                 )
         except BotError as exc:
             log.info(

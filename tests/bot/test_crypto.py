@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from cryptography.fernet import Fernet
 from hypothesis import given, settings
@@ -176,3 +178,14 @@ def test_generate_key_value() -> None:
     assert generate_key_value() != value
     with pytest.raises(ValueError, match="positive"):
         generate_key_value(0)
+
+
+def test_a_pseudonym_is_stable_across_a_rotation_and_differs_per_value_and_per_key() -> None:
+    first, second = Fernet.generate_key(), Fernet.generate_key()
+    ring = KeyRing({1: first})
+    rotated = KeyRing({2: second, 1: first})
+
+    assert ring.pseudonym("discord-user:42") == rotated.pseudonym("discord-user:42")
+    assert re.fullmatch(r"[0-9a-f]{32}", ring.pseudonym("discord-user:42"))
+    assert ring.pseudonym("discord-user:42") != ring.pseudonym("discord-user:43")
+    assert KeyRing({1: second}).pseudonym("discord-user:42") != ring.pseudonym("discord-user:42")

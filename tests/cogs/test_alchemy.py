@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import PIL.Image
 import pytest
 import simcord
-from test_imagine_support import response_of
+from test_imagine_support import phone_photo, response_of
 
 from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
 from bot.services.alchemy.request import NO_IMAGE
@@ -71,6 +71,16 @@ async def test_upscale_attaches_the_upscaled_image(server: Server) -> None:
     with PIL.Image.open(io.BytesIO(await attachment.read())) as image:
         assert image.size == (256, 192)
     assert message.embeds[0].image.url == f"attachment://{attachment.filename}"
+
+
+async def test_a_phone_photo_is_upscaled_upright(server: Server) -> None:
+    result = await server.alice.slash(
+        server.channel, "alchemy", image=("phone.jpg", phone_photo(64, 48)), operation="RealESRGAN_x4plus"
+    )
+
+    [attachment] = response_of(result).attachments
+    with PIL.Image.open(io.BytesIO(await attachment.read())) as image:
+        assert image.size == (192, 256)
 
 
 async def test_a_file_that_is_not_an_image_gets_a_clear_error(server: Server) -> None:

@@ -19,6 +19,7 @@ from test_imagine_support import (  # noqa: F401 - fixtures are used by name
     message_edits,
     only_job,
     payload,
+    phone_photo,
     response_of,
     settings,
     until,
@@ -307,6 +308,16 @@ async def test_a_source_image_is_sent_as_webp(server: Server, horde_sim: Simulat
     assert json.loads(job.params_json)["source_image"] == "cat.png"
 
 
+async def test_a_phone_photo_keeps_its_orientation(server: Server, horde_sim: Simulator) -> None:
+    await imagine(server, prompt="make it blue", source_image=("phone.jpg", phone_photo(128, 64)))
+
+    job = await only_job(server, server.alice)
+    source = PIL.Image.open(io.BytesIO(base64.b64decode(json.loads(job.request_json)["source_image"])))
+    assert source.size == (64, 128)  # upright, as the phone showed it
+    red, _, blue = source.convert("RGB").getpixel((32, 16))
+    assert (red > 200, blue < 60) == (True, True)  # the stored left half is on top
+
+
 async def test_a_file_that_is_not_an_image_is_refused_privately(server: Server, horde_sim: Simulator) -> None:
     result = await server.alice.slash(
         server.channel, "imagine", prompt="x", source_image=("notes.txt", b"hello, not an image")
@@ -364,17 +375,47 @@ async def test_rerun_uses_the_clicking_members_key_and_a_new_seed(
     assert len(rerun.attachments) == 1
 
 
-async def test_same_seed_reruns_exactly(server: Server, horde_sim: Simulator) -> None:
+def shown_seeds(job: JobRecord) -> list[str]:
+    images = sorted(json.loads(job.result_json or "{}")["images"], key=lambda image: image["index"])
+    return [image["seed"] for image in images]
+
+
+async def test_same_seed_makes_the_set_again_each_image_with_its_own_seed(
+    server: Server, horde_sim: Simulator
+) -> None:
     message = await imagine(server, prompt="a fox", count=2)
     [original] = await journal_of(server, server.alice)
-    first_seed = json.loads(original.result_json or "{}")["images"][0]["seed"]
+    seeds = shown_seeds(original)
+    assert len(set(seeds)) == 2
+
+    clicked = await server.alice.click(message, label="Same seed")
+
+    reruns = sorted(
+        (job for job in await journal_of(server, server.alice) if job.id != original.id),
+        key=lambda job: job.created_at,
+    )
+    # The Horde gives every image of one request the same seed: one request per image, in order.
+    assert [json.loads(job.request_json)["params"]["seed"] for job in reruns] == seeds
+    assert [json.loads(job.request_json)["params"]["n"] for job in reruns] == [1, 1]
+    assert [shown_seeds(job) for job in reruns] == [[seeds[0]], [seeds[1]]]
+    assert response_of(clicked).id == reruns[0].message_id
+    assert reruns[1].message_id == server.channel.last_message.id  # type: ignore[union-attr]
+
+
+async def test_same_seed_with_an_asked_seed_is_one_request(server: Server) -> None:
+    message = await imagine(server, prompt="a fox", count=2, seed="77")
 
     await server.alice.click(message, label="Same seed")
 
     rerun, _ = await journal_of(server, server.alice)
-    assert json.loads(rerun.request_json)["params"]["seed"] == first_seed
-    assert json.loads(rerun.params_json)["seed"] == first_seed
-    assert json.loads(rerun.request_json)["params"]["n"] == 2
+    assert (
+        json.loads(rerun.request_json)["params"]["seed"],
+        json.loads(rerun.request_json)["params"]["n"],
+    ) == (
+        "77",
+        2,
+    )
+    assert shown_seeds(rerun) == ["77", "77"]
 
 
 async def test_delete_is_for_the_requester_or_a_moderator(server: Server) -> None:

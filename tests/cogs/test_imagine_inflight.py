@@ -110,7 +110,7 @@ async def test_cancel_keeps_the_finished_images(
     cancelled = await only_job(server, server.alice)
     assert cancelled.state is JobState.CANCELLED
     assert message.content.startswith("🛑 **Cancelled** — 1 of 3 images")
-    assert "Cancelled." in message.content
+    assert "Cancelled." not in message.content  # the label says it once
     assert len(message.attachments) == 1
     [image] = json.loads(cancelled.result_json or "{}")["images"]
     assert message.attachments[0].filename == f"imagine_1_{image['seed']}.webp"
@@ -278,3 +278,23 @@ async def test_cancel_works_on_a_job_resumed_after_a_restart(
     assert ended is not None
     assert ended.state is JobState.CANCELLED
     assert message.content.startswith("🛑 **Cancelled** — 0 of 1 images")
+
+
+# -- progress text ---------------------------------------------------------------------------------
+
+
+async def test_restarted_images_show_only_once_a_worker_failed_and_say_what_it_means(
+    server: Server, horde_sim: Simulator, sim_clock: ManualClock
+) -> None:
+    message, job = await start(server, prompt="two foxes", count=2)
+    await finish_images(server, horde_sim, sim_clock, job, 1)
+    assert message.content.splitlines()[4] == "1 finished · 1 processing · 0 waiting"  # no "0 restarted"
+
+    horde_sim.state.knobs.fail_next_jobs = 1  # the worker fails the job it has: the Horde restarts it
+    sim_clock.advance(JOB_S)
+    assert job.horde_id is not None
+    request = horde_sim.state.requests[job.horde_id]
+    await until(lambda: request.restarted == 1)
+    await server.env.advance_time(POLL_S)
+
+    assert "1 image restarted on another worker (the first one failed)" in message.content

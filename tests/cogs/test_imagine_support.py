@@ -7,11 +7,13 @@ to the importing module.
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
+import PIL.Image
 import pytest
 import simcord
 
@@ -86,3 +88,16 @@ async def journal_of(server: Server, user: simcord.MemberActor) -> list[JobRecor
 async def only_job(server: Server, user: simcord.MemberActor) -> JobRecord:
     [job] = await journal_of(server, user)
     return job
+
+
+def phone_photo(width: int, height: int) -> bytes:
+    """A JPEG stored ``width``×``height`` with EXIF orientation 6 (shown turned 90° clockwise,
+    so ``height``×``width`` upright), as a phone held upright saves it. Its stored left half is
+    red, its right half blue: upright, red is on top."""
+    image = PIL.Image.new("RGB", (width, height), "blue")
+    image.paste("red", (0, 0, width // 2, height))
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90° clockwise to display
+    out = io.BytesIO()
+    image.save(out, format="JPEG", exif=exif)
+    return out.getvalue()

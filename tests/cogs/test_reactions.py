@@ -55,29 +55,32 @@ def balances(horde_sim: Simulator) -> dict[str, float]:
 # -- reruns ----------------------------------------------------------------------------------------
 
 
-async def test_the_rerun_emoji_reruns_for_the_reacting_member_with_the_same_seed(
+async def test_the_rerun_emoji_reruns_each_image_with_its_own_seed_for_the_reacting_member(
     server: Server, horde_sim: Simulator
 ) -> None:
     await login(server, server.alice, ALICE_KEY)
     message = await imagine(server, server.alice, prompt="a fox", count=2)
     original = await only_job(server, server.alice)
-    first_seed = json.loads(original.result_json or "{}")["images"][0]["seed"]
+    images = sorted(json.loads(original.result_json or "{}")["images"], key=lambda image: image["index"])
+    seeds = [image["seed"] for image in images]
 
     await server.bob.react(message, "🔁")
 
-    rerun = await only_job(server, server.bob)
-    posted = server.channel.last_message
-    assert posted is not None
-    assert rerun.message_id == posted.id != message.id
-    assert rerun.state is JobState.DONE
-    assert rerun.key_owner == "anonymous"  # bob has no key: the server allows the anonymous one
-    assert rerun.horde_id is not None
-    assert horde_sim.state.requests[rerun.horde_id].user.alias == "Anonymous"
-    assert json.loads(rerun.request_json)["params"]["seed"] == first_seed
-    assert json.loads(rerun.request_json)["params"]["n"] == 2
-    assert json.loads(rerun.request_json)["prompt"] == "a fox"
-    assert posted.content.startswith("✅ **Done** — 2 images")
-    assert len(posted.attachments) == 2
+    reruns = sorted(await journal_of(server, server.bob), key=lambda job: job.created_at)
+    by_id = {found.id: found for found in messages(server)}
+    posted = [by_id[job.message_id or 0] for job in reruns]
+    assert message.id not in [found.id for found in posted]
+    # One request per image, each with that image's seed (the Horde gives one request one seed).
+    assert [json.loads(job.request_json)["params"]["seed"] for job in reruns] == seeds
+    assert [json.loads(job.request_json)["params"]["n"] for job in reruns] == [1, 1]
+    for job, found in zip(reruns, posted, strict=True):
+        assert job.state is JobState.DONE
+        assert job.key_owner == "anonymous"  # bob has no key: the server allows the anonymous one
+        assert job.horde_id is not None
+        assert horde_sim.state.requests[job.horde_id].user.alias == "Anonymous"
+        assert json.loads(job.request_json)["prompt"] == "a fox"
+        assert found.content.startswith("✅ **Done** — 1 image")
+        assert len(found.attachments) == 1
     sent = [
         entry
         for entry in server.env.http_requests

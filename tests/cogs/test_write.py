@@ -290,3 +290,48 @@ async def test_the_sponsor_key_pays_for_members_without_a_key_and_is_never_shown
     assert job.horde_id is not None
     assert horde_sim.state.requests[job.horde_id].user.alias == "alice"
     assert not any(SPONSOR_KEY in json.dumps(entry.json) for entry in server.env.http_requests)
+
+
+# -- styles ------------------------------------------------------------------------------------------
+
+
+async def test_a_text_style_applies_its_template_model_and_params_and_continue_keeps_them(
+    server: Server, horde_sim: Simulator
+) -> None:
+    choices = await server.alice.autocomplete(server.channel, "write", "style", "story", prompt="x")
+    assert [(choice["name"], choice["value"]) for choice in choices] == [
+        ("sim-storyteller — koboldcpp/SimLlama-8B", "sim-storyteller")
+    ]
+
+    message = await write(server, prompt="a brave fox", style="sim-storyteller", temperature=0.5)
+
+    [job] = await jobs_of(server, server.alice)
+    assert job.state is JobState.DONE
+    sent = json.loads(job.request_json)
+    assert sent["prompt"] == "Tell a short story about a brave fox"
+    assert sent["models"] == ["koboldcpp/SimLlama-8B"]
+    # The style's max_length; the member's temperature wins over the style's 0.8.
+    assert sent["params"] == {"max_length": 120, "temperature": 0.5}
+    assert "style sim-storyteller" in message.content
+    [text] = texts_of(job)
+
+    await server.alice.click(message, label="Continue")
+    await next_poll(server)
+
+    continued, _ = await jobs_of(server, server.alice)
+    again = json.loads(continued.request_json)
+    # It goes on from the styled prompt, which is not wrapped in the template again.
+    assert again["prompt"] == "Tell a short story about a brave fox" + text
+    assert again["params"] == {"max_length": 120, "temperature": 0.5}
+
+
+async def test_the_servers_default_text_style_applies_within_its_limits(server: Server) -> None:
+    await config_set(server, "text_style", "sim-storyteller")
+    await config_set(server, "max_text_tokens", "100")
+
+    await write(server, prompt="a brave fox")
+
+    [job] = await jobs_of(server, server.alice)
+    sent = json.loads(job.request_json)
+    assert sent["prompt"] == "Tell a short story about a brave fox"
+    assert sent["params"]["max_length"] == 100  # the style's 120, within this server's limit

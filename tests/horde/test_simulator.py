@@ -22,6 +22,7 @@ from bot.horde.simulator import (
     RateLimits,
     Simulator,
     SimulatorConfig,
+    SimUser,
     _images,
     run_simulator,
 )
@@ -501,6 +502,37 @@ async def test_a_style_replaces_prompt_models_and_params(http: aiohttp.ClientSes
         http, sim, "POST", "v2/generate/async", json={"prompt": "x", "style": "nope"}, headers=ALICE
     )
     assert (status, answer["rc"]) == (404, "StyleNotFound")
+    # The server's rules: without "###" in the template the negative part gets it; text styles
+    # fill {p} only, with no "###" split.
+    plain = await submit(http, sim, {"prompt": "a cat", "style": "sim-photoreal"})
+    assert sim.state.requests[plain].prompt == "a cat, photorealistic, sharp focus"
+    styled = {"prompt": "a cat ### dog", "style": "sim-storyteller"}
+    status, text = await call(http, sim, "POST", "v2/generate/text/async", json=styled, headers=ALICE)
+    assert status == 202
+    assert sim.state.requests[text["id"]].prompt == "Tell a short story about a cat ### dog"
+
+
+async def test_only_a_service_account_may_send_proxied_account(
+    http: aiohttp.ClientSession, sim: Simulator
+) -> None:
+    body = {"prompt": "a cat", "proxied_account": "discord:1234"}
+    status, answer = await call(http, sim, "POST", "v2/generate/async", json=body, headers=ALICE)
+    assert (status, answer["rc"]) == (400, "OnlyServiceAccountProxy")
+    assert answer["message"] == "Only service accounts can provide a proxied_account value."
+
+    sim.state.add_user(SimUser("studio", 60, "sim-studio-key-0000001", kudos=100.0, service=True))
+    status, answer = await call(
+        http,
+        sim,
+        "POST",
+        "v2/generate/async",
+        json=body,
+        headers={**ALICE, "apikey": "sim-studio-key-0000001"},
+    )
+    assert status == 202
+    assert sim.state.requests[answer["id"]].proxied_account == "discord:1234"
+    _, found = await call(http, sim, "GET", "v2/find_user", headers={"apikey": "sim-studio-key-0000001"})
+    assert found["service"] is True
 
 
 async def test_unknown_routes_answer_an_html_page_and_wrong_methods_json(

@@ -260,3 +260,69 @@ def test_fault_plan_is_deterministic() -> None:
         plan.apply_json({"script": [{"endpoint": "news", "kind": "http", "times": 0}]})
     plan.clear()
     assert plan.to_json() == {"script": [], "probabilities": []}
+
+
+def test_cli_default_port_is_not_the_real_servers_dev_port() -> None:
+    assert build_parser().parse_args([]).port not in (7001, 0)
+
+
+def test_cli_fault_and_mode_flags_become_knobs() -> None:
+    args = build_parser().parse_args(
+        [
+            "--job-faults",
+            "0.25",
+            "--censor",
+            "0.5",
+            "--http-errors",
+            "0.1",
+            "--maintenance",
+            "--log-level",
+            "debug",
+        ]
+    )
+    config = config_from_args(args)
+    assert (config.knobs.job_fault_probability, config.knobs.censor_probability) == (0.25, 0.5)
+    assert config.knobs.maintenance_mode is True
+    assert config.faults.to_json()["probabilities"] == [
+        {"endpoint": "*", "probability": 0.1, **Fault.http(503).to_json()}
+    ]
+    assert args.log_level == "DEBUG"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--job-faults", "2"])
+
+
+def test_cli_help_explains_every_option_and_the_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    for option, words in (
+        ("--host", "address to bind"),
+        ("--seed", "seed of every random choice"),
+        ("--no-rate-limits", "rate limits off"),
+        ("--log-level", "log verbosity"),
+    ):
+        listed = text.split("\n  " + option, 1)[1].split("\n  -", 1)[0]
+        assert words in " ".join(listed.split()), option
+    assert "sim-alice-key-00000001" in text
+    assert "0000000000" in text
+
+
+def test_cli_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "bot.horde.simulator", "--port", str(port)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("horde-simulator:")] == [
+        f"horde-simulator: port {port} on 127.0.0.1 is already in use; "
+        "pick another with --port (0 picks a free one)"
+    ]

@@ -1,7 +1,8 @@
 """Styles (read-only): ``v2/styles/image…`` and ``v2/styles/text…``.
 
 A style's ``params`` are kept as sent: they are defaults the server merges into a request, not a
-request of their own.
+request of their own. ``image_style_prompt`` and ``text_style_prompt`` fill a style's prompt template
+as AI-Horde 5.1.5 does (``apply_style`` in ``horde/apis/v2/stable.py`` and ``kobold.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,40 @@ from pydantic import Field
 
 from bot.horde.apimodels.base import HordeRequest, HordeResponse, HordeRootResponse, ResponseList
 from bot.horde.consts import STYLE_SORT
+
+
+def image_style_prompt(template: str, horde_prompt: str) -> str:
+    """The Horde's image rule: ``{p}`` gets the prompt and ``{np}`` the negative prompt (with its
+    ``###`` when the template has none); every other brace is kept as it is."""
+    prompt, negative = horde_prompt, ""
+    if "###" in prompt:
+        prompt, negative = prompt.split("###", 1)
+    if "###" not in template and negative != "" and "###" not in negative:
+        negative = "###" + negative
+    return _fill(template, p=prompt, np=negative)
+
+
+def text_style_prompt(template: str, prompt: str) -> str:
+    """The Horde's text rule: ``{p}`` gets the prompt. Other braces are kept (the server drops
+    unknown ``{names}`` and fails on stray braces; keeping them never fails)."""
+    return _fill(template, p=prompt, np="")
+
+
+def _fill(template: str, **values: str) -> str:
+    # One pass over the template, so a prompt containing "{np}" is never filled in again.
+    out: list[str] = []
+    index = 0
+    while index < len(template):
+        for name, value in values.items():
+            token = "{" + name + "}"
+            if template.startswith(token, index):
+                out.append(value)
+                index += len(token)
+                break
+        else:
+            out.append(template[index])
+            index += 1
+    return "".join(out)
 
 
 class StyleExample(HordeResponse):

@@ -17,7 +17,7 @@ In process::
         sim.state.faults.script("generate_check", Fault.http(503, retry_after=1), times=2)
         sim.counters.calls("generate_check", id=gen_id)
 
-Out of process: ``python -m bot.horde.simulator --port 7001`` (see ``__main__``).
+Out of process: ``python -m bot.horde.simulator --port 8765`` (see ``__main__``).
 """
 
 from bot.horde.simulator._counters import Counters

@@ -1,18 +1,30 @@
-"""``python -m bot.horde.simulator`` (or ``horde-simulator``): serve a local AI Horde until stopped."""
+"""``python -m bot.horde.simulator`` (or ``horde-simulator``): serve a local AI Horde until stopped.
+
+It accepts the API keys of its users: by default alice (sim-alice-key-00000001, 5000 kudos),
+bob (sim-bob-key-0000000002, 100 kudos) and poor (sim-poor-key-000000003, 0 kudos), plus the
+anonymous key 0000000000. Log the bot in with one of them (/login), or pass --users-file.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 from collections.abc import Sequence
+from typing import Final
 
+from bot.horde.simulator._faults import ANY_ENDPOINT, Fault
 from bot.horde.simulator._server import run_simulator
 from bot.horde.simulator.config import Knobs, RateLimits, SimulatorConfig, default_users, load_users_file
 
 log = logging.getLogger("bot.horde.simulator")
+
+# Not 7001: that is the real AI Horde server's development port, so both can run side by side.
+DEFAULT_PORT: Final = 8765
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _speed(text: str) -> float | tuple[float, float]:
@@ -33,22 +45,83 @@ def _speed(text: str) -> float | tuple[float, float]:
         ) from exc
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"bad probability {text!r}: use a number from 0 to 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="horde-simulator", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7001, help="0 picks a free port")
-    parser.add_argument("--worker-delay", type=float, default=0.0, help="seconds before a worker takes a job")
-    parser.add_argument("--speed", type=_speed, default=2.0, help="seconds per job, or a range like 1-3")
-    parser.add_argument("--threads", type=int, default=2, help="pops of each kind processed at once")
-    parser.add_argument("--batch", type=int, default=1, help="jobs of one request a worker takes per pop")
-    parser.add_argument(
+    parser = argparse.ArgumentParser(
+        prog="horde-simulator",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Every knob can also change while it runs: POST /_sim/config (see docs/SIMULATOR.md).",
+    )
+    serve = parser.add_argument_group("where it listens")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)"
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port to bind (default: {DEFAULT_PORT}; 0 picks a free one)",
+    )
+    workers = parser.add_argument_group("workers and queue")
+    workers.add_argument(
+        "--worker-delay", type=float, default=0.0, help="seconds before a worker takes a job"
+    )
+    workers.add_argument("--speed", type=_speed, default=2.0, help="seconds per job, or a range like 1-3")
+    workers.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="pops of each kind processed at once; fewer makes the queue deeper, 0 holds every request",
+    )
+    workers.add_argument("--batch", type=int, default=1, help="jobs of one request a worker takes per pop")
+    workers.add_argument(
         "--check-cache", type=float, default=0.0, help="seconds a check answer is kept (the real Horde: 1)"
     )
-    parser.add_argument("--users-file", help="JSON list of users (alias, api_key, id, kudos, concurrency…)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lifetime", type=float, default=1200.0, help="request lifetime in seconds")
-    parser.add_argument("--no-rate-limits", action="store_true")
-    parser.add_argument("--log-level", default="INFO")
+    workers.add_argument("--lifetime", type=float, default=1200.0, help="request lifetime in seconds")
+    faults = parser.add_argument_group("faults")
+    faults.add_argument(
+        "--job-faults", type=_probability, default=0.0, help="probability that a worker faults a job (0-1)"
+    )
+    faults.add_argument(
+        "--censor", type=_probability, default=0.0, help="probability that an image comes back censored (0-1)"
+    )
+    faults.add_argument(
+        "--http-errors",
+        type=_probability,
+        default=0.0,
+        help="probability that any API call is answered 503 (0-1), to try retries",
+    )
+    faults.add_argument(
+        "--maintenance", action="store_true", help="start in maintenance mode (refuses generations)"
+    )
+    others = parser.add_argument_group("others")
+    others.add_argument("--users-file", help="JSON list of users (alias, api_key, id, kudos, concurrency…)")
+    others.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of every random choice (ids, image seeds, durations, faults)",
+    )
+    others.add_argument(
+        "--no-rate-limits", action="store_true", help="turn the Horde's per-key and per-IP rate limits off"
+    )
+    others.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="log verbosity (default: INFO)",
+    )
     return parser
 
 
@@ -60,10 +133,16 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         worker_batch=args.batch,
         check_cache=args.check_cache,
         request_lifetime=args.lifetime,
+        job_fault_probability=args.job_faults,
+        censor_probability=args.censor,
+        maintenance_mode=args.maintenance,
         rate_limits=RateLimits(enabled=not args.no_rate_limits),
     )
     users = load_users_file(args.users_file) if args.users_file else default_users()
-    return SimulatorConfig(host=args.host, port=args.port, users=users, knobs=knobs, seed=args.seed)
+    config = SimulatorConfig(host=args.host, port=args.port, users=users, knobs=knobs, seed=args.seed)
+    if args.http_errors:
+        config.faults.set_probability(ANY_ENDPOINT, Fault.http(503), args.http_errors)
+    return config
 
 
 async def serve(config: SimulatorConfig) -> None:
@@ -79,14 +158,22 @@ async def serve(config: SimulatorConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = config_from_args(args)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"horde-simulator: {exc}") from exc
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise SystemExit(
+                f"horde-simulator: port {config.port} on {config.host} is already in use; "
+                "pick another with --port (0 picks a free one)"
+            ) from None
+        raise SystemExit(
+            f"horde-simulator: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
+        ) from None
 
 
 if __name__ == "__main__":

@@ -214,6 +214,7 @@ class SimulatorApp:
         user = self.state.user_by_key(api_key)
         if user is None:
             raise err.invalid_api_key()
+        build.check_proxied_account(body, user)
         if user.trusted or user.education:
             # One generation by a trusted user lifts the caller's IP limits for a day.
             whitelist_for = self.state.knobs.rate_limits.whitelist_seconds
@@ -446,6 +447,7 @@ class SimulatorApp:
         user = self.state.user_by_key(api_key)
         if user is None:
             raise err.invalid_api_key()
+        build.check_proxied_account(body, user)
         if user.is_anon:
             raise err.bad_request(
                 "You cannot transfer Kudos from Anonymous, smart-ass.", "KudosTransferFromAnon"

@@ -77,6 +77,7 @@ class GenRequest:
     source_image: bool = False
     source_processing: str = "img2img"
     disable_batching: bool = False
+    proxied_account: str | None = None
     queued_at: float = 0.0
     priority: float = 0.0
     """The server's ``extra_priority``: the user's kudos when the request was made."""

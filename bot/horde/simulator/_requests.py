@@ -7,11 +7,12 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
+from bot.horde.apimodels.styles import image_style_prompt, text_style_prompt
 from bot.horde.simulator import _errors as err
 from bot.horde.simulator import _images
 from bot.horde.simulator import _kudos as kudos
 from bot.horde.simulator import _painting as painting
-from bot.horde.simulator._records import GenRequest, Kind, SimStyle
+from bot.horde.simulator._records import GenRequest, Kind
 from bot.horde.simulator._schema import KNOWN_POST_PROCESSORS, KNOWN_UPSCALERS
 from bot.horde.simulator._state import State
 from bot.horde.simulator.config import SimUser
@@ -41,7 +42,13 @@ def apply_style(state: State, kind: Kind, body: dict[str, Any]) -> None:
     if found is None:
         raise err.thing_not_found("Style", str(key))
     user_params: Mapping[str, Any] = body.get("params") or {}
-    body["prompt"] = _styled_prompt(found, str(body.get("prompt", "")))
+    prompt = str(body.get("prompt", ""))
+    # The server's own template rules (horde/apis/v2/stable.py and kobold.py, apply_style).
+    body["prompt"] = (
+        image_style_prompt(found.prompt, prompt)
+        if kind == "image"
+        else text_style_prompt(found.prompt, prompt)
+    )
     body["models"] = list(found.models)
     params = dict(found.params)
     for name in ("n", "width", "height") if kind == "image" else ("n",):
@@ -52,10 +59,11 @@ def apply_style(state: State, kind: Kind, body: dict[str, Any]) -> None:
         found.use_count += 1
 
 
-def _styled_prompt(style: SimStyle, prompt: str) -> str:
-    positive, _, negative = prompt.partition("###")
-    negative_part = f" ### {negative.strip()}" if negative.strip() else ""
-    return style.prompt.replace("{p}", positive.strip()).replace("{np}", negative_part)
+def check_proxied_account(body: Mapping[str, Any], user: SimUser) -> None:
+    if body.get("proxied_account") and not user.service:
+        raise err.bad_request(
+            "Only service accounts can provide a proxied_account value.", "OnlyServiceAccountProxy"
+        )
 
 
 def check_workers(state: State, worker_ids: list[str]) -> None:
@@ -262,6 +270,7 @@ def new_request(
         slow_workers=bool(body.get("slow_workers", True)),
         source_image=bool(body.get("source_image")),
         source_processing=painting.processing_of(body),
+        proxied_account=str(body["proxied_account"]) if body.get("proxied_account") else None,
         queued_at=now,
         disable_batching=bool(body.get("disable_batching", False)),
         # The anonymous account's kudos are deeply negative on the real Horde: it comes last.

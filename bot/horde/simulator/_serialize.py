@@ -141,7 +141,7 @@ def user_details(state: State, user: SimUser, *, privileged: bool) -> dict[str, 
         details["flagged"] = user.flagged
         if privileged:
             details["vpn"] = False
-        details.update({"service": False, "education": user.education, "customizer": False})
+        details.update({"service": user.service, "education": user.education, "customizer": False})
         if privileged:
             details["special"] = False
         megapixelsteps = sum(r.finished * _mps(r) for r in images)

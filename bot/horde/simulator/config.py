@@ -49,6 +49,8 @@ class SimUser:
     flagged: bool = False
     education: bool = False
     deleted: bool = False
+    service: bool = False
+    """A service account: only these may send ``proxied_account``."""
 
     @property
     def username(self) -> str:

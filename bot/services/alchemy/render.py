@@ -12,7 +12,7 @@ import discord
 
 from bot.horde.consts import KNOWN_ALCHEMY_TYPES
 from bot.services.alchemy.request import AlchemyParams, operation_label
-from bot.services.delivery.render import END_LABELS, LOGIN_HINT, progress_bar, progress_fraction
+from bot.services.delivery.render import END_LABELS, LOGIN_HINT, end_reason, progress_bar, progress_fraction
 from bot.services.formatting import format_duration, format_kudos
 from bot.services.jobs import JobOutcome, JobProgress
 
@@ -76,8 +76,8 @@ def render_alchemy_result(
     # What it cost, as /imagine says it (alchemy is free: 0).
     kudos = f"{format_kudos(outcome.kudos)} kudos"
     lines = [_headline(params), END_LABELS.get(outcome.state, str(outcome.state)), kudos]
-    if outcome.error:
-        lines.append(outcome.error)
+    if reason := end_reason(outcome):
+        lines.append(reason)
     lines += outcome.notes
     if anonymous:
         lines.append(LOGIN_HINT)

@@ -12,7 +12,7 @@ from typing import Final
 import discord
 
 from bot.services.formatting import clip, format_duration, format_kudos
-from bot.services.jobs import JobProgress
+from bot.services.jobs import CancelReason, JobOutcome, JobProgress
 from bot.storage import JobState
 
 BAR_FILLED: Final = "█"
@@ -28,6 +28,14 @@ END_LABELS: Final = {
     JobState.FAILED: "❌ **Failed**",
 }
 """How a job's final message says it ended."""
+
+
+def end_reason(outcome: JobOutcome) -> str | None:
+    """The line under the end label saying why, or None when the label says it all: a member's
+    own cancel ("Cancelled.") would only repeat "🛑 Cancelled"."""
+    if outcome.cancel_reason is CancelReason.USER:
+        return None
+    return outcome.error
 
 
 def progress_bar(fraction: float, width: int) -> str:

@@ -15,7 +15,7 @@ from typing import Final
 
 from bot.errors import BotError
 from bot.services.image.request import ImagineRequest, generation_context
-from bot.services.image.rerun import exact_seed, rerun_request
+from bot.services.image.rerun import rerun_request, same_seed_reruns
 from bot.services.kudos import KudosGift, KudosService
 from bot.services.policy import GenerationContext, can_manage_job
 from bot.services.settings.config import GuildConfig
@@ -85,21 +85,29 @@ def gift_context_id(message_id: int, reactor_id: int, emoji: str) -> str:
 
 def rerun_for(
     plan: ReactionPlan, event: ReactionEvent, *, age_restricted: bool
-) -> tuple[ImagineRequest, GenerationContext]:
-    """The rerun a reaction asks for, for the reacting member, and what the policy must admit."""
+) -> list[tuple[ImagineRequest, GenerationContext]]:
+    """The reruns a reaction asks for (the same seeds: one per image when they differ, see
+    :func:`same_seed_reruns`), for the reacting member, each with what the policy must admit."""
     job = plan.job
-    seed = exact_seed(job.params_json, job.result_json) if plan.action is ReactionAction.rerun else None
     allow_nsfw = plan.config.nsfw_allowed(event.channel_id, age_restricted=age_restricted)
-    imagine = rerun_request(job.request_json, job.params_json, seed=seed, allow_nsfw=allow_nsfw)
-    context = generation_context(
-        imagine.params,
-        "reaction",
-        user_id=event.user_id,
-        guild_id=event.guild_id,
-        channel_id=event.channel_id,
-        age_restricted=age_restricted,
-    )
-    return imagine, context
+    if plan.action is ReactionAction.rerun:
+        reruns = same_seed_reruns(job.request_json, job.params_json, job.result_json, allow_nsfw=allow_nsfw)
+    else:
+        reruns = [rerun_request(job.request_json, job.params_json, seed=None, allow_nsfw=allow_nsfw)]
+    return [
+        (
+            imagine,
+            generation_context(
+                imagine.params,
+                "reaction",
+                user_id=event.user_id,
+                guild_id=event.guild_id,
+                channel_id=event.channel_id,
+                age_restricted=age_restricted,
+            ),
+        )
+        for imagine in reruns
+    ]
 
 
 class ReactionService:

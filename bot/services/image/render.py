@@ -18,12 +18,13 @@ from bot.services.delivery.limits import fit_content, fit_embed
 from bot.services.delivery.render import (
     END_LABELS,
     LOGIN_HINT,
+    end_reason,
     progress_bar,
     progress_fraction,
     progress_status_lines,
     prompt_preview,
 )
-from bot.services.formatting import clip, format_kudos
+from bot.services.formatting import clip, format_kudos, plural
 from bot.services.image.request import ImagineParams, NamedStrength
 from bot.services.jobs import DeliveredImage, JobOutcome, JobProgress
 from bot.storage import JobRecord
@@ -47,6 +48,11 @@ def headline(params: ImagineParams) -> str:
     return f"**{prompt_preview(params.prompt)}**\n-# {discord.utils.escape_markdown(params.model)}{count}"
 
 
+def restarted_note(count: int) -> str:
+    """The Horde's ``restarted``: jobs a worker dropped or failed, handed to another worker."""
+    return f"{plural(count, 'image')} restarted on another worker (the first one failed)"
+
+
 def render_progress(
     params: ImagineParams,
     progress: JobProgress | None,
@@ -66,9 +72,10 @@ def render_progress(
             f"`{progress_bar(progress_fraction(progress), bar_width)}` {progress.finished}/{progress.n}"
         )
         counts = (
-            f"{progress.finished} finished · {progress.processing} processing · "
-            f"{progress.waiting} waiting · {progress.restarted} restarted"
+            f"{progress.finished} finished · {progress.processing} processing · {progress.waiting} waiting"
         )
+        if progress.restarted:
+            counts += f" · {restarted_note(progress.restarted)}"
         lines.append(counts)
         lines += progress_status_lines(progress)
     lines += notes
@@ -96,8 +103,8 @@ def render_result(
     summary = [f"{len(images)} of {params.n} images" if len(images) < params.n else _images(len(images))]
     summary.append(f"{format_kudos(outcome.kudos)} kudos")
     lines = [f"{label} — {' · '.join(summary)}"]
-    if outcome.error:
-        lines.append(outcome.error)
+    if reason := end_reason(outcome):
+        lines.append(reason)
     lines += [
         f"Image {image.index + 1} (seed {image.seed}) was {CENSORED_NOTE}."
         for image in images
@@ -118,6 +125,10 @@ def result_embed(params: ImagineParams, outcome: JobOutcome) -> discord.Embed:
         )
     models = sorted({image.model for image in outcome.images if image.model}) or [params.model]
     embed.add_field(name="Model", value=clip(", ".join(models), EMBED_FIELD_CHARS))
+    if params.style is not None:
+        embed.add_field(
+            name="Style", value=clip(discord.utils.escape_markdown(params.style.name), EMBED_FIELD_CHARS)
+        )
     embed.add_field(name="Size", value=f"{params.width}×{params.height}")
     embed.add_field(name="Steps", value=str(params.steps))
     if outcome.images:
@@ -162,7 +173,8 @@ def render_details(job: JobRecord) -> discord.Embed:
 
 
 def _parameter_fields(params: ImagineParams) -> list[tuple[str, str]]:
-    fields = [
+    fields = [("Style", discord.utils.escape_markdown(params.style.name))] if params.style is not None else []
+    fields += [
         ("Model", discord.utils.escape_markdown(params.model)),
         ("Size", f"{params.width}×{params.height}"),
         ("Steps", str(params.steps)),
@@ -175,6 +187,12 @@ def _parameter_fields(params: ImagineParams) -> list[tuple[str, str]]:
         ("Tiling", _yes_no(params.tiling)),
         ("NSFW", "allowed" if params.nsfw else "censored"),
     ]
+    if params.clip_skip is not None:
+        fields.append(("CLIP skip", str(params.clip_skip)))
+    if params.seed_variation is not None:
+        fields.append(("Seed variation", str(params.seed_variation)))
+    if params.shared:
+        fields.append(("Shared with LAION", "asked"))
     if params.upscaler is not None:
         fields.append(("Upscaler", params.upscaler.value))
     if params.facefixer is not None:

@@ -3,7 +3,8 @@
 Bounds are checked twice: Discord enforces the Horde's absolute ranges on the options, and
 :func:`build_request` checks this server's limits (``max_steps``, ``max_n``, ``max_pixels``) and then
 the request models, turning every failure into one :class:`UserInputError` line per field that says
-what is allowed. Defaults come from a :class:`GenerationDefaults` object, so per-guild defaults drop in.
+what is allowed. Defaults come from a :class:`GenerationDefaults` object, so per-guild defaults drop in,
+and from a Horde style when one applies (``bot.services.styles``): what the member typed wins.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from bot.config import GenerationDefaults
 from bot.errors import UserInputError
 from bot.generation_limits import MAX_CFG_SCALE, MAX_N, MAX_SIDE, MAX_STEPS, MIN_SIDE, SIDE_STEP
-from bot.horde import ImageGenerateAsyncRequest
+from bot.horde import ImageGenerateAsyncRequest, ImageGenerationInputPayload
 from bot.horde.consts import (
     KNOWN_FACEFIXERS,
     KNOWN_IMAGE_SAMPLERS,
@@ -33,11 +34,21 @@ from bot.horde.consts import (
 from bot.services.formatting import clip, has_visible_text
 from bot.services.image.source import SourceImage
 from bot.services.policy import GenerationContext, Origin
+from bot.services.styles import (
+    AppliedStyle,
+    first_of,
+    image_style_prompt,
+    style_model,
+    style_param,
+    style_params,
+)
 
 # The Horde's own bounds (swagger.json and the server's validation); shared ones in bot.generation_limits.
 MIN_DENOISING: Final = 0.01
 MAX_NETWORK_STRENGTH: Final = 5.0
 MAX_SEED_LENGTH: Final = 256
+MAX_CLIP_SKIP: Final = 12
+MAX_SEED_VARIATION: Final = 1000
 
 
 class AspectPreset(StrEnum):
@@ -153,6 +164,11 @@ class ImagineOptions:
     tis: str | None = None
     tiling: bool | None = None
     denoising_strength: float | None = None
+    clip_skip: int | None = None
+    seed_variation: int | None = None
+    shared: bool | None = None
+    style: AppliedStyle | None = None
+    """A Horde style: its template, model and params are the defaults under what was typed."""
 
 
 class ImagineParams(BaseModel):
@@ -187,6 +203,11 @@ class ImagineParams(BaseModel):
     source_processing: Literal["img2img", "outpainting"] | None = None
     """Set by Vary (img2img) and Zoom out / Pan (outpainting) on an image of a result."""
     nsfw: bool = False
+    clip_skip: int | None = None
+    seed_variation: int | None = None
+    shared: bool = False
+    """Share the images with LAION (the Horde's ``shared``: 2 kudos less, when sharing is on)."""
+    style: AppliedStyle | None = None
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -250,6 +271,7 @@ def _resolve(
 ) -> tuple[ImagineParams, dict[str, str]]:
     problems: dict[str, str] = {}
     rules = _FieldRules(defaults)
+    style = options.style
     width, height = _dimensions(options, defaults)
     loras = _parse_networks(problems, "loras", options.loras, what="LoRA", limit=MAX_LORAS)
     tis = _parse_networks(problems, "tis", options.tis, what="textual inversion", limit=MAX_TIS)
@@ -257,17 +279,19 @@ def _resolve(
     params = ImagineParams(
         prompt=options.prompt.strip(),
         negative_prompt=negative.strip(),
-        model=(options.model or defaults.model).strip(),
-        sampler=options.sampler or defaults.sampler,
-        steps=options.steps if options.steps is not None else defaults.steps,
-        cfg_scale=options.cfg_scale if options.cfg_scale is not None else defaults.cfg_scale,
+        model=(options.model or style_model(style) or defaults.model).strip(),
+        sampler=options.sampler or _style_sampler(style) or defaults.sampler,
+        steps=first_of(options.steps, style_param(style, "steps", int), defaults.steps),
+        cfg_scale=first_of(
+            options.cfg_scale, style_param(style, "cfg_scale", (int, float)), defaults.cfg_scale
+        ),
         width=width,
         height=height,
         seed=(options.seed.strip() or None) if options.seed is not None else None,
         n=options.n if options.n is not None else defaults.n,
-        karras=options.karras if options.karras is not None else True,
-        hires_fix=bool(options.hires_fix),
-        tiling=bool(options.tiling),
+        karras=first_of(options.karras, style_param(style, "karras", bool), True),
+        hires_fix=first_of(options.hires_fix, style_param(style, "hires_fix", bool), False),
+        tiling=first_of(options.tiling, style_param(style, "tiling", bool), False),
         upscaler=options.upscaler,
         facefixer=options.facefixer,
         loras=loras,
@@ -275,6 +299,10 @@ def _resolve(
         source_image=source_image,
         denoising_strength=options.denoising_strength,
         nsfw=allow_nsfw,
+        clip_skip=first_of(options.clip_skip, style_param(style, "clip_skip", int), None),
+        seed_variation=options.seed_variation,
+        shared=bool(options.shared),
+        style=style,
     )
     if not has_visible_text(params.prompt):
         problems["prompt"] = rules.message("prompt")
@@ -289,11 +317,20 @@ def _resolve(
     sides_valid = _valid_side(params.width) and _valid_side(params.height)
     if sides_valid and params.width * params.height > defaults.max_pixels:
         problems["pixels"] = rules.message("pixels")
+    if params.clip_skip is not None and not 1 <= params.clip_skip <= MAX_CLIP_SKIP:
+        problems["clip_skip"] = rules.message("clip_skip")
+    if params.seed_variation is not None and not 1 <= params.seed_variation <= MAX_SEED_VARIATION:
+        problems["seed_variation"] = rules.message("seed_variation")
     if params.denoising_strength is not None and params.source_image is None:
         problems["denoising_strength"] = (
             "Strength only applies to a source image: attach one, or leave strength out."
         )
     return params, problems
+
+
+def _style_sampler(style: AppliedStyle | None) -> KNOWN_IMAGE_SAMPLERS | None:
+    name = style_param(style, "sampler_name", str)
+    return KNOWN_IMAGE_SAMPLERS(name) if name in KNOWN_IMAGE_SAMPLERS.__members__.values() else None
 
 
 def generation_context(
@@ -329,8 +366,16 @@ def horde_prompt(prompt: str, negative_prompt: str) -> str:
     return f"{prompt} ### {negative_prompt}" if negative_prompt else prompt
 
 
+def styled_horde_prompt(params: ImagineParams) -> str:
+    """The prompt field sent: the prompts, through the style's template when there is one."""
+    joined = horde_prompt(params.prompt, params.negative_prompt)
+    return image_style_prompt(params.style.prompt, joined) if params.style is not None else joined
+
+
 def _request_for(params: ImagineParams) -> ImageGenerateAsyncRequest:
-    payload: dict[str, Any] = {
+    # The style's params first (those the request takes), then everything resolved above on top.
+    payload: dict[str, Any] = style_params(params.style, ImageGenerationInputPayload)
+    payload |= {
         "n": params.n,
         "steps": params.steps,
         "width": params.width,
@@ -357,13 +402,19 @@ def _request_for(params: ImagineParams) -> ImageGenerateAsyncRequest:
         ]
     if params.denoising_strength is not None:
         payload["denoising_strength"] = params.denoising_strength
+    if params.clip_skip is not None:
+        payload["clip_skip"] = params.clip_skip
+    if params.seed_variation is not None:
+        payload["seed_variation"] = params.seed_variation
     body: dict[str, Any] = {
-        "prompt": horde_prompt(params.prompt, params.negative_prompt),
+        "prompt": styled_horde_prompt(params),
         "params": payload,
         "models": [params.model],
         "nsfw": params.nsfw,
         "censor_nsfw": not params.nsfw,
     }
+    if params.shared:
+        body["shared"] = True
     return ImageGenerateAsyncRequest.model_validate(body)
 
 
@@ -389,6 +440,8 @@ class _FieldRules:
             "cfg_scale": f"CFG scale must be between 0 and {MAX_CFG_SCALE:g}, with at most 2 decimals.",
             "denoising_strength": f"Strength must be between {MIN_DENOISING} and 1.",
             "seed": f"The seed may have at most {MAX_SEED_LENGTH} characters.",
+            "clip_skip": f"CLIP skip must be a whole number between 1 and {MAX_CLIP_SKIP}.",
+            "seed_variation": f"Seed variation must be a whole number between 1 and {MAX_SEED_VARIATION}.",
             "sampler_name": f"Sampler must be one of {', '.join(KNOWN_IMAGE_SAMPLERS)}.",
             "post_processing": "Choose at most one upscaler and one face fixer.",
             "loras": (
@@ -435,8 +488,8 @@ def _dimensions(options: ImagineOptions, defaults: GenerationDefaults) -> tuple[
         if options.width is not None or options.height is not None:
             raise UserInputError("Choose either an aspect preset or a width and height, not both.")
         return aspect_dimensions(options.aspect, defaults.width * defaults.height, defaults.max_pixels)
-    width = options.width if options.width is not None else defaults.width
-    height = options.height if options.height is not None else defaults.height
+    width = first_of(options.width, style_param(options.style, "width", int), defaults.width)
+    height = first_of(options.height, style_param(options.style, "height", int), defaults.height)
     return width, height
 
 

@@ -12,7 +12,7 @@ from bot.errors import UserInputError
 from bot.horde import ImageGenerateAsyncRequest
 from bot.horde.consts import MAX_PROMPT_WORDS
 from bot.services.formatting import has_visible_text
-from bot.services.image.request import ImagineParams, ImagineRequest, horde_prompt
+from bot.services.image.request import ImagineParams, ImagineRequest, styled_horde_prompt
 
 EMPTY_PROMPT = "The prompt must not be empty."
 
@@ -23,31 +23,56 @@ def rerun_request(
     *,
     seed: str | None,
     allow_nsfw: bool,
+    n: int | None = None,
 ) -> ImagineRequest:
     """The journalled request again, with ``seed`` (``None``: a new random one) and the NSFW flags of
-    the channel it runs in now. Everything else (including a source image) is resent as it was."""
+    the channel it runs in now, and ``n`` images when given (then without seed variation).
+    Everything else (including a source image) is resent as it was."""
     params = ImagineParams.from_json(params_json).model_copy(update={"seed": seed, "nsfw": allow_nsfw})
     original = ImageGenerateAsyncRequest.model_validate(json.loads(request_json))
     payload = original.params.model_dump(exclude_unset=True) if original.params is not None else {}
     payload.pop("seed", None)
     if seed is not None:
         payload["seed"] = seed
+    if n is not None:
+        payload["n"] = n
+        payload.pop("seed_variation", None)
+        params = params.model_copy(update={"n": n, "seed_variation": None})
     body = original.model_dump(exclude_unset=True)
+    body.pop("proxied_account", None)  # whoever runs it again is added when it starts
     body.update(params=payload, nsfw=allow_nsfw, censor_nsfw=not allow_nsfw)
     return ImagineRequest(request=ImageGenerateAsyncRequest.model_validate(body), params=params)
 
 
-def exact_seed(params_json: str, result_json: str | None) -> str | None:
-    """The seed that reruns a journalled job exactly: the one asked for, else its first image's."""
+def same_seed_reruns(
+    request_json: str, params_json: str, result_json: str | None, *, allow_nsfw: bool
+) -> list[ImagineRequest]:
+    """Same seed: the requests that make the journalled set again, image for image.
+
+    A seed that was asked for is sent again (the Horde then gives every image that seed, or the
+    same progression with seed variation). Otherwise each image had its own random seed, and the
+    Horde takes one seed per request (``seed`` with ``n`` gives every image the same one), so a set
+    of different seeds takes one request per image, each with its seed. Without images to read
+    the seeds from, the request runs again with new ones."""
     asked = ImagineParams.from_json(params_json).seed
-    if asked is not None or result_json is None:
-        return asked
-    result: Any = json.loads(result_json)
+    seeds = [asked] if asked is not None else _image_seeds(result_json)
+    if len(set(seeds)) <= 1:
+        seed = seeds[0] if seeds else None
+        return [rerun_request(request_json, params_json, seed=seed, allow_nsfw=allow_nsfw)]
+    return [rerun_request(request_json, params_json, seed=seed, allow_nsfw=allow_nsfw, n=1) for seed in seeds]
+
+
+def _image_seeds(result_json: str | None) -> list[str]:
+    """The journalled images' seeds, in the order they are shown."""
+    result: Any = json.loads(result_json) if result_json is not None else None
     images = result.get("images") if isinstance(result, dict) else None
-    if isinstance(images, list) and images and isinstance(images[0], dict):
-        seed = images[0].get("seed")
-        return str(seed) if seed is not None else None
-    return None
+    if not isinstance(images, list):
+        return []
+    shown = sorted(
+        (image for image in images if isinstance(image, dict) and image.get("seed") is not None),
+        key=lambda image: int(image.get("index", 0)),
+    )
+    return [str(image["seed"]) for image in shown]
 
 
 def edited_request(
@@ -59,11 +84,12 @@ def edited_request(
         raise UserInputError(EMPTY_PROMPT)
     asked_seed = ImagineParams.from_json(params_json).seed
     rerun = rerun_request(request_json, params_json, seed=asked_seed, allow_nsfw=allow_nsfw)
+    params = rerun.params.model_copy(update={"prompt": prompt, "negative_prompt": negative_prompt})
     try:
-        request = rerun.request.with_fields(prompt=horde_prompt(prompt, negative_prompt))
+        # Through the style's template again, when the job ran with a style.
+        request = rerun.request.with_fields(prompt=styled_horde_prompt(params))
     except ValidationError:
         raise UserInputError(
             f"The prompt must not be empty and may have at most {MAX_PROMPT_WORDS} words."
         ) from None
-    params = rerun.params.model_copy(update={"prompt": prompt, "negative_prompt": negative_prompt})
     return ImagineRequest(request=request, params=params)

@@ -1,5 +1,6 @@
 """Uploaded source images (/imagine's img2img, /alchemy and the image menus): checked before the
-download, then decoded safely and re-encoded as the Horde wants them (base64 webp).
+download, then decoded safely, turned upright (EXIF orientation) and re-encoded as the Horde
+wants them (base64 webp).
 
 The size in the header is checked before any pixel is decoded, so a decompression bomb (a tiny
 file that claims a huge image) is refused without being expanded. 3072² pixels is well inside the
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import PIL.Image
+import PIL.ImageOps
 
 from bot.errors import UserInputError
 from bot.services.formatting import clip
@@ -76,7 +78,11 @@ def prepare_source_image(
                 if width * height > max_pixels:
                     raise too_large
                 image.load()
-                converted = image.convert("RGBA" if _has_alpha(image) else "RGB")
+                # A phone stores a photo as the sensor saw it plus an EXIF orientation; webp
+                # re-encoding drops the tag, so the pixels are turned upright first.
+                upright = PIL.ImageOps.exif_transpose(image)
+                width, height = upright.size
+                converted = upright.convert("RGBA" if _has_alpha(upright) else "RGB")
     except (PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning):
         raise too_large from None
     except UserInputError:

@@ -76,6 +76,9 @@ class GuildConfig(ServerSettings):
     def visibility_in(self, channel_id: int | None) -> Visibility:
         return self.in_channel(GuildConfig.visibility, channel_id)
 
+    def style_allowed(self, name: str) -> bool:
+        return style_allowed(name, self.allowed_styles, self.blocked_styles)
+
     def negative_prompt_for(self, typed: str | None) -> str | None:
         """The server's negative-prompt prefix in front of what the member typed."""
         parts = [part.strip() for part in (self.generation.negative_prompt, typed or "") if part.strip()]
@@ -127,7 +130,21 @@ def consistency_problems(values: Mapping[str, Any]) -> dict[str, str]:
         problems["model"] = problems["allowed_models"] = problems["blocked_models"] = (
             f"the default model ({model}) must be allowed and not blocked"
         )
+    for name in ("style", "text_style"):
+        style = values[name]
+        if style and not style_allowed(style, values["allowed_styles"], values["blocked_styles"]):
+            problems[name] = problems["allowed_styles"] = problems["blocked_styles"] = (
+                f"the default {name.replace('_', ' ')} ({style}) must be allowed and not blocked"
+            )
     return problems
+
+
+def style_allowed(name: str, allowed: frozenset[str], blocked: frozenset[str]) -> bool:
+    """Whether a style may be used: names compare without case, as members type them."""
+    folded = name.casefold()
+    if folded in {style.casefold() for style in blocked}:
+        return False
+    return not allowed or folded in {style.casefold() for style in allowed}
 
 
 def build_config(

@@ -109,6 +109,30 @@ class Setting(Generic[T]):
 _CHANNELS_ALLOWED: Final = "channel mentions or ids separated by spaces or commas, or none"
 
 
+def _default_style(command: str, kind: str) -> Setting[str]:
+    """The style ``command`` applies when a member names none ("" for none)."""
+    return Setting(
+        SettingGroup.defaults,
+        f"The AI Horde style {command} applies when a member names none (none: no style).",
+        f"{kind} style's name of 1 to {p.MAX_MODEL_NAME} characters, or none",
+        p.optional_text(p.MAX_MODEL_NAME),
+        p.format_optional_text,
+        p.const(""),
+    )
+
+
+def _names(description: str, what: str) -> Setting[frozenset[str]]:
+    """A set of model or style names (none by default), as the allowed and blocked lists are."""
+    return Setting(
+        SettingGroup.models,
+        description,
+        f"{what} names separated by commas, or none; at most {p.MAX_LIST_ITEMS}",
+        p.string_set(p.model_name),
+        p.format_string_set,
+        p.const(frozenset()),
+    )
+
+
 class ServerSettings(BaseModel):
     """The server settings, in ``/config show`` order; an instance holds one server's ``values``."""
 
@@ -166,6 +190,8 @@ class ServerSettings(BaseModel):
         p.format_optional_text,
         lambda d: d.negative_prompt,
     )
+    style: ClassVar[Setting[str]] = _default_style("/imagine", "an image")
+    text_style: ClassVar[Setting[str]] = _default_style("/write", "a text")
     max_steps: ClassVar[Setting[int]] = Setting(
         SettingGroup.limits,
         "The most sampling steps a generation may use.",
@@ -206,21 +232,15 @@ class ServerSettings(BaseModel):
         str,
         lambda d: d.max_text_tokens,
     )
-    allowed_models: ClassVar[Setting[frozenset[str]]] = Setting(
-        SettingGroup.models,
-        "Only these models may be used (none: any model).",
-        f"model names separated by commas, or none; at most {p.MAX_LIST_ITEMS}",
-        p.string_set(p.model_name),
-        p.format_string_set,
-        p.const(frozenset()),
+    allowed_models: ClassVar[Setting[frozenset[str]]] = _names(
+        "Only these models may be used (none: any model).", "model"
     )
-    blocked_models: ClassVar[Setting[frozenset[str]]] = Setting(
-        SettingGroup.models,
-        "These models may not be used.",
-        f"model names separated by commas, or none; at most {p.MAX_LIST_ITEMS}",
-        p.string_set(p.model_name),
-        p.format_string_set,
-        p.const(frozenset()),
+    blocked_models: ClassVar[Setting[frozenset[str]]] = _names("These models may not be used.", "model")
+    allowed_styles: ClassVar[Setting[frozenset[str]]] = _names(
+        "Only these AI Horde styles may be used, image or text (none: any style).", "style"
+    )
+    blocked_styles: ClassVar[Setting[frozenset[str]]] = _names(
+        "These AI Horde styles may not be used.", "style"
     )
     blocked_words: ClassVar[Setting[tuple[str, ...]]] = Setting(
         SettingGroup.filters,

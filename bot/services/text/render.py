@@ -11,6 +11,7 @@ import discord
 from bot.services.delivery.render import (
     END_LABELS,
     LOGIN_HINT,
+    end_reason,
     progress_bar,
     progress_fraction,
     progress_status_lines,
@@ -18,6 +19,7 @@ from bot.services.delivery.render import (
 )
 from bot.services.formatting import format_kudos
 from bot.services.jobs import JobOutcome, JobProgress
+from bot.services.styles import style_model
 from bot.services.text.request import TextParams, TextResult
 
 EMBED_TEXT_CHARS: Final = 4000
@@ -36,8 +38,10 @@ _STATE_LABELS: Final = {
 def headline(params: TextParams) -> str:
     prompt = params.prompt[-300:] if params.continued_from else params.prompt
     prefix = "Continuing: …" if params.continued_from else ""
-    model = discord.utils.escape_markdown(params.model) if params.model else "any text model"
-    return f"**{prefix}{prompt_preview(prompt)}**\n-# {model}"
+    chosen = params.model or style_model(params.style)
+    model = discord.utils.escape_markdown(chosen) if chosen else "any text model"
+    style = f" · style {discord.utils.escape_markdown(params.style.name)}" if params.style is not None else ""
+    return f"**{prefix}{prompt_preview(prompt)}**\n-# {model}{style}"
 
 
 def render_text_progress(
@@ -69,8 +73,8 @@ def render_text_result(
 ) -> RenderedText:
     """The final message. A continuation shows the whole text so far, not only the new part."""
     lines = [headline(params), END_LABELS.get(outcome.state, str(outcome.state))]
-    if outcome.error:
-        lines.append(outcome.error)
+    if reason := end_reason(outcome):
+        lines.append(reason)
     lines += outcome.notes
     if result is None:
         if anonymous:

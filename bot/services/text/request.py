@@ -17,8 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bot.config import GenerationDefaults
 from bot.errors import UserInputError
 from bot.horde import TextGenerateAsyncRequest
+from bot.horde.apimodels.text import ModelGenerationInputKobold
 from bot.horde.consts import MAX_STOP_SEQUENCE_CHARS, MAX_STOP_SEQUENCES
 from bot.services.formatting import has_visible_text
+from bot.services.styles import AppliedStyle, style_model, style_params, text_style_prompt
 
 # The Horde's bounds (``ModelPayloadRootKobold``); max_length's are in bot.generation_limits.
 MIN_CONTEXT: Final = 80
@@ -45,6 +47,8 @@ class TextOptions:
     top_p: float | None = None
     repetition_penalty: float | None = None
     stop_sequences: str | None = None
+    style: AppliedStyle | None = None
+    """A Horde style: its template, model and params are the defaults under what was typed."""
 
 
 class TextParams(BaseModel):
@@ -62,6 +66,7 @@ class TextParams(BaseModel):
     stop_sequences: tuple[str, ...] = ()
     continued_from: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
     """The job this one continues; its ``prompt`` then holds everything written so far."""
+    style: AppliedStyle | None = None
 
     @classmethod
     def from_json(cls, text: str) -> TextParams:
@@ -114,6 +119,10 @@ def build_text_request(options: TextOptions, defaults: GenerationDefaults) -> Te
     if options.max_length is not None and options.max_length > defaults.max_text_tokens:
         raise UserInputError(f"Max length may be at most {defaults.max_text_tokens} tokens on this server.")
     max_length = options.max_length
+    styled = style_params(options.style, ModelGenerationInputKobold).get("max_length")
+    if max_length is None and styled is not None:
+        # The style's length, within what this server allows (the style is not the member's choice).
+        max_length = min(styled, defaults.max_text_tokens)
     if max_length is None and defaults.max_text_tokens < HORDE_DEFAULT_LENGTH:
         # Left out, the Horde would write more than this server allows.
         max_length = defaults.max_text_tokens
@@ -126,14 +135,18 @@ def build_text_request(options: TextOptions, defaults: GenerationDefaults) -> Te
         top_p=options.top_p,
         repetition_penalty=options.repetition_penalty,
         stop_sequences=parse_stop_sequences(options.stop_sequences),
+        style=options.style,
     )
     return TextRequest(request=request_for(params), params=params)
 
 
 def continuation(params: TextParams, previous: TextResult, previous_job_id: str) -> TextRequest:
-    """The same request again, its prompt extended by the text generated so far."""
+    """The same request again, its prompt extended by the text generated so far. With a style,
+    the text went on from the styled prompt: that is what is extended, and not styled again."""
+    prompt = params.prompt if params.style is None else text_style_prompt(params.style.prompt, params.prompt)
+    style = params.style.model_copy(update={"prompt": "{p}"}) if params.style is not None else None
     extended = params.model_copy(
-        update={"prompt": params.prompt + previous.text, "continued_from": previous_job_id}
+        update={"prompt": prompt + previous.text, "continued_from": previous_job_id, "style": style}
     )
     return TextRequest(request=request_for(extended), params=extended)
 
@@ -147,12 +160,17 @@ def request_for(params: TextParams, *, dry_run: bool = False) -> TextGenerateAsy
         "rep_pen": params.repetition_penalty,
         "stop_sequence": list(params.stop_sequences) or None,
     }
-    fields: dict[str, Any] = {"prompt": params.prompt}
-    chosen = {name: value for name, value in settings.items() if value is not None}
+    style = params.style
+    prompt = params.prompt if style is None else text_style_prompt(style.prompt, params.prompt)
+    fields: dict[str, Any] = {"prompt": prompt}
+    # The style's params first (those the request takes), what the member set on top.
+    chosen = style_params(style, ModelGenerationInputKobold)
+    chosen |= {name: value for name, value in settings.items() if value is not None}
     if chosen:
         fields["params"] = chosen
-    if params.model:
-        fields["models"] = [params.model]
+    model = params.model or style_model(style)
+    if model:
+        fields["models"] = [model]
     if dry_run:
         fields["dry_run"] = True
     try:

@@ -180,8 +180,8 @@ async def test_the_rerun_keeps_the_seed_and_the_dice_drops_it(
     assert same is not None
     assert new is not None
 
-    same_request, context = rerun_for(same, event("🔁"), age_restricted=False)
-    new_request, _ = rerun_for(new, event("🎲"), age_restricted=False)
+    [(same_request, context)] = rerun_for(same, event("🔁"), age_restricted=False)
+    [(new_request, _)] = rerun_for(new, event("🎲"), age_restricted=False)
     assert json.loads(same_request.request.model_dump_json(exclude_unset=True))["params"]["seed"] == "7"
     assert "seed" not in json.loads(new_request.request.model_dump_json(exclude_unset=True))["params"]
     assert (context.origin, context.user_id, context.channel_id, context.n) == ("reaction", BOB, CHANNEL, 2)

@@ -128,9 +128,18 @@ def test_the_progress_text_shows_everything_the_user_waits_for() -> None:
         "-# AlbedoBase XL (SDXL) · 4 images",
         "🎨 Generating",
         "`█████░░░░░` 1/4",
-        "1 finished · 2 processing · 1 waiting · 0 restarted",
+        "1 finished · 2 processing · 1 waiting",
         "ETA 12 s · 10.5 kudos · 4 s elapsed",
     ]
+
+
+def test_restarted_images_are_shown_only_when_there_are_some_and_say_what_it_means() -> None:
+    text = render_progress(PARAMS, progress(restarted=2), bar_width=10, anonymous=False)
+
+    assert (
+        "1 finished · 2 processing · 1 waiting · 2 images restarted on another worker (the first one failed)"
+        in text.splitlines()
+    )
 
 
 def test_a_queued_job_shows_its_queue_position() -> None:
@@ -213,7 +222,21 @@ def test_a_cancelled_job_says_so_and_counts_what_finished() -> None:
 
     result = render_result(PARAMS, ended, anonymous=False)
 
-    assert result.content.splitlines() == ["🛑 **Cancelled** — 1 of 4 images · 22 kudos", "Cancelled."]
+    # The label says it: no "Cancelled." line under "🛑 Cancelled".
+    assert result.content.splitlines() == ["🛑 **Cancelled** — 1 of 4 images · 22 kudos"]
+
+
+def test_a_cancel_for_another_reason_says_why() -> None:
+    ended = outcome(
+        JobState.CANCELLED,
+        (),
+        error="Cancelled because its message was deleted.",
+        cancel_reason=CancelReason.MESSAGE_GONE,
+    )
+
+    result = render_result(PARAMS, ended, anonymous=False)
+
+    assert result.content.splitlines()[1] == "Cancelled because its message was deleted."
 
 
 def test_a_failed_job_shows_the_error_notes_and_the_login_hint() -> None:

@@ -24,7 +24,7 @@ from bot.services.image.request import (
     build_request,
     parse_named_strengths,
 )
-from bot.services.image.rerun import exact_seed, rerun_request
+from bot.services.image.rerun import rerun_request, same_seed_reruns
 from bot.services.image.source import (
     SOURCE_IMAGE_MAX_PIXELS,
     SourceImage,
@@ -482,12 +482,34 @@ def test_a_same_seed_rerun_pins_the_seed_and_follows_the_channel_policy() -> Non
     assert rerun.params.nsfw is False
 
 
-def test_the_exact_seed_is_the_one_asked_for_else_the_first_images() -> None:
-    asked = build_request(ImagineOptions(prompt="a fox", seed="42"), DEFAULTS, allow_nsfw=False).params_json
-    random = build_request(ImagineOptions(prompt="a fox"), DEFAULTS, allow_nsfw=False).params_json
-    result = json.dumps({"images": [{"seed": "9"}, {"seed": "10"}]})
+def test_same_seed_reproduces_the_set_image_for_image() -> None:
+    def reruns(options: ImagineOptions, result: str | None) -> list[tuple[int, str | None]]:
+        built = build_request(options, DEFAULTS, allow_nsfw=False)
+        request_json = built.request.model_dump_json(exclude_unset=True)
+        made = same_seed_reruns(request_json, built.params_json, result, allow_nsfw=False)
+        for each in made:
+            assert each.request.params is not None
+            assert (each.request.params.n, each.request.params.seed) == (each.params.n, each.params.seed)
+        return [(each.params.n, each.params.seed) for each in made]
 
-    assert exact_seed(asked, result) == "42"
-    assert exact_seed(random, result) == "9"
-    assert exact_seed(random, json.dumps({"images": []})) is None
-    assert exact_seed(random, None) is None
+    # Shown #1 seed 10, #2 seed 9: one request per image, each with its own seed, in that order.
+    two = json.dumps({"images": [{"seed": "9", "index": 1}, {"seed": "10", "index": 0}]})
+    assert reruns(ImagineOptions(prompt="a fox", n=2), two) == [(1, "10"), (1, "9")]
+    # A seed that was asked for: the Horde gives every image that seed again, one request.
+    assert reruns(ImagineOptions(prompt="a fox", seed="42", n=2), two) == [(2, "42")]
+    same = json.dumps({"images": [{"seed": "5", "index": 0}, {"seed": "5", "index": 1}]})
+    assert reruns(ImagineOptions(prompt="a fox", n=2), same) == [(2, "5")]
+    assert reruns(ImagineOptions(prompt="a fox"), json.dumps({"images": []})) == [(1, None)]
+    assert reruns(ImagineOptions(prompt="a fox"), None) == [(1, None)]
+
+
+def test_a_per_image_rerun_drops_the_seed_variation() -> None:
+    built = build_request(ImagineOptions(prompt="a fox", n=2, seed_variation=3), DEFAULTS, allow_nsfw=False)
+    two = json.dumps({"images": [{"seed": "1", "index": 0}, {"seed": "4", "index": 1}]})
+
+    made = same_seed_reruns(
+        built.request.model_dump_json(exclude_unset=True), built.params_json, two, allow_nsfw=False
+    )
+
+    assert [wire(each.request)["params"].get("seed_variation") for each in made] == [None, None]
+    assert [each.params.seed_variation for each in made] == [None, None]

@@ -34,9 +34,11 @@ from bot.services.image.request import (
     ImagineOptions,
     ImagineRequest,
     build_request,
+    horde_prompt,
 )
-from bot.services.image.rerun import edited_request, rerun_request
+from bot.services.image.rerun import edited_request, rerun_request, same_seed_reruns
 from bot.services.image.source import SOURCE_IMAGE_MAX_PIXELS, prepare_source_image
+from bot.services.styles import AppliedStyle, image_style_prompt
 
 T = TypeVar("T")
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -86,6 +88,44 @@ _networks = st.one_of(
 )
 
 
+# A style is anyone's input on the Horde: any template, models and params, of any type.
+_style_values = st.one_of(
+    st.none(), st.booleans(), st.integers(-10, 5000), st.floats(allow_nan=True), st.text(max_size=20),
+    st.sampled_from(list(KNOWN_IMAGE_SAMPLERS)), st.lists(st.integers(0, 3), max_size=3),
+)  # fmt: skip
+_any_params = st.dictionaries(
+    st.sampled_from(
+        ["steps", "cfg_scale", "sampler_name", "width", "height", "karras", "hires_fix", "tiling",
+         "clip_skip", "n", "seed", "seed_variation", "loras", "post_processing", "denoising_strength",
+         "facefixer_strength", "hires_fix_denoising_strength", "unknown_key"]
+    ),
+    _style_values,
+    max_size=10,
+)  # fmt: skip
+# Styles as the popular ones are: every usual param set, to values the Horde takes.
+_usual_params = st.fixed_dictionaries(
+    {},
+    optional={
+        "steps": st.integers(1, 60), "cfg_scale": st.floats(1, 15).map(lambda v: round(v, 1)),
+        "sampler_name": st.sampled_from(list(KNOWN_IMAGE_SAMPLERS)).map(str),
+        "width": st.sampled_from([512, 768, 1024]), "height": st.sampled_from([512, 768, 1024]),
+        "karras": st.booleans(), "hires_fix": st.booleans(), "tiling": st.booleans(),
+        "clip_skip": st.integers(1, 12),
+    },
+)  # fmt: skip
+_styles = st.builds(
+    AppliedStyle,
+    name=st.text(min_size=1, max_size=100),
+    prompt=st.one_of(
+        st.just("{p}{np}"),
+        st.text(alphabet="{}pn ###ab", max_size=40),
+        st.text(max_size=200).map(lambda text: text + " {p} {np}"),
+    ),
+    models=st.lists(st.text(max_size=100), max_size=3).map(tuple),
+    params=st.one_of(_any_params, _usual_params),
+)
+
+
 @st.composite
 def imagine_options(draw: st.DrawFn) -> tuple[ImagineOptions, bool]:
     """Options as Discord would deliver them, and whether a source image is attached."""
@@ -111,6 +151,11 @@ def imagine_options(draw: st.DrawFn) -> tuple[ImagineOptions, bool]:
         tis=draw(_networks),
         tiling=optional(st.booleans()),
         denoising_strength=optional(st.floats(MIN_DENOISING, 1.0)),
+        # The Advanced form reads whole numbers of any size; the builder checks the bounds.
+        clip_skip=optional(st.integers(-3, 20)),
+        seed_variation=optional(st.integers(-3, 1200)),
+        shared=optional(st.booleans()),
+        style=optional(_styles),
     )
     return options, draw(st.booleans())
 
@@ -147,6 +192,14 @@ def assert_meets_the_wire_contract(built: ImagineRequest, defaults: GenerationDe
     assert all(ti["name"] for ti in params.get("tis", []))
     assert all(-5 <= ti["strength"] <= 5 for ti in params.get("tis", []))
     assert body["censor_nsfw"] is not body["nsfw"]
+    assert 1 <= params.get("clip_skip", 1) <= 12
+    assert 1 <= params.get("seed_variation", 1) <= 1000
+    assert body.get("shared", False) is built.params.shared
+    # A style is applied by the bot (the Horde's `style` would replace what the member set).
+    assert "style" not in body
+    styled = built.params.style
+    expected = horde_prompt(built.params.prompt, built.params.negative_prompt)
+    assert body["prompt"] == (expected if styled is None else image_style_prompt(styled.prompt, expected))
     # What is sent reads back as the same request.
     assert ImageGenerateAsyncRequest.model_validate(body).to_wire().json == body
 
@@ -182,6 +235,24 @@ def test_any_options_give_a_valid_request_or_say_what_is_allowed(
     assert_meets_the_wire_contract(built, defaults)
     assert built.params.nsfw is nsfw
     assert built.params.source_image == ("a.png" if attached else None)
+    # What the member set explicitly is what is sent, whatever the style says.
+    sent = built.request.to_wire().json
+    assert isinstance(sent, dict)
+    params = sent["params"]
+    typed = {
+        "steps": options.steps, "cfg_scale": options.cfg_scale, "sampler_name": options.sampler,
+        "karras": options.karras, "hires_fix": options.hires_fix, "tiling": options.tiling,
+        "clip_skip": options.clip_skip, "seed_variation": options.seed_variation, "n": options.n,
+    }  # fmt: skip
+    for name, value in typed.items():
+        if value is not None:
+            assert params[name] == value, name
+    if options.aspect is None:
+        for side in ("width", "height"):
+            if getattr(options, side) is not None:
+                assert params[side] == getattr(options, side)
+    if options.model is not None:
+        assert sent["models"] == [options.model.strip()]
 
 
 @PROPERTY_SETTINGS
@@ -190,15 +261,42 @@ def test_a_rerun_of_any_accepted_request_is_still_valid(
     drawn: tuple[ImagineOptions, bool], seed: str | None
 ) -> None:
     options, _ = drawn
-    try:
-        built = build_request(options, GENEROUS, allow_nsfw=False)
-    except UserInputError:
+    built = attempt(lambda: build_request(options, GENEROUS, allow_nsfw=False))
+    if isinstance(built, UserInputError):
         return
     request_json = json.dumps(built.request.to_wire().json)
     rerun = rerun_request(request_json, built.params_json, seed=seed, allow_nsfw=True)
     assert_meets_the_wire_contract(rerun, GENEROUS)
     assert rerun.request.params is not None
     assert rerun.request.params.seed == seed
+
+
+@PROPERTY_SETTINGS
+@given(
+    drawn=imagine_options(),
+    seeds=st.lists(st.integers(0, 2**32 - 1).map(str), min_size=0, max_size=20),
+)
+def test_same_seed_of_any_accepted_request_makes_each_image_with_its_seed(
+    drawn: tuple[ImagineOptions, bool], seeds: list[str]
+) -> None:
+    options, _ = drawn
+    built = attempt(lambda: build_request(options, GENEROUS, allow_nsfw=False))
+    if isinstance(built, UserInputError):
+        return
+    shown = seeds[: built.params.n]
+    result = json.dumps({"images": [{"seed": seed, "index": index} for index, seed in enumerate(shown)]})
+    reruns = same_seed_reruns(
+        json.dumps(built.request.to_wire().json), built.params_json, result, allow_nsfw=False
+    )
+    for rerun in reruns:
+        assert_meets_the_wire_contract(rerun, GENEROUS)
+    made = [(rerun.request.params.seed, rerun.request.params.n) for rerun in reruns if rerun.request.params]
+    if built.params.seed is not None:
+        assert made == [(built.params.seed, built.params.n)]
+    elif len(set(shown)) > 1:
+        assert made == [(seed, 1) for seed in shown]  # the Horde gives one request one seed
+    else:
+        assert made == [(shown[0] if shown else None, built.params.n)]
 
 
 @PROPERTY_SETTINGS

@@ -21,6 +21,7 @@ from bot.config import GenerationDefaults
 from bot.errors import UserInputError
 from bot.generation_limits import MAX_PROMPT_CHARS, MAX_TEXT_TOKENS, MIN_TEXT_TOKENS
 from bot.horde import TextGenerateAsyncRequest
+from bot.services.styles import AppliedStyle, text_style_prompt
 from bot.services.text.request import (
     HORDE_DEFAULT_LENGTH,
     MAX_CONTEXT,
@@ -55,6 +56,45 @@ _stops = st.one_of(
 )
 
 
+_style_values = st.one_of(
+    st.none(), st.booleans(), st.integers(-10, 100_000), st.floats(allow_nan=True), st.text(max_size=20),
+    st.lists(st.text(max_size=5), max_size=3),
+)  # fmt: skip
+_styles = st.builds(
+    AppliedStyle,
+    name=st.text(min_size=1, max_size=100),
+    prompt=st.one_of(st.just("{p}"), st.text(alphabet="{}pn #ab", max_size=40), st.text(max_size=200)),
+    models=st.lists(st.text(min_size=1, max_size=100), max_size=2).map(tuple),
+    params=st.one_of(
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "max_length",
+                    "max_context_length",
+                    "temperature",
+                    "top_p",
+                    "rep_pen",
+                    "stop_sequence",
+                    "n",
+                    "x",
+                ]
+            ),
+            _style_values,
+            max_size=6,
+        ),
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "max_length": st.integers(16, 512),
+                "temperature": st.floats(0, 2).map(lambda v: round(v, 2)),
+                "top_p": st.floats(0.5, 1).map(lambda v: round(v, 2)),
+                "rep_pen": st.floats(1, 2).map(lambda v: round(v, 2)),
+            },
+        ),
+    ),
+)
+
+
 @st.composite
 def text_options(draw: st.DrawFn) -> TextOptions:
     optional: Any = lambda strategy: draw(st.one_of(st.none(), strategy))  # noqa: E731
@@ -67,6 +107,7 @@ def text_options(draw: st.DrawFn) -> TextOptions:
         top_p=optional(st.floats(MIN_TOP_P, 1.0)),
         repetition_penalty=optional(st.floats(MIN_REP_PEN, MAX_REP_PEN)),
         stop_sequences=draw(_stops),
+        style=optional(_styles),
     )
 
 
@@ -112,7 +153,21 @@ def test_any_options_give_a_valid_request_or_say_what_is_allowed(
         return
     assert_meets_the_text_contract(built.request, defaults)
     assert len(options.prompt) <= defaults.max_prompt_length
-    assert built.request.prompt == options.prompt
+    style = options.style
+    expected = options.prompt if style is None else text_style_prompt(style.prompt, options.prompt)
+    assert built.request.prompt == expected
+    assert built.request.style is None  # applied by the bot: the Horde's would drop the member's options
+    # What the member set explicitly is what is sent, whatever the style says.
+    params = built.request.to_wire().json.get("params", {})  # type: ignore[union-attr]
+    typed = {
+        "max_length": options.max_length, "max_context_length": options.max_context_length,
+        "temperature": options.temperature, "top_p": options.top_p, "rep_pen": options.repetition_penalty,
+    }  # fmt: skip
+    for name, value in typed.items():
+        if value is not None:
+            assert params[name] == value, name
+    if options.model is not None:
+        assert built.request.models == [options.model]
 
 
 @PROPERTY_SETTINGS
@@ -126,7 +181,10 @@ def test_a_continuation_of_an_accepted_request_is_valid_whatever_was_written(
     previous = TextResult(text=written, model=None, worker_name=None, censored=False)
     continued = continuation(built.params, previous, "f" * 32)
     assert_meets_the_text_contract(continued.request, GENEROUS)
-    assert continued.request.prompt == options.prompt + written
+    # It goes on from the prompt as sent (styled, when a style applied), not styled again.
+    assert continued.request.prompt == built.request.prompt + written
+    assert continued.request.params == built.request.params
+    assert continued.request.models == built.request.models
 
 
 def test_without_max_length_the_horde_default_is_capped_by_the_server() -> None:
