@@ -141,6 +141,7 @@ from bot.horde.clients import (
     PollScheduler,
     PollSchedulerClosedError,
     ProgressDelay,
+    QueueEstimate,
     download_image_from_generation,
 )
 from bot.horde.consts import (
@@ -365,6 +366,7 @@ __all__ = [
     "PollScheduler",
     "PollSchedulerClosedError",
     "ProgressDelay",
+    "QueueEstimate",
     "RateLimit",
     "RateLimiter",
     "RequestErrorResponse",

@@ -145,6 +145,9 @@ def parse_reset(value: str | None, now: float) -> float | None:
     return max(0.0, reset - now) if math.isfinite(reset) else None
 
 
+DEFAULT_MAX_IN_FLIGHT = 64
+"""Requests one transport has open at once; more wait here, before aiohttp builds them (a burst of
+a thousand submissions would otherwise hold a thousand half-made requests)."""
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 """Larger than any answer the Horde sends (a status with twenty base64 images is a few tens of MB)."""
 _CHUNK = 64 * 1024
@@ -183,7 +186,8 @@ class HordeTransport:
     creates its own on first use and closes it in :meth:`close`. The base URL is the argument,
     else the ``AI_HORDE_URL`` environment variable (read now), else the public AI Horde.
     ``apikey`` is used for requests that take one but were built without setting it.
-    Bodies longer than ``max_response_bytes`` are not read (see the module docstring).
+    Bodies longer than ``max_response_bytes`` are not read (see the module docstring); at most
+    ``max_in_flight`` requests are open at once.
     """
 
     def __init__(
@@ -198,6 +202,7 @@ class HordeTransport:
         rate_limiter: RateLimiter | None = None,
         request_timeout: float = 60.0,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         wall_clock: Callable[[], float] | None = None,
@@ -212,6 +217,10 @@ class HordeTransport:
         self.rate_limiter = rate_limiter or RateLimiter()
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self.max_response_bytes = max_response_bytes
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.max_in_flight = max_in_flight
+        self._in_flight = asyncio.Semaphore(max_in_flight)
         self._sleep = sleep
         self._rng = rng or random.Random()
         # Looked up at each call: ``X-RateLimit-Reset`` is in epoch seconds.
@@ -255,7 +264,8 @@ class HordeTransport:
             delay: float | None = None
             sent_at = loop.time()
             try:
-                reply = await self._exchange(wire, headers)
+                async with self._in_flight:
+                    reply = await self._exchange(wire, headers)
             except _NOT_RETRYABLE_CONNECT_ERRORS as exc:
                 return _connection_error(wire, exc)
             except _NOT_SENT_ERRORS as exc:

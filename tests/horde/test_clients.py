@@ -337,7 +337,8 @@ class TestPollPolicy:
     def test_is_quicker_once_every_job_is_with_a_worker(self) -> None:
         assert self.policy.next_delay(20, queue_position=0, processing=1) == 3.0
         assert self.policy.next_delay(20, queue_position=0, processing=0) == 10.0
-        assert self.policy.next_delay(20, queue_position=2, processing=1) == 10.0
+        # Still partly queued, with no measured drain rate yet: soon enough to measure one.
+        assert self.policy.next_delay(20, queue_position=2, processing=1) == self.policy.probe_interval
 
     def test_without_an_estimate(self) -> None:
         assert PollPolicy(unknown_wait_interval=2.0).next_delay(None) == 2.0

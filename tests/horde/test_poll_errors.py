@@ -263,6 +263,7 @@ POLICY = PollPolicy(
     max_interval=0.05,
     processing_max_interval=0.02,
     unknown_wait_interval=0.01,
+    first_poll_delay=0,
     error_grace_s=0.5,
 )
 FOREVER = 1000
