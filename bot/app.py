@@ -29,10 +29,12 @@ from bot.crypto import KeyRing
 from bot.horde import AIHordeAPIAsyncClientSession, AIHordeAPIAsyncSimpleClient, PollPolicy
 from bot.logging import SecretRedactor
 from bot.services.accounts import AccountService
-from bot.services.delivery import Delivery
-from bot.services.guild_settings import GuildSettingsService
+from bot.services.delivery.service import Delivery
 from bot.services.jobs import JobManager
+from bot.services.kinds import job_kinds
+from bot.services.kudos import KudosService
 from bot.services.policy import Policy
+from bot.services.settings.service import GuildSettingsService
 from bot.storage import Storage, open_storage
 from bot.tree import HordeCommandTree
 
@@ -45,9 +47,9 @@ EXTENSIONS: Final[tuple[str, ...]] = (
     "cogs.write",
     "cogs.alchemy",
     "cogs.horde_info",
+    "cogs.horde_workers",
     "cogs.kudos",
     "cogs.imagine",
-    "cogs.reactions",
     "cogs.config",
 )
 
@@ -116,7 +118,9 @@ class HordeBot(commands.Bot):
         self.redactor: Final = redactor
         # Services: built on the shared resources, no I/O until used.
         self.accounts: Final = AccountService(storage, keyring, horde, redactor=redactor)
-        self.jobs: Final = JobManager.from_settings(storage, horde, settings)
+        # One per bot: /kudos give and gifting reactions share what was sent lately (shown by /me).
+        self.kudos: Final = KudosService(storage, self.accounts, horde)
+        self.jobs: Final = JobManager.from_settings(storage, horde, settings, kinds=job_kinds())
         self.guild_settings: Final = GuildSettingsService(
             storage,
             settings.defaults,

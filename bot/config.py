@@ -27,6 +27,20 @@ from pydantic_core import ErrorDetails
 
 from bot.crypto import ENV_VAR as SECRET_KEYS_ENV_VAR
 from bot.crypto import KeyRing, KeyRingError
+from bot.generation_limits import (
+    MAX_CFG_SCALE,
+    MAX_N,
+    MAX_PIXELS,
+    MAX_PROMPT_CHARS,
+    MAX_SIDE,
+    MAX_STEPS,
+    MAX_TEXT_TOKENS,
+    MIN_PIXELS,
+    MIN_PROMPT_LENGTH,
+    MIN_SIDE,
+    MIN_TEXT_TOKENS,
+    SIDE_STEP,
+)
 from bot.horde.consts import DEFAULT_BASE_URL, DEFAULT_CLIENT_AGENT, GENERATION_MAX_LIFE, KNOWN_IMAGE_SAMPLERS
 from bot.storage.url import parse_database_url
 
@@ -34,8 +48,6 @@ DISCORD_TOKEN_ENV_VAR: Final = "DISCORD_TOKEN"
 
 # The placeholder agent from the Horde's own docs; the server bans it (horde-api.md §0).
 _BANNED_CLIENT_AGENT: Final = "my-project:v0.0.1:my-contact"
-_MAX_DIMENSION: Final = 3072
-_DIMENSION_STEP: Final = 64
 
 
 class ConfigError(Exception):
@@ -108,6 +120,7 @@ class HordeSettings(_Section):
     client_agent: str = DEFAULT_CLIENT_AGENT
     request_timeout_s: float = Field(default=30.0, gt=0, le=600)
     generation_timeout_s: float = Field(default=float(GENERATION_MAX_LIFE), gt=0, le=GENERATION_MAX_LIFE)
+    no_worker_timeout_s: float = Field(default=120.0, gt=0, le=GENERATION_MAX_LIFE)
     models_cache_ttl_s: float = Field(default=60.0, ge=0, le=86_400)
 
     @field_validator("api_url")
@@ -162,19 +175,19 @@ class GenerationDefaults(_Section):
     The limits come first: field validators of the values below read them from ``info.data``.
     """
 
-    max_steps: int = Field(default=50, ge=1, le=500)
-    max_pixels: int = Field(default=1024 * 1024, ge=64 * 64, le=_MAX_DIMENSION * _MAX_DIMENSION)
-    max_n: int = Field(default=4, ge=1, le=20)
-    max_prompt_length: int = Field(default=2000, ge=16, le=6000)
+    max_steps: int = Field(default=50, ge=1, le=MAX_STEPS)
+    max_pixels: int = Field(default=1024 * 1024, ge=MIN_PIXELS, le=MAX_PIXELS)
+    max_n: int = Field(default=4, ge=1, le=MAX_N)
+    max_prompt_length: int = Field(default=2000, ge=MIN_PROMPT_LENGTH, le=MAX_PROMPT_CHARS)
     """Characters a member may type as a prompt (with its negative prompt), for every command."""
-    max_text_tokens: int = Field(default=512, ge=16, le=4096)
+    max_text_tokens: int = Field(default=512, ge=MIN_TEXT_TOKENS, le=MAX_TEXT_TOKENS)
     """Tokens /write may ask the Horde to write (its ``max_length``)."""
     model: str = Field(default="stable_diffusion", min_length=1)
     steps: int = Field(default=30, ge=1)
     width: int = 512
     height: int = 512
     sampler: KNOWN_IMAGE_SAMPLERS = KNOWN_IMAGE_SAMPLERS.k_euler_a
-    cfg_scale: float = Field(default=7.0, ge=0, le=100)
+    cfg_scale: float = Field(default=7.0, ge=0, le=MAX_CFG_SCALE)
     n: int = Field(default=1, ge=1)
     negative_prompt: str = ""
     allow_anonymous: bool = True
@@ -215,10 +228,8 @@ class GenerationDefaults(_Section):
     @field_validator("width", "height")
     @classmethod
     def _dimension(cls, value: int) -> int:
-        if not _DIMENSION_STEP <= value <= _MAX_DIMENSION or value % _DIMENSION_STEP:
-            raise ValueError(
-                f"must be a multiple of {_DIMENSION_STEP} from {_DIMENSION_STEP} to {_MAX_DIMENSION}"
-            )
+        if not MIN_SIDE <= value <= MAX_SIDE or value % SIDE_STEP:
+            raise ValueError(f"must be a multiple of {SIDE_STEP} from {MIN_SIDE} to {MAX_SIDE}")
         return value
 
     @field_validator("height")

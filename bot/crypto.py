@@ -1,25 +1,49 @@
-"""Authenticated encryption of API keys at rest, with a versioned, rotatable key set.
+"""Authenticated encryption of API keys at rest, bound to their row, with a versioned, rotatable key set.
 
 ``HORDE_BOT_SECRET_KEYS`` holds ``"<version>:<fernet key>"`` entries separated by commas, e.g.
 ``"2:<new key>,1:<old key>"``. The highest version encrypts; every listed version decrypts.
-A stored token is ``"v<version>:<fernet token>"``, so decryption picks the right key directly and
-``rotate_all`` knows which rows still use an older key.
+
+A stored token is ``"a<version>:<base64 of nonce, ciphertext and tag>"``: AES-256-GCM under a key
+derived (HKDF-SHA256) from that version's entry, with the row's owner as associated data
+(:func:`binding`: ``user:<discord id>`` for a member's key, ``guild:<guild id>`` for a sponsor key).
+A token copied onto another row therefore fails authentication instead of lending one member's key
+to another. Tokens written before keys were bound are Fernet tokens, ``"v<version>:<fernet token>"``:
+they still decrypt, and ``rotate_all`` (``bot.storage.keys_at_rest``, ``python -m bot rotate-key``)
+rewrites them bound to the row they are on. Since migration 5 the database refuses to store a new
+unbound token.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import os
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Final
+from typing import Final, Literal
 
+from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet, InvalidToken
-
-if TYPE_CHECKING:
-    from bot.storage.base import Storage
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 ENV_VAR: Final = "HORDE_BOT_SECRET_KEYS"
 
-_TOKEN_RE: Final = re.compile(r"v([1-9][0-9]{0,8}):(\S+)")
+_TOKEN_RE: Final = re.compile(r"([av])([1-9][0-9]{0,8}):(\S+)")
+BOUND: Final = "a"
+"""The prefix of a token bound to its row (AES-GCM); ``v`` is an unbound (Fernet) token."""
+_NONCE_BYTES: Final = 12
+_TAG_BYTES: Final = 16
+_HKDF_INFO: Final = b"horde-bot: API keys at rest, AES-256-GCM, bound to their row"
+_AAD_PREFIX: Final = "horde-bot/"
+
+BindingKind = Literal["user", "guild"]
+
+
+def binding(kind: BindingKind, row: int | str) -> str:
+    """Whose token it is: the associated data that ties a ciphertext to its row."""
+    return f"{kind}:{row}"
 
 
 class CryptoError(Exception):
@@ -38,9 +62,19 @@ class DecryptionError(CryptoError):
     """A stored token cannot be decrypted with the configured keys."""
 
 
+class KeyBindingError(DecryptionError):
+    """A bound token fails authentication for the row it is on: moved from another row, altered, or
+    encrypted with another secret of the same version."""
+
+
 def is_encrypted_token(value: str) -> bool:
-    """Whether ``value`` has the shape of a token produced by :meth:`KeyRing.encrypt`."""
+    """Whether ``value`` has the shape of a token produced by :meth:`KeyRing.encrypt` (or an older one)."""
     return _TOKEN_RE.fullmatch(value) is not None
+
+
+def is_bound_token(value: str) -> bool:
+    """Whether ``value`` is bound to its row (AES-GCM), not an older unbound Fernet token."""
+    return value.startswith(BOUND) and is_encrypted_token(value)
 
 
 def generate_key_value(version: int = 1) -> str:
@@ -53,7 +87,7 @@ def generate_key_value(version: int = 1) -> str:
 class KeyRing:
     """The configured encryption keys. Its repr shows the versions only, never the keys."""
 
-    __slots__ = ("_current", "_fernets", "_raw_keys")
+    __slots__ = ("_aeads", "_current", "_fernets", "_raw_keys")
 
     def __init__(self, keys: Mapping[int, str | bytes]) -> None:
         if not keys:
@@ -70,6 +104,7 @@ class KeyRing:
                     f"key version {version} is not a valid Fernet key (32 url-safe base64-encoded bytes)"
                 ) from None
         self._fernets: Final = fernets
+        self._aeads: Final = {version: _aead(key) for version, key in keys.items()}
         self._current: Final = max(fernets)
         self._raw_keys: Final = tuple(
             key if isinstance(key, str) else key.decode("ascii") for key in keys.values()
@@ -113,94 +148,67 @@ class KeyRing:
 
     __str__ = __repr__
 
-    def encrypt(self, plaintext: str) -> str:
-        token = self._fernets[self._current].encrypt(plaintext.encode("utf-8"))
-        return f"v{self._current}:{token.decode('ascii')}"
+    def encrypt(self, plaintext: str, *, bound_to: str) -> str:
+        """``plaintext`` encrypted with the current key, bound to ``bound_to`` (see :func:`binding`)."""
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = self._aeads[self._current].encrypt(nonce, plaintext.encode("utf-8"), _aad(bound_to))
+        return f"{BOUND}{self._current}:{base64.urlsafe_b64encode(nonce + sealed).decode('ascii')}"
 
     def version_of(self, token: str) -> int:
         """The key version a stored token was encrypted with."""
-        return self._split(token)[0]
+        return self._split(token)[1]
 
-    def decrypt(self, token: str) -> str:
-        version, body = self._split(token)
-        fernet = self._fernets.get(version)
-        if fernet is None:
+    def decrypt(self, token: str, *, bound_to: str) -> str:
+        """The plaintext of ``token``, which must be bound to ``bound_to`` (unbound tokens still read)."""
+        scheme, version, body = self._split(token)
+        if version not in self._fernets:
             raise DecryptionError(
                 f"stored API key was encrypted with key version {version}, "
                 f"which {ENV_VAR} does not contain (known versions: {list(self.versions)})"
             )
         try:
-            return fernet.decrypt(body.encode("ascii")).decode("utf-8")
-        except (InvalidToken, UnicodeError):
+            if scheme != BOUND:
+                return self._fernets[version].decrypt(body.encode("ascii")).decode("utf-8")
+            sealed = base64.urlsafe_b64decode(body.encode("ascii"))
+            if len(sealed) < _NONCE_BYTES + _TAG_BYTES:
+                raise ValueError("too short")
+            nonce, ciphertext = sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:]
+            return self._aeads[version].decrypt(nonce, ciphertext, _aad(bound_to)).decode("utf-8")
+        except InvalidTag:
+            raise KeyBindingError(
+                f"stored API key of {bound_to} fails authentication (key version {version}): it was moved "
+                f"from another row or altered, or {ENV_VAR} holds another secret for that version"
+            ) from None
+        except (InvalidToken, UnicodeError, ValueError, binascii.Error):
             raise DecryptionError(
                 f"stored API key cannot be decrypted with the configured {ENV_VAR} (key version {version})"
             ) from None
 
     def needs_rotation(self, token: str) -> bool:
-        return self.version_of(token) != self._current
+        """Whether ``token`` is unbound or uses an older key version."""
+        scheme, version, _body = self._split(token)
+        return scheme != BOUND or version != self._current
 
-    def rotate(self, token: str) -> str:
-        """``token`` re-encrypted with the current key (unchanged if it already uses it)."""
+    def rotate(self, token: str, *, bound_to: str) -> str:
+        """``token`` re-encrypted with the current key and bound (unchanged if it already is)."""
         if not self.needs_rotation(token):
             return token
-        return self.encrypt(self.decrypt(token))
+        return self.encrypt(self.decrypt(token, bound_to=bound_to), bound_to=bound_to)
 
     @staticmethod
-    def _split(token: str) -> tuple[int, str]:
+    def _split(token: str) -> tuple[str, int, str]:
         match = _TOKEN_RE.fullmatch(token)
         if match is None:
-            raise DecryptionError("stored API key is not an encrypted token ('v<version>:<token>')")
-        return int(match.group(1)), match.group(2)
+            raise DecryptionError("stored API key is not an encrypted token ('a<version>:<token>')")
+        return match.group(1), int(match.group(2)), match.group(3)
 
 
-async def rotate_all(storage: Storage, keyring: KeyRing) -> int:
-    """Re-encrypt every stored secret with the current key version, in one transaction.
-
-    Returns how many values were re-encrypted. Any undecryptable value aborts the whole rotation,
-    leaving the database untouched.
-    """
-    rotated = 0
-    async with storage.transaction():
-        for column in storage.encrypted_columns:
-            tokens = await column.read_tokens()
-            updates = {
-                row: keyring.rotate(token) for row, token in tokens.items() if keyring.needs_rotation(token)
-            }
-            if updates:
-                await column.write_tokens(updates)
-                rotated += len(updates)
-    return rotated
+def _aead(fernet_key: str | bytes) -> AESGCM:
+    # The Fernet key entry stays the one secret operators manage; AES-GCM gets its own derived key.
+    raw = base64.urlsafe_b64decode(fernet_key)
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(raw)
+    return AESGCM(derived)
 
 
-CHECK_SAMPLE: Final = 50
-"""Tokens checked per encrypted column at start-up: enough to tell a wrong secret from a stale row."""
-
-
-class WrongSecretError(DecryptionError):
-    """None of the stored secrets can be decrypted: ``HORDE_BOT_SECRET_KEYS`` is not the secret
-    they were encrypted with."""
-
-
-async def check_keyring(storage: Storage, keyring: KeyRing) -> int:
-    """Fail fast, before serving anyone, when ``keyring`` cannot read what is stored.
-
-    Decrypts up to :data:`CHECK_SAMPLE` tokens of each encrypted column. Raises
-    :class:`WrongSecretError` when some were checked and none could be read (every member would
-    otherwise get "log in again" one by one); returns how many of them could not be read, for the
-    caller to warn about (rows left by a key version that was dropped).
-    """
-    checked = unreadable = 0
-    for column in storage.encrypted_columns:
-        tokens = list((await column.read_tokens()).values())[:CHECK_SAMPLE]
-        for token in tokens:
-            checked += 1
-            try:
-                keyring.decrypt(token)
-            except DecryptionError:
-                unreadable += 1
-    if checked and unreadable == checked:
-        raise WrongSecretError(
-            f"none of the {checked} stored API key(s) checked can be decrypted with {ENV_VAR} "
-            f"(key versions {list(keyring.versions)}); set the secret they were encrypted with"
-        )
-    return unreadable
+def _aad(bound_to: str) -> bytes:
+    return (_AAD_PREFIX + bound_to).encode("utf-8")

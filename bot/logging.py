@@ -25,32 +25,73 @@ DISCORD_TOKEN_RE: Final = re.compile(r"[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\
 _FORMAT: Final = "%(asctime)s %(levelname)-8s %(name)s: %(message)s"
 
 
+_KEY_CHARS: Final = re.compile(r"[A-Za-z0-9_-]+")
+"""What AI Horde keys (22 such characters, or a UUID) and most generated secrets are made of."""
+
+
 class SecretRedactor:
-    """The set of secret values to mask, shared by the log formatter and whoever learns new secrets."""
+    """The set of secret values to mask, shared by the log formatter and whoever learns new secrets.
+
+    Every member's key is registered at their login, so this scales with members: such key-shaped
+    secrets go into a set, and :meth:`redact` looks up the runs of key characters of a line in it,
+    in time linear in the line whatever the number of keys; registering one is O(1). Secrets of
+    another shape (the bot token, the encryption keys: a handful) are masked by one regex.
+    """
 
     def __init__(self, secrets: tuple[str, ...] = ()) -> None:
-        self._secrets: set[str] = set()
+        self._shaped: set[str] = set()
+        self._lengths: tuple[int, ...] = ()  # the shaped secrets' distinct lengths, longest first
+        self._runs: re.Pattern[str] | None = None  # runs of key characters as long as the shortest
+        self._others: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         for secret in secrets:
             self.register_secret(secret)
 
     def __repr__(self) -> str:
-        return f"SecretRedactor({len(self._secrets)} secrets)"
+        return f"SecretRedactor({len(self._shaped) + len(self._others)} secrets)"
 
     def register_secret(self, value: str) -> None:
         """Mask ``value`` from now on. Values shorter than ``MIN_SECRET_LENGTH`` are ignored."""
         value = value.strip()
-        if len(value) < MIN_SECRET_LENGTH or value in self._secrets:
+        if len(value) < MIN_SECRET_LENGTH or value in self._shaped or value in self._others:
             return
-        self._secrets.add(value)
+        if _KEY_CHARS.fullmatch(value):
+            self._shaped.add(value)
+            if len(value) not in self._lengths:  # a new length: rare (keys come in two shapes)
+                self._lengths = tuple(sorted({*self._lengths, len(value)}, reverse=True))
+                self._runs = re.compile(rf"[A-Za-z0-9_-]{{{self._lengths[-1]},}}")
+            return
+        self._others.add(value)
         # Longest first, so a secret containing another one is masked whole.
-        ordered = sorted(self._secrets, key=len, reverse=True)
+        ordered = sorted(self._others, key=len, reverse=True)
         self._pattern = re.compile("|".join(re.escape(secret) for secret in ordered))
 
     def redact(self, text: str) -> str:
         if self._pattern is not None:
             text = self._pattern.sub(REDACTED, text)
-        return DISCORD_TOKEN_RE.sub(REDACTED, text)
+        text = DISCORD_TOKEN_RE.sub(REDACTED, text)
+        if self._runs is not None:
+            text = self._runs.sub(self._mask_run, text)
+        return text
+
+    def _mask_run(self, match: re.Match[str]) -> str:
+        run = match.group()
+        if run in self._shaped:
+            return REDACTED
+        # A key glued to other key characters ("apikeyXXXX", a URL-encoded "%3DXXXX"): look at each
+        # window of each secret length; a run is at most a line, the lengths are few.
+        pieces: list[str] = []
+        start = index = 0
+        while index < len(run):
+            for length in self._lengths:
+                if index + length <= len(run) and run[index : index + length] in self._shaped:
+                    pieces += (run[start:index], REDACTED)
+                    index = start = index + length
+                    break
+            else:
+                index += 1
+        pieces.append(run[start:])
+        return "".join(pieces)
 
 
 class RedactingFormatter(logging.Formatter):

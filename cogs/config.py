@@ -16,25 +16,52 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import HordeBot
-from bot.services.guild_settings import (
-    SettingChange,
-    SettingGroup,
-    ShownSetting,
-    setting_names,
-)
+from bot.services.delivery.limits import EMBED_DESCRIPTION, EMBED_FIELD_VALUE
+from bot.services.formatting import clip
+from bot.services.settings.registry import SettingGroup, SettingValueError, get_setting, setting_names
+from bot.services.settings.service import SettingChange, ShownSetting
 
 log = logging.getLogger(__name__)
 
 NO_MENTIONS: Final = discord.AllowedMentions.none()
 MAX_SHOWN_VALUE: Final = 200
-MAX_FIELD: Final = 1024
 MAX_AUTOCOMPLETE: Final = 25
 AUDIT_ENTRIES: Final = 15
 LOG_CHANNEL_FAILED: Final = "⚠️ I couldn't post this change to the log channel; check my permissions there."
+LOG_CHANNEL_ELSEWHERE: Final = (
+    "⚠️ The log channel isn't a channel of this server any more, so this change wasn't posted there. "
+    "Set log_channel again."
+)
+LOG_CHANNEL_NOT_HERE: Final = (
+    "`log_channel` must be a text channel of this server (a mention such as #bot-log, or its id), or none."
+)
+LOG_CHANNEL_NO_ACCESS: Final = (
+    "I can't post in {channel}: give me View Channel and Send Messages there, or choose another channel."
+)
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _shown(text: str, limit: int = MAX_SHOWN_VALUE) -> str:
+    """An admin's value as plain text: no markdown, masked link or mention of theirs takes effect."""
+    return discord.utils.escape_mentions(discord.utils.escape_markdown(clip(text, limit)))
+
+
+PostableChannel = discord.TextChannel | discord.VoiceChannel | discord.StageChannel | discord.Thread
+
+
+def _log_channel_in(guild: discord.Guild | None, channel_id: int) -> PostableChannel | None:
+    """The channel ``channel_id`` if it is one of ``guild``'s own channels that take messages."""
+    channel = guild.get_channel_or_thread(channel_id) if guild is not None else None
+    return channel if isinstance(channel, PostableChannel) else None
+
+
+def _can_post(channel: PostableChannel) -> bool:
+    permissions = channel.permissions_for(channel.guild.me)
+    may_send = (
+        permissions.send_messages_in_threads
+        if isinstance(channel, discord.Thread)
+        else permissions.send_messages
+    )
+    return permissions.view_channel and may_send
 
 
 def _group_lines(shown: list[ShownSetting], group: SettingGroup, *, detailed: bool) -> str:
@@ -43,19 +70,19 @@ def _group_lines(shown: list[ShownSetting], group: SettingGroup, *, detailed: bo
         if entry.group is not group:
             continue
         marker = "" if entry.overridden else " *(default)*"
-        value = _clip(discord.utils.escape_markdown(entry.value), MAX_SHOWN_VALUE)
+        value = _shown(entry.value)
         line = f"**{entry.name}**: {value}{marker}"
         if detailed:
             line += f"\n-# {entry.description}"
         lines.append(line)
-    return _clip("\n".join(lines), MAX_FIELD) or "—"
+    return clip("\n".join(lines), EMBED_FIELD_VALUE) or "—"
 
 
 def _change_line(change: SettingChange, actor: discord.abc.User | None = None) -> str:
     where = f" in <#{change.channel_id}>" if change.channel_id is not None else ""
     if not change.changed:
-        return f"`{change.name}`{where} is already {_clip(change.new, MAX_SHOWN_VALUE)}."
-    old, new = _clip(change.old, MAX_SHOWN_VALUE), _clip(change.new, MAX_SHOWN_VALUE)
+        return f"`{change.name}`{where} is already {_shown(change.new)}."
+    old, new = _shown(change.old), _shown(change.new)
     who = f"{actor.mention} changed" if actor is not None else "Changed"
     return f"{who} `{change.name}`{where}: {old} → {new}"
 
@@ -101,6 +128,8 @@ class Config(commands.GroupCog, group_name="config", group_description="This ser
         guild_id = _guild_id(interaction)
         # Private from the start: the sponsor key is checked with the AI Horde, and errors stay private.
         await interaction.response.defer(ephemeral=True, thinking=True)
+        if get_setting(setting).name == "log_channel":
+            _check_log_channel(interaction.guild, value)
         change = await self.bot.guild_settings.set(
             guild_id, setting, value, interaction.user.id, channel_id=channel.id if channel else None
         )
@@ -136,7 +165,7 @@ class Config(commands.GroupCog, group_name="config", group_description="This ser
         ]
         embed = discord.Embed(
             title="Settings changes",
-            description=_clip("\n".join(lines), 4096) or "No setting was changed yet.",
+            description=clip("\n".join(lines), EMBED_DESCRIPTION) or "No setting was changed yet.",
             colour=discord.Colour.blurple(),
         )
         await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
@@ -152,18 +181,30 @@ class Config(commands.GroupCog, group_name="config", group_description="This ser
 
     async def _report(self, interaction: discord.Interaction, change: SettingChange) -> None:
         lines = [_change_line(change)]
-        if change.changed and not await self._post_to_log_channel(interaction, change):
-            lines.append(LOG_CHANNEL_FAILED)
+        if change.changed and (problem := await self._post_to_log_channel(interaction, change)):
+            lines.append(problem)
         await interaction.followup.send("\n".join(lines), ephemeral=True, allowed_mentions=NO_MENTIONS)
 
-    async def _post_to_log_channel(self, interaction: discord.Interaction, change: SettingChange) -> bool:
-        """Post ``change`` to the log channel, if the server has one; ``False`` when that failed."""
+    async def _post_to_log_channel(
+        self, interaction: discord.Interaction, change: SettingChange
+    ) -> str | None:
+        """Post ``change`` to the log channel, if the server has one; what went wrong, if anything."""
         config = await self.bot.guild_settings.get(interaction.guild_id)
         if config.log_channel is None:
-            return True
-        channel = self.bot.get_partial_messageable(config.log_channel, guild_id=interaction.guild_id)
+            return None
+        # Only this server's own channels: one stored before this was checked may be anywhere.
+        channel = _log_channel_in(interaction.guild, config.log_channel)
+        if channel is None:
+            log.warning(
+                "Guild %s: log channel %s is not one of its channels; not posting there",
+                interaction.guild_id,
+                config.log_channel,
+            )
+            return LOG_CHANNEL_ELSEWHERE
         try:
-            await channel.send(_change_line(change, interaction.user), allowed_mentions=NO_MENTIONS)
+            await channel.send(
+                _change_line(change, interaction.user), allowed_mentions=NO_MENTIONS, suppress_embeds=True
+            )
         except discord.HTTPException as exc:
             log.warning(
                 "Could not post a settings change to log channel %s of guild %s: HTTP %s (code %s)",
@@ -172,8 +213,8 @@ class Config(commands.GroupCog, group_name="config", group_description="This ser
                 exc.status,
                 exc.code,
             )
-            return False
-        return True
+            return LOG_CHANNEL_FAILED
+        return None
 
 
 def _audit_value(value_json: str | None) -> str:
@@ -181,7 +222,19 @@ def _audit_value(value_json: str | None) -> str:
         return "default"
     value = json.loads(value_json)
     text = value if isinstance(value, str) else json.dumps(value)
-    return _clip(discord.utils.escape_markdown(text), 80)
+    return _shown(text, 80)
+
+
+def _check_log_channel(guild: discord.Guild | None, value: str) -> None:
+    """Refuse a log channel of another server, or one the bot cannot post in, before it is stored."""
+    channel_id = get_setting("log_channel").read(value)
+    if channel_id is None:
+        return
+    channel = _log_channel_in(guild, channel_id)
+    if channel is None:
+        raise SettingValueError(LOG_CHANNEL_NOT_HERE)
+    if not _can_post(channel):
+        raise SettingValueError(LOG_CHANNEL_NO_ACCESS.format(channel=channel.mention))
 
 
 def _guild_id(interaction: discord.Interaction) -> int:

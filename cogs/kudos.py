@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.app import HordeBot
-from bot.services.kudos import MAX_GIFT, KudosService
-from bot.services.render import format_kudos
+from bot.services.formatting import format_kudos
+from bot.services.kudos import HORDE_USER_CACHE_S, MAX_GIFT
+
+BALANCE_LAG_NOTE: Final = (
+    f"-# The AI Horde updates balances within {HORDE_USER_CACHE_S:.0f} seconds; "
+    "until then /me lists this transfer under the balance."
+)
 
 
 class Kudos(commands.Cog, name="Kudos"):
@@ -18,7 +23,7 @@ class Kudos(commands.Cog, name="Kudos"):
 
     def __init__(self, bot: HordeBot) -> None:
         self.bot = bot
-        self.service = KudosService(bot.storage, bot.accounts, bot.horde)
+        self.service = bot.kudos
 
     @kudos.command(
         name="give", description="Give some of your kudos to another member (both must be logged in)."
@@ -41,7 +46,7 @@ class Kudos(commands.Cog, name="Kudos"):
         )
         await interaction.followup.send(
             f"Sent **{format_kudos(gift.transferred)} kudos** to {member.mention} "
-            f"({discord.utils.escape_markdown(gift.receiver_username)}).",
+            f"({discord.utils.escape_markdown(gift.receiver_username)}).\n{BALANCE_LAG_NOTE}",
             ephemeral=True,
             allowed_mentions=discord.AllowedMentions.none(),
         )

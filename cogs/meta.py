@@ -1,11 +1,11 @@
-"""/help and /about."""
+"""/help (the commands this member may use here, every button and reaction) and /about."""
 
 from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, Final
 
 import discord
 from discord import app_commands
@@ -13,6 +13,15 @@ from discord.ext import commands
 
 from bot.app import HordeBot
 from bot.horde import AIHordeRequestError
+from bot.services.controls import (
+    MESSAGE_MENUS,
+    RESULT_BUTTONS,
+    RUNNING_BUTTONS,
+    TEXT_BUTTONS,
+    Control,
+    reactions,
+)
+from bot.services.formatting import format_uptime
 
 log = logging.getLogger(__name__)
 
@@ -21,16 +30,16 @@ HORDE_UNREACHABLE = "unreachable"
 AnyCommand = app_commands.Command[Any, ..., Any]
 
 
+NO_REACTIONS_IN_DMS: Final = "Reactions work on /imagine results in a server, not in DMs."
+
+
 def format_duration(delta: datetime.timedelta) -> str:
     """``1d 2h 3m 4s``, leaving out leading zero units."""
-    seconds = int(delta.total_seconds())
-    days, seconds = divmod(seconds, 86_400)
-    hours, seconds = divmod(seconds, 3_600)
-    minutes, seconds = divmod(seconds, 60)
-    parts = [(days, "d"), (hours, "h"), (minutes, "m")]
-    while parts and parts[0][0] == 0:
-        parts.pop(0)
-    return " ".join(f"{value}{unit}" for value, unit in [*parts, (seconds, "s")])
+    return format_uptime(delta.total_seconds())
+
+
+def _lines(controls: Sequence[Control]) -> str:
+    return "\n".join(control.line() for control in controls)
 
 
 def _leaves(
@@ -68,7 +77,22 @@ class Meta(commands.Cog):
             if _visible_to(command, interaction)
         )
         embed = discord.Embed(title="Commands", description="\n".join(lines))
-        await interaction.response.send_message(embed=embed, ephemeral=True)
+        embed.add_field(name="Buttons while it runs", value=_lines(RUNNING_BUTTONS), inline=False)
+        embed.add_field(name="Buttons on an image result", value=_lines(RESULT_BUTTONS), inline=False)
+        embed.add_field(name="Buttons on a text result", value=_lines(TEXT_BUTTONS), inline=False)
+        if interaction.guild_id is None:
+            embed.add_field(name="Reactions on an image result", value=NO_REACTIONS_IN_DMS, inline=False)
+        else:
+            config = await self.bot.guild_settings.get(interaction.guild_id)
+            embed.add_field(
+                name="Reactions on an image result (this server)",
+                value=_lines(reactions(config)),
+                inline=False,
+            )
+        embed.add_field(name="Message menus", value=_lines(MESSAGE_MENUS), inline=False)
+        await interaction.response.send_message(
+            embed=embed, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+        )
 
     @app_commands.command(description="Version, uptime and the AI Horde's status.")
     async def about(self, interaction: discord.Interaction) -> None:

@@ -23,6 +23,8 @@ import hypothesis
 import pg_server
 import pytest
 import simcord
+from discord_limits import LimitedDiscord
+from discord_limits import install as install_discord_limits
 from pydantic import SecretStr
 
 from bot.app import EXTENSIONS, HordeBot, create_bot
@@ -238,6 +240,8 @@ class Server:
     moderator: simcord.MemberActor
     alice: simcord.MemberActor
     bob: simcord.MemberActor
+    discord_limits: LimitedDiscord | None = None
+    """Discord's rate limits (tests/discord_limits.py) when a test asked for them; kept on restarts."""
 
     @property
     def bot(self) -> HordeBot:
@@ -256,6 +260,10 @@ class Server:
         new_bot = await build_bot(self.settings, extensions=extensions)
         await self.env.restart_bot(new_bot)
         set_age_restricted(new_bot, self.nsfw_channel)
+        if self.discord_limits is not None:
+            self.discord_limits = install_discord_limits(
+                self.env, channel_messages=self.discord_limits.channel_messages
+            )
         return new_bot
 
 
@@ -280,3 +288,11 @@ def server(simcord_env: simcord.Env, settings: Settings) -> Server:
     )
     set_age_restricted(server.bot, nsfw_channel)
     return server
+
+
+@pytest.fixture
+def discord_limits(server: Server) -> LimitedDiscord:
+    """Discord's rate limits in front of SimCord, with discord.py's own handling of them
+    (tests/discord_limits.py); ``.stats`` counts every 429 and any that reached the bot."""
+    server.discord_limits = install_discord_limits(server.env)
+    return server.discord_limits

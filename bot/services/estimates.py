@@ -35,8 +35,6 @@ async def estimate_text_cost(
 
 def as_dry_run(request: _R, key: str | None = None) -> _R:
     """``request`` with ``dry_run`` set (and ``key``, when given)."""
-    fields = {name: getattr(request, name) for name in request.model_fields_set}
-    fields["dry_run"] = True
-    if key is not None:
-        fields["apikey"] = key
-    return type(request).model_validate(fields)
+    if key is None:
+        return request.with_fields(dry_run=True)
+    return request.with_fields(dry_run=True, apikey=key)

@@ -1,9 +1,9 @@
-"""What /horde status, /models and /styles show: the Horde's health, load, models and styles."""
+"""What /horde status, modes and news, /models and /styles show: the Horde's health, load, modes,
+news, models and styles."""
 
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -14,9 +14,13 @@ from bot.horde import (
     AIHordeAPIAsyncSimpleClient,
     AIHordeHeartbeatResponse,
     BaseStyleResponse,
+    HordeModesRequest,
+    HordeModesResponse,
     HordePerformanceResponse,
+    Newspiece,
 )
 from bot.horde.consts import MODEL_TYPE, STYLE_SORT
+from bot.services.paging import Page, paginate
 
 MODELS_PAGE_SIZE: Final = 10
 STYLES_PAGE_SIZE: Final = 25
@@ -46,24 +50,6 @@ class ModelSort(StrEnum):
     queue = "queue"
 
 
-@dataclass(frozen=True, slots=True)
-class ModelsPage:
-    models: tuple[ActiveModel, ...]
-    page: int
-    """Zero-based, clamped to the pages there are."""
-    pages: int
-    total: int
-    sort: ModelSort
-
-    @property
-    def has_previous(self) -> bool:
-        return self.page > 0
-
-    @property
-    def has_next(self) -> bool:
-        return self.page + 1 < self.pages
-
-
 def sort_models(models: Sequence[ActiveModel], sort: ModelSort) -> list[ActiveModel]:
     """Busiest first by ``sort`` (workers, or queued work), then by name."""
 
@@ -77,18 +63,8 @@ def sort_models(models: Sequence[ActiveModel], sort: ModelSort) -> list[ActiveMo
 
 def models_page(
     models: Sequence[ActiveModel], *, sort: ModelSort, page: int, page_size: int = MODELS_PAGE_SIZE
-) -> ModelsPage:
-    ordered = sort_models(models, sort)
-    pages = max(1, math.ceil(len(ordered) / page_size))
-    page = min(max(0, page), pages - 1)
-    start = page * page_size
-    return ModelsPage(
-        models=tuple(ordered[start : start + page_size]),
-        page=page,
-        pages=pages,
-        total=len(ordered),
-        sort=sort,
-    )
+) -> Page[ActiveModel]:
+    return paginate(sort_models(models, sort), page=page, page_size=page_size)
 
 
 async def fetch_models(horde: AIHordeAPIAsyncSimpleClient, type_: MODEL_TYPE) -> tuple[ActiveModel, ...]:
@@ -102,3 +78,14 @@ async def fetch_styles(
     if type_ == MODEL_TYPE.text:
         return tuple((await horde.styles(MODEL_TYPE.text, sort=STYLE_SORT.popular, page=page)).root)
     return tuple((await horde.styles(MODEL_TYPE.image, sort=STYLE_SORT.popular, page=page)).root)
+
+
+async def horde_modes(horde: AIHordeAPIAsyncSimpleClient) -> HordeModesResponse:
+    """Whether the Horde is in maintenance or invite-only mode; raises ``AIHordeRequestError``."""
+    return await horde.call(HordeModesRequest(), HordeModesResponse)
+
+
+async def fetch_news(horde: AIHordeAPIAsyncSimpleClient) -> tuple[Newspiece, ...]:
+    """The Horde's news, newest first (pieces without a date last, in the Horde's order)."""
+    news = (await horde.news()).root
+    return tuple(sorted(news, key=lambda piece: piece.date_published or "", reverse=True))

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from bot.clock import monotonic
 from bot.horde import ActiveModel, AIHordeRequestError
 
 log = logging.getLogger(__name__)
@@ -36,13 +36,10 @@ class ModelChoice:
 
 
 class ModelsCache:
-    def __init__(
-        self, fetch: FetchModels, *, ttl_s: float, clock: Callable[[], float] | None = None
-    ) -> None:
+    def __init__(self, fetch: FetchModels, *, ttl_s: float, clock: Callable[[], float] = monotonic) -> None:
         self._fetch = fetch
         self._ttl_s = ttl_s
-        # Looked up at each call, not bound at import, so a patched clock (SimCord's virtual one) applies.
-        self._clock = clock or (lambda: time.monotonic())
+        self._clock = clock
         self._models: tuple[ActiveModel, ...] | None = None
         self._fetched_at = 0.0
         self._refresh: asyncio.Task[tuple[ActiveModel, ...]] | None = None

@@ -8,22 +8,28 @@ everywhere. Checks run cheapest first: where, what, who pays, how much, how ofte
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
+from bot import clock
 from bot.config import GenerationDefaults
 from bot.errors import BotError, NotLoggedInError
-from bot.services.accounts import AccountService, ResolvedKey
-from bot.services.guild_settings import GuildConfig, GuildSettingsService, Visibility
-from bot.storage import JobKind, KeyOwner, Storage
+from bot.services.accounts import AccountService
+from bot.services.keys import ResolvedKey
+from bot.services.settings.config import GuildConfig
+from bot.services.settings.registry import MAX_COOLDOWN_S, Visibility
+from bot.services.settings.service import GuildSettingsService
+from bot.storage import JobKind, JobRecord, KeyOwner, Storage
 from bot.storage.base import utcnow
 
 Origin = Literal["command", "button", "reaction"]
+
+DEFAULT_MAX_TRACKED: Final = 100_000
+"""Members whose last start ``Policy`` remembers for cooldowns (about 150 bytes each)."""
 
 SHARED_KEY_OWNERS: Final[tuple[KeyOwner, ...]] = ("sponsor", "anonymous")
 """Budgets count only jobs on keys the server provides; members with their own key pay themselves."""
@@ -84,6 +90,11 @@ class Decision:
         return self.visibility == "private"
 
 
+def can_manage_job(job: JobRecord, user_id: int, *, manages_messages: bool) -> bool:
+    """Cancel and Delete: the member who started the job, or one who may manage messages here."""
+    return user_id == job.user_id or manages_messages
+
+
 def start_of_day(now: datetime) -> datetime:
     """Midnight (UTC) of ``now``'s day: the daily budgets restart then."""
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -98,16 +109,22 @@ class Policy:
         accounts: AccountService,
         storage: Storage,
         *,
-        monotonic: Callable[[], float] | None = None,
+        monotonic: Callable[[], float] = clock.monotonic,
         wall_clock: Callable[[], datetime] = utcnow,
+        max_tracked: int = DEFAULT_MAX_TRACKED,
     ) -> None:
+        if max_tracked < 1:
+            raise ValueError("max_tracked must be at least 1")
         self._settings = settings
         self._accounts = accounts
         self._storage = storage
-        # Looked up at each call (not bound here) so a patched clock, such as SimCord's, is seen.
-        self._monotonic = monotonic or (lambda: time.monotonic())
+        self._monotonic = monotonic
         self._wall_clock = wall_clock
-        self._last_start: dict[tuple[int | None, int], float] = {}
+        # (guild, member) → when their last generation was admitted, oldest first. Entries older
+        # than the longest cooldown can never refuse anyone and are dropped; past max_tracked
+        # members the oldest goes first (it is also the one closest to the end of its cooldown).
+        self._last_start: OrderedDict[tuple[int | None, int], float] = OrderedDict()
+        self._max_tracked = max_tracked
         # Admitted but not journalled yet: counted with the journal's unfinished jobs, so two
         # simultaneous starts cannot both take the last slot.
         self._starting: Counter[tuple[int | None, int | None]] = Counter()
@@ -135,7 +152,7 @@ class Policy:
         """
         async with self._lock:
             decision = await self.check_generation(context)
-            self._last_start[(context.guild_id, context.user_id)] = self._monotonic()
+            self._started((context.guild_id, context.user_id))
             slots = [(context.guild_id, context.user_id), (context.guild_id, None)]
             self._starting.update(slots)
         try:
@@ -143,6 +160,16 @@ class Policy:
         finally:
             self._starting.subtract(slots)
             self._starting += Counter()  # drops the zero counts
+
+    def _started(self, member: tuple[int | None, int]) -> None:
+        now = self._monotonic()
+        self._last_start[member] = now
+        self._last_start.move_to_end(member)
+        while self._last_start and (
+            len(self._last_start) > self._max_tracked
+            or now - next(iter(self._last_start.values())) >= MAX_COOLDOWN_S
+        ):
+            self._last_start.popitem(last=False)
 
     # -- the checks ------------------------------------------------------------------------------
 
@@ -250,12 +277,9 @@ class Policy:
     async def _check_concurrency(self, config: GuildConfig, context: GenerationContext) -> None:
         if config.max_jobs_member <= 0 and config.max_jobs_server <= 0:
             return
-        unfinished = [
-            job for job in await self._storage.jobs.list_unfinished() if job.guild_id == context.guild_id
-        ]
-        mine = sum(job.user_id == context.user_id for job in unfinished)
+        mine, everyone = await self._storage.jobs.count_unfinished(context.guild_id, context.user_id)
         mine += self._starting[(context.guild_id, context.user_id)]
-        everyone = len(unfinished) + self._starting[(context.guild_id, None)]
+        everyone += self._starting[(context.guild_id, None)]
         if 0 < config.max_jobs_member <= mine:
             raise PolicyError(
                 f"You can run at most {config.max_jobs_member} generation(s) at once here. "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.storage.base import (
+    DeliveryState,
     EncryptedColumn,
     GuildSettingAuditRecord,
     GuildSettingsRecord,
@@ -47,6 +48,7 @@ def open_storage(url: str) -> Storage:
 __all__ = [
     "DatabaseURL",
     "DatabaseURLError",
+    "DeliveryState",
     "EncryptedColumn",
     "GuildSettingAuditRecord",
     "GuildSettingsRecord",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -51,6 +51,15 @@ class JobState(StrEnum):
         return self in _TERMINAL_STATES
 
 
+class DeliveryState(StrEnum):
+    """Whether a finished job's end reached its member, journalled apart from the generation: the
+    Horde may be done while Discord has not shown it yet (rate limits, an outage, a restart)."""
+
+    PENDING = "pending"  # ended; its message does not show the end yet
+    DELIVERED = "delivered"
+    FAILED = "failed"  # could not be shown, for good: ``delivery_error`` says why
+
+
 _TERMINAL_STATES = frozenset({JobState.DONE, JobState.CANCELLED, JobState.FAILED})
 UNFINISHED_STATES: tuple[JobState, ...] = (JobState.PENDING, JobState.SUBMITTED)
 
@@ -91,6 +100,9 @@ class UserRecord(_Record):
     encrypted_api_key: str = Field(repr=False)
     horde_user_id: int = Field(ge=0)
     horde_username: str
+    profile_shared: bool = False
+    """Whether other members may see this account with /user. Off until the member turns it on;
+    only :meth:`UserRepository.set_profile_shared` changes it once the row exists."""
     created_at: AwareDatetime = Field(default_factory=utcnow)
     updated_at: AwareDatetime = Field(default_factory=utcnow)
 
@@ -164,6 +176,9 @@ class JobRecord(_Record):
     error: str | None = None
     kudos: float | None = None
     shard_id: int | None = None
+    delivery: DeliveryState | None = None
+    """``None`` until the job ends (and for jobs journalled before delivery was)."""
+    delivery_error: str | None = None
     created_at: AwareDatetime = Field(default_factory=utcnow)
     updated_at: AwareDatetime = Field(default_factory=utcnow)
 
@@ -197,29 +212,48 @@ class JobChanges(TypedDict, total=False):
     error: str | None
     kudos: float | None
     shard_id: int | None
+    delivery: DeliveryState | None
+    delivery_error: str | None
 
 
 class EncryptedColumn(Protocol):
-    """A column of KeyRing tokens; ``bot.crypto.rotate_all`` re-encrypts each registered one."""
+    """A column of KeyRing tokens; ``bot.storage.keys_at_rest.rotate_all`` re-encrypts each one."""
 
     @property
     def name(self) -> str: ...
 
+    def bound_to(self, row: RowKey) -> str:
+        """Whose token the row holds (``bot.crypto.binding``): its ciphertext is bound to that."""
+        ...
+
     async def read_tokens(self) -> dict[RowKey, str]: ...
 
-    async def write_tokens(self, tokens: Mapping[RowKey, str]) -> None: ...
+    async def write_tokens(
+        self, tokens: Mapping[RowKey, str], *, expected: Mapping[RowKey, str] | None = None
+    ) -> int:
+        """Store ``tokens``; with ``expected``, only in rows that still hold the expected token.
+
+        Returns how many rows were written.
+        """
+        ...
 
 
 class UserRepository(Protocol):
     async def get(self, discord_id: int) -> UserRecord | None: ...
 
     async def upsert(self, record: UserRecord) -> UserRecord:
-        """Insert or replace; keeps the first ``created_at`` and stamps ``updated_at``."""
+        """Insert or replace; keeps the first ``created_at`` and stamps ``updated_at``.
+
+        ``profile_shared`` is not written: a new row starts private and an existing one keeps its
+        choice (a new /login, or a record read before the member changed it, never flips it).
+        """
+        ...
+
+    async def set_profile_shared(self, discord_id: int, shared: bool) -> bool:
+        """Turn the member's /user sharing on or off; returns whether the member has a row."""
         ...
 
     async def delete(self, discord_id: int) -> bool: ...
-
-    def iter_all(self) -> AsyncIterator[UserRecord]: ...
 
     async def update_encrypted_keys(self, keys: Mapping[int, str]) -> None:
         """Replace the encrypted keys of the given users atomically."""
@@ -283,6 +317,16 @@ class JobRepository(Protocol):
         A job journalled without a shard (before sharding) counts as shard 0, the shard of DMs,
         so exactly one process of a sharded bot picks it up.
         """
+        ...
+
+    async def list_undelivered(self, shard_ids: Collection[int] | None = None) -> list[JobRecord]:
+        """Ended jobs whose end is not shown yet (``delivery`` pending), oldest first; shards as in
+        :meth:`list_unfinished`."""
+        ...
+
+    async def count_unfinished(self, guild_id: int | None, user_id: int) -> tuple[int, int]:
+        """``(user_id``'s, everyone's``)`` pending and submitted jobs in ``guild_id`` (``None``: DMs),
+        every shard's."""
         ...
 
     async def list_recent(self, user_id: int, limit: int = 10) -> list[JobRecord]:

@@ -54,6 +54,7 @@ from bot.storage.sql import (
     atomic,
     latest_version,
     migration_failed,
+    pending_migrations,
     schema_too_new,
     uncancellable,
 )
@@ -135,7 +136,7 @@ async def apply_migrations(conn: Connection, migrations: Sequence[Migration]) ->
         current = int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version"))
         if current > latest:
             raise schema_too_new(current, latest)
-        for migration in migrations[current:]:
+        for migration in pending_migrations(migrations, current):
             try:
                 await conn.execute(migration.sql)
             except asyncpg.PostgresError as exc:

@@ -100,6 +100,52 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         UPDATE guild_settings SET key = 'max_prompt_length' WHERE key = 'max_text_length';
         """,
     ),
+    Migration(
+        4,
+        "job_delivery",
+        # Whether a finished job's end reached its member, apart from the generation's state: a
+        # restart delivers the jobs still pending. Older rows stay NULL (never redelivered).
+        """
+        ALTER TABLE jobs ADD COLUMN delivery text
+            CHECK (delivery IN ('pending', 'delivered', 'failed'));
+        ALTER TABLE jobs ADD COLUMN delivery_error text;
+        CREATE INDEX jobs_undelivered ON jobs (created_at) WHERE delivery = 'pending';
+        """,
+    ),
+    Migration(
+        5,
+        "bound_api_keys",
+        # Keys are now AES-GCM tokens bound to their row ("a<version>:…", bot/crypto.py). Rows
+        # written before stay readable as they are (unbound Fernet "v<version>:…" tokens) until
+        # rotate-key binds them; from now on no unbound token may be written, nor moved to a row.
+        """
+        CREATE FUNCTION refuse_unbound_api_key() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF left(NEW.encrypted_api_key, 1) <> 'a' AND (
+                TG_OP = 'INSERT' OR NEW.encrypted_api_key IS DISTINCT FROM OLD.encrypted_api_key
+            ) THEN
+                RAISE EXCEPTION '%.encrypted_api_key: only keys bound to their row may be stored',
+                    TG_TABLE_NAME USING ERRCODE = 'check_violation';
+            END IF;
+            RETURN NEW;
+        END
+        $$;
+        CREATE TRIGGER users_key_bound BEFORE INSERT OR UPDATE OF encrypted_api_key ON users
+            FOR EACH ROW EXECUTE FUNCTION refuse_unbound_api_key();
+        CREATE TRIGGER guild_sponsor_keys_key_bound
+            BEFORE INSERT OR UPDATE OF encrypted_api_key ON guild_sponsor_keys
+            FOR EACH ROW EXECUTE FUNCTION refuse_unbound_api_key();
+        """,
+    ),
+    Migration(
+        6,
+        "user_profile_shared",
+        # Whether other members may see a member's AI Horde account with /user: an opt-in, so every
+        # member who logged in before it existed starts private.
+        """
+        ALTER TABLE users ADD COLUMN profile_shared boolean NOT NULL DEFAULT false;
+        """,
+    ),
 )
 
 __all__ = ["MIGRATIONS", "Migration"]

@@ -17,9 +17,10 @@ from datetime import datetime
 from functools import partial
 from typing import Any, Final, Generic, NamedTuple, Self, TypeAlias, TypeVar, Unpack
 
-from bot.crypto import is_encrypted_token
+from bot.crypto import BindingKind, binding, is_encrypted_token
 from bot.storage.base import (
     UNFINISHED_STATES,
+    DeliveryState,
     EncryptedColumn,
     GuildSettingAuditRecord,
     GuildSettingsRecord,
@@ -65,11 +66,20 @@ class Migration(NamedTuple):
 
 
 def latest_version(migrations: Sequence[Migration]) -> int:
-    """The schema version ``migrations`` lead to; they must be numbered 1, 2, 3, … without gaps."""
-    latest = len(migrations)
-    if [m.number for m in migrations] != list(range(1, latest + 1)):
-        raise ValueError("migrations must be numbered 1, 2, 3, … without gaps")
-    return latest
+    """The schema version ``migrations`` lead to: the last one's number.
+
+    Numbers run 1, 2, 3, … with no gap: a database records only its latest number, so a migration
+    numbered below one it already ran would never be applied.
+    """
+    numbers = [m.number for m in migrations]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise ValueError("migrations must be numbered 1, 2, 3, … in increasing order, with no gap")
+    return numbers[-1]
+
+
+def pending_migrations(migrations: Sequence[Migration], current: int) -> list[Migration]:
+    """The migrations a schema at version ``current`` still needs, in order."""
+    return [migration for migration in migrations if migration.number > current]
 
 
 def schema_too_new(current: int, latest: int) -> SchemaError:
@@ -318,30 +328,48 @@ def _username_json(record: GuildSponsorKeyRecord | None) -> str | None:
 
 
 class SQLEncryptedColumn:
-    """One column of KeyRing tokens, addressed by the table's key column."""
+    """One column of KeyRing tokens, addressed by the table's key column; each row's token is bound
+    to ``binding(owner, key)``."""
 
-    def __init__(self, db: Database[Any], table: str, column: str, key_column: str) -> None:
+    def __init__(
+        self, db: Database[Any], table: str, column: str, key_column: str, owner: BindingKind
+    ) -> None:
         self._db = db
+        self._owner: Final = owner
         self._select = f"SELECT {key_column} AS key, {column} AS token FROM {table}"
         self._update = f"UPDATE {table} SET {column} = $1 WHERE {key_column} = $2"
+        self._update_if = f"{self._update} AND {column} = $3"
         self.name: Final = f"{table}.{column}"
+
+    def bound_to(self, row: RowKey) -> str:
+        return binding(self._owner, row)
 
     async def read_tokens(self) -> dict[RowKey, str]:
         return {row["key"]: row["token"] for row in await self._db.fetch(self._select)}
 
-    async def write_tokens(self, tokens: Mapping[RowKey, str]) -> None:
+    async def write_tokens(
+        self, tokens: Mapping[RowKey, str], *, expected: Mapping[RowKey, str] | None = None
+    ) -> int:
         for token in tokens.values():
             if not is_encrypted_token(token):
                 raise ValueError(f"{self.name}: refusing to store a value that is not a KeyRing token")
+        written = 0
         async with self._db.transaction():
-            await self._db.executemany(self._update, [(token, key) for key, token in tokens.items()])
+            for key, token in tokens.items():
+                if expected is None:
+                    written += await self._db.execute(self._update, (token, key))
+                else:
+                    written += await self._db.execute(self._update_if, (token, key, expected[key]))
+        return written
 
 
 class SQLUsers:
     def __init__(self, db: Database[Any], clock: Clock) -> None:
         self._db = db
         self._clock = clock
-        self.api_key_column: Final = SQLEncryptedColumn(db, "users", "encrypted_api_key", "discord_id")
+        self.api_key_column: Final = SQLEncryptedColumn(
+            db, "users", "encrypted_api_key", "discord_id", "user"
+        )
 
     async def get(self, discord_id: int) -> UserRecord | None:
         row = await self._db.fetchone("SELECT * FROM users WHERE discord_id = $1", (discord_id,))
@@ -371,13 +399,15 @@ class SQLUsers:
         )
         return UserRecord.model_validate(rows[0])
 
+    async def set_profile_shared(self, discord_id: int, shared: bool) -> bool:
+        changed = await self._db.execute(
+            "UPDATE users SET profile_shared = $1, updated_at = $2 WHERE discord_id = $3",
+            (shared, self._clock(), discord_id),
+        )
+        return changed > 0
+
     async def delete(self, discord_id: int) -> bool:
         return await self._db.execute("DELETE FROM users WHERE discord_id = $1", (discord_id,)) > 0
-
-    async def iter_all(self) -> AsyncIterator[UserRecord]:
-        # Fetched up front: holding a connection across yields would block the other coroutines.
-        for row in await self._db.fetch("SELECT * FROM users ORDER BY discord_id"):
-            yield UserRecord.model_validate(row)
 
     async def update_encrypted_keys(self, keys: Mapping[int, str]) -> None:
         tokens: dict[RowKey, str] = dict(keys.items())
@@ -464,7 +494,7 @@ class SQLSponsorKeys:
         self._db = db
         self._clock = clock
         self.api_key_column: Final = SQLEncryptedColumn(
-            db, "guild_sponsor_keys", "encrypted_api_key", "guild_id"
+            db, "guild_sponsor_keys", "encrypted_api_key", "guild_id", "guild"
         )
 
     async def get(self, guild_id: int) -> GuildSponsorKeyRecord | None:
@@ -586,7 +616,23 @@ class SQLJobs:
         return 0.0 if row is None else float(row["spent"])
 
     async def list_unfinished(self, shard_ids: Collection[int] | None = None) -> list[JobRecord]:
-        sql = f"SELECT * FROM jobs WHERE state IN ({_UNFINISHED_SQL})"
+        return await self._list(f"state IN ({_UNFINISHED_SQL})", shard_ids)
+
+    async def list_undelivered(self, shard_ids: Collection[int] | None = None) -> list[JobRecord]:
+        return await self._list(f"delivery = '{DeliveryState.PENDING.value}'", shard_ids)
+
+    async def count_unfinished(self, guild_id: int | None, user_id: int) -> tuple[int, int]:
+        where = "guild_id IS NULL" if guild_id is None else "guild_id = $2"
+        params: list[int] = [user_id] if guild_id is None else [user_id, guild_id]
+        row = await self._db.fetchone(
+            "SELECT coalesce(sum(CASE WHEN user_id = $1 THEN 1 ELSE 0 END), 0) AS mine, count(*) AS everyone "
+            f"FROM jobs WHERE state IN ({_UNFINISHED_SQL}) AND {where}",
+            params,
+        )
+        return (0, 0) if row is None else (int(row["mine"]), int(row["everyone"]))
+
+    async def _list(self, condition: str, shard_ids: Collection[int] | None) -> list[JobRecord]:
+        sql = f"SELECT * FROM jobs WHERE {condition}"
         params: list[int] = []
         if shard_ids is not None:
             params = sorted({int(shard) for shard in shard_ids})

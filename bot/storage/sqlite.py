@@ -33,6 +33,7 @@ from bot.storage.sql import (
     atomic,
     latest_version,
     migration_failed,
+    pending_migrations,
     schema_too_new,
 )
 from bot.storage.sqlite_migrations import MIGRATIONS
@@ -137,7 +138,7 @@ async def apply_migrations(conn: aiosqlite.Connection, migrations: Sequence[Migr
         current = int(rows[0][0])
         if current > latest:
             raise schema_too_new(current, latest)
-        for migration in migrations[current:]:
+        for migration in pending_migrations(migrations, current):
             try:
                 for statement in split_sql(migration.sql):
                     await _run(conn, statement)

@@ -96,6 +96,59 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         UPDATE guild_settings SET key = 'max_prompt_length' WHERE key = 'max_text_length';
         """,
     ),
+    Migration(
+        4,
+        "job_delivery",
+        # Whether a finished job's end reached its member, apart from the generation's state: a
+        # restart delivers the jobs still pending. Older rows stay NULL (never redelivered).
+        """
+        ALTER TABLE jobs ADD COLUMN delivery TEXT
+            CHECK (delivery IN ('pending', 'delivered', 'failed'));
+        ALTER TABLE jobs ADD COLUMN delivery_error TEXT;
+        CREATE INDEX jobs_undelivered ON jobs (created_at) WHERE delivery = 'pending';
+        """,
+    ),
+    Migration(
+        5,
+        "bound_api_keys",
+        # Keys are now AES-GCM tokens bound to their row ("a<version>:…", bot/crypto.py). Rows
+        # written before stay readable as they are (unbound Fernet "v<version>:…" tokens) until
+        # rotate-key binds them; from now on no unbound token may be written, nor moved to a row.
+        """
+        CREATE TRIGGER users_key_bound_insert BEFORE INSERT ON users
+        WHEN substr(NEW.encrypted_api_key, 1, 1) <> 'a'
+        BEGIN
+            SELECT RAISE(ABORT, 'users.encrypted_api_key: keys must be bound to their row');
+        END;
+        CREATE TRIGGER users_key_bound_update BEFORE UPDATE OF encrypted_api_key ON users
+        WHEN substr(NEW.encrypted_api_key, 1, 1) <> 'a' AND NEW.encrypted_api_key IS NOT OLD.encrypted_api_key
+        BEGIN
+            SELECT RAISE(ABORT, 'users.encrypted_api_key: keys must be bound to their row');
+        END;
+
+        CREATE TRIGGER guild_sponsor_keys_key_bound_insert BEFORE INSERT ON guild_sponsor_keys
+        WHEN substr(NEW.encrypted_api_key, 1, 1) <> 'a'
+        BEGIN
+            SELECT RAISE(ABORT, 'guild_sponsor_keys.encrypted_api_key: keys must be bound to their row');
+        END;
+        CREATE TRIGGER guild_sponsor_keys_key_bound_update
+        BEFORE UPDATE OF encrypted_api_key ON guild_sponsor_keys
+        WHEN substr(NEW.encrypted_api_key, 1, 1) <> 'a' AND NEW.encrypted_api_key IS NOT OLD.encrypted_api_key
+        BEGIN
+            SELECT RAISE(ABORT, 'guild_sponsor_keys.encrypted_api_key: keys must be bound to their row');
+        END;
+        """,
+    ),
+    Migration(
+        6,
+        "user_profile_shared",
+        # Whether other members may see a member's AI Horde account with /user: an opt-in, so every
+        # member who logged in before it existed starts private.
+        """
+        ALTER TABLE users ADD COLUMN profile_shared INTEGER NOT NULL DEFAULT 0
+            CHECK (profile_shared IN (0, 1));
+        """,
+    ),
 )
 
 __all__ = ["MIGRATIONS", "Migration"]

@@ -1,4 +1,4 @@
-"""/imagine and its buttons. Thin: options → ``build_request`` → ``bot.jobs.start_image_job``."""
+"""/imagine and its buttons. Thin: options → ``build_request`` → the shared launch path (``cogs._jobs``)."""
 
 from __future__ import annotations
 
@@ -12,53 +12,47 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import HordeBot
-from bot.errors import PermissionDeniedError, UserInputError
-from bot.horde import ActiveModel, AIHordeRequestError
+from bot.errors import UserInputError
+from bot.generation_limits import MAX_N, MAX_PROMPT_CHARS, MAX_SIDE, MAX_STEPS, MIN_SIDE
+from bot.horde import ActiveModel
 from bot.horde.consts import KNOWN_FACEFIXERS, KNOWN_IMAGE_SAMPLERS, KNOWN_UPSCALERS
-from bot.services.alchemy import UPSCALE_FORM
+from bot.services.alchemy.request import UPSCALE_FORM
 from bot.services.estimates import estimate_image_cost
-from bot.services.imagine import (
-    MAX_N,
+from bot.services.image.render import render_details
+from bot.services.image.request import (
     MAX_SEED_LENGTH,
-    MAX_SIDE,
-    MAX_STEPS,
     MIN_DENOISING,
-    MIN_SIDE,
     AspectPreset,
     ImagineOptions,
     ImagineParams,
     ImagineRequest,
-    SourceImage,
     build_request,
-    can_manage_job,
-    check_source_attachment,
-    exact_seed,
-    prepare_source_image,
-    rerun_request,
+    generation_context,
 )
-from bot.services.imagine_actions import edited_request
-from bot.services.jobs import describe_horde_error
+from bot.services.image.rerun import edited_request, exact_seed, rerun_request
+from bot.services.image.source import SourceImage, check_source_attachment, prepare_source_image
 from bot.services.models_cache import ModelsCache
 from bot.services.policy import GenerationContext, Origin
-from bot.services.reactions import generation_context
-from bot.services.render import format_kudos, render_details
 from bot.storage import JobRecord
-from cogs.alchemy import COG_NAME as ALCHEMY_COG
-from cogs.alchemy import Alchemy
-from cogs.imagine._delivery import NO_MENTIONS, is_age_restricted, launch, listener_for, private_failures
-from cogs.imagine._views import COG_NAME, Action, EditModal, JobButton, UpscalePicker
+from cogs._jobs import (
+    ALCHEMY_COG,
+    ImageOperations,
+    Launch,
+    admit_and_launch,
+    answer_estimate,
+    is_age_restricted,
+    model_choices,
+    require_manager,
+)
+from cogs.imagine._launch import IMAGE
+from cogs.imagine._views import COG_NAME, Action, EditModal, UpscalePicker
 
 log = logging.getLogger(__name__)
 
 NO_IMAGES: Final = "This result has no images to upscale."
 NO_ALCHEMY: Final = "Upscaling isn't available on this bot."
 UPSCALE_PROMPT: Final = "Which image should I upscale?"
-UNKNOWN_JOB: Final = "I can't find this generation any more."
-ALREADY_FINISHED: Final = "This generation has already finished."
 DOWNLOAD_FAILED: Final = "I couldn't download the source image from Discord. Please try again."
-ESTIMATE: Final = "This would cost about **{kudos} kudos**. Nothing was generated."
-MAX_PROMPT_CHARS: Final = 6000
-"""Discord's longest string option."""
 
 
 def _choices(values: Sequence[str]) -> list[app_commands.Choice[str]]:
@@ -71,11 +65,10 @@ class Imagine(commands.Cog, name=COG_NAME):
         self.models = ModelsCache(self._fetch_models, ttl_s=bot.settings.horde.models_cache_ttl_s)
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(JobButton)
-        self.bot.jobs.set_listener_factory("image", lambda job: listener_for(self.bot, job))
+        IMAGE.load(self.bot)
 
     async def cog_unload(self) -> None:
-        self.bot.remove_dynamic_items(JobButton)
+        IMAGE.unload(self.bot)
         await self.models.close()
 
     async def _fetch_models(self) -> Sequence[ActiveModel]:
@@ -175,51 +168,34 @@ class Imagine(commands.Cog, name=COG_NAME):
             await self._estimate(interaction, imagine)
             return
         context = _policy_context(interaction, imagine.params, "command", age_restricted=age_restricted)
-        async with self.bot.policy.admit(context) as decision:
-            await interaction.response.defer(thinking=True, ephemeral=decision.ephemeral)
-            async with private_failures(interaction):
-                if source_image is not None:
-                    imagine = imagine.with_source_image(await _read_source(source_image))
-                await launch(self.bot, interaction, imagine, decision.key, private=decision.ephemeral)
+
+        async def prepare() -> Launch:
+            if source_image is None:
+                return IMAGE.launch(imagine.request, imagine.params)
+            ready = imagine.with_source_image(await _read_source(source_image))
+            return IMAGE.launch(ready.request, ready.params)
+
+        await admit_and_launch(self.bot, interaction, context, prepare)
 
     async def _estimate(self, interaction: discord.Interaction[Any], imagine: ImagineRequest) -> None:
-        """The dry run's price, privately; nothing is queued. A source image is priced by its options
-        only (it is not downloaded for an estimate)."""
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        key = await self.bot.accounts.resolve_key(interaction.user.id, interaction.guild_id)
-        try:
-            kudos = await estimate_image_cost(self.bot.horde, imagine.request, key=key.apikey)
-        except AIHordeRequestError as exc:
-            raise UserInputError(describe_horde_error(exc, anonymous=key.is_anonymous)) from None
-        await interaction.followup.send(
-            ESTIMATE.format(kudos=format_kudos(kudos)), ephemeral=True, allowed_mentions=NO_MENTIONS
+        """A source image is priced by its options only (it is not downloaded for an estimate)."""
+        await answer_estimate(
+            self.bot, interaction, lambda key: estimate_image_cost(self.bot.horde, imagine.request, key=key)
         )
 
     @imagine.autocomplete("model")
     async def _model_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        try:
-            suggestions = await self.models.suggest(current)
-        except AIHordeRequestError:
-            return []
-        return [app_commands.Choice(name=choice.name, value=choice.value) for choice in suggestions]
+        return await model_choices(self.models, current)
 
     # -- the buttons -----------------------------------------------------------------------------
 
-    async def on_job_button(self, interaction: discord.Interaction[Any], action: Action, job_id: str) -> None:
-        job = await self.bot.storage.jobs.get(job_id)
-        if job is None or job.kind != "image":
-            raise UserInputError(UNKNOWN_JOB)
-        match action:
-            case Action.cancel:
-                _require_manager(interaction, job, "cancel")
-                if not await self.bot.jobs.cancel(job_id):
-                    raise UserInputError(ALREADY_FINISHED)
-                # The job's own message then says it was cancelled, with what finished.
-                await interaction.response.defer()
+    async def on_job_button(self, interaction: discord.Interaction[Any], action: str, job: JobRecord) -> None:
+        """Every button but Cancel (``cogs._jobs.JobButton`` handles that)."""
+        match Action(action):
             case Action.rerun | Action.same_seed:
-                await self._rerun(interaction, job, same_seed=action is Action.same_seed)
+                await self._rerun(interaction, job, same_seed=action == Action.same_seed)
             case Action.edit:
                 params = ImagineParams.from_json(job.params_json)
                 await interaction.response.send_modal(
@@ -243,7 +219,7 @@ class Imagine(commands.Cog, name=COG_NAME):
             case Action.details:
                 await interaction.response.send_message(embed=render_details(job), ephemeral=True)
             case Action.delete:
-                _require_manager(interaction, job, "delete")
+                require_manager(interaction, job, "delete")
                 await interaction.response.defer()
                 if interaction.message is not None:
                     await interaction.message.delete()
@@ -281,15 +257,17 @@ class Imagine(commands.Cog, name=COG_NAME):
         age_restricted = is_age_restricted(interaction.channel)
         imagine = build(config.nsfw_allowed(interaction.channel_id, age_restricted=age_restricted))
         context = _policy_context(interaction, imagine.params, "button", age_restricted=age_restricted)
-        async with self.bot.policy.admit(context) as decision:
-            await interaction.response.defer(thinking=True, ephemeral=decision.ephemeral)
-            async with private_failures(interaction):
-                await launch(self.bot, interaction, imagine, decision.key, private=decision.ephemeral)
+
+        async def prepare() -> Launch:
+            return IMAGE.launch(imagine.request, imagine.params)
+
+        await admit_and_launch(self.bot, interaction, context, prepare)
 
     async def _upscale(self, interaction: discord.Interaction[Any], image: discord.Attachment) -> None:
         """An image was picked: upscale it with /alchemy's job, posted publicly."""
-        alchemy = self.bot.get_cog(ALCHEMY_COG)
-        if not isinstance(alchemy, Alchemy):
+        # Typed as object: mypy finds no class that is both a Cog and a Protocol (their metaclasses).
+        alchemy: object = self.bot.get_cog(ALCHEMY_COG)
+        if not isinstance(alchemy, ImageOperations):
             raise UserInputError(NO_ALCHEMY)
         await alchemy.run(interaction, image, UPSCALE_FORM)
 
@@ -305,14 +283,6 @@ def _policy_context(
         channel_id=interaction.channel_id,
         age_restricted=age_restricted,
     )
-
-
-def _require_manager(interaction: discord.Interaction[Any], job: JobRecord, verb: str) -> None:
-    manages = interaction.guild is not None and interaction.permissions.manage_messages
-    if not can_manage_job(job, interaction.user.id, manages_messages=manages):
-        raise PermissionDeniedError(
-            f"Only the member who started this generation or a moderator can {verb} it."
-        )
 
 
 async def _read_source(attachment: discord.Attachment) -> SourceImage:

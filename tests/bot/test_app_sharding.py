@@ -22,8 +22,9 @@ from bot.horde import (
     ImageGenerateAsyncResponse,
 )
 from bot.horde.simulator import Simulator
-from bot.services.imagine import ImagineOptions, build_request
+from bot.services.image.request import ImagineOptions, build_request
 from bot.services.jobs import DeliveredImage, JobManager, JobOutcome, JobProgress
+from bot.services.kinds import job_kinds
 from bot.storage import JobRecord, JobState, Storage, guild_shard, new_job_id, open_storage
 
 
@@ -143,7 +144,9 @@ async def test_a_process_journals_its_guilds_shard_and_resumes_only_its_own_jobs
         AIHordeAPIAsyncClientSession(http, base_url=horde_sim.base_url) as session,
     ):
         horde = AIHordeAPIAsyncSimpleClient(horde_client_session=session, aiohttp_session=http)
-        shard_zero = JobManager(storage, horde, generation_timeout_s=30, shard_count=2, shard_ids=[0])
+        shard_zero = JobManager(
+            storage, horde, kinds=job_kinds(), generation_timeout_s=30, shard_count=2, shard_ids=[0]
+        )
         try:
             assert await shard_zero.resume_unfinished(lambda record: Silent()) == 2
             assert {job.record.id for job in shard_zero.active_jobs()} == {other_shard.id, untagged.id}

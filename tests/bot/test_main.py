@@ -12,9 +12,9 @@ import pytest
 import simcord
 
 from bot.__main__ import EXIT_CONFIG_ERROR, build_parser, main, run_until_stopped, sync_commands
-from bot.app import create_bot
+from bot.app import app_version, create_bot
 from bot.config import Settings
-from bot.crypto import ENV_VAR, KeyRing, generate_key_value
+from bot.crypto import ENV_VAR, KeyRing, binding, generate_key_value
 from bot.storage import UserRecord, open_storage
 
 
@@ -42,7 +42,6 @@ def _write_config(tmp_path: Path, text: str) -> Path:
         (None, "config.toml: file not found"),
         ("[bot]\nlog_level = 'LOUD'\n", "bot.log_level"),
         ("[horde]\nrequest_timeout_s = 'soon'\n", "horde.request_timeout_s"),
-        ("", "DISCORD_TOKEN is not set"),
     ],
 )
 def test_a_configuration_error_is_one_line_and_exit_code_2(
@@ -58,6 +57,84 @@ def test_a_configuration_error_is_one_line_and_exit_code_2(
     assert err.count("\n") == 1
     assert err.startswith("error: ")
     assert expected in err
+
+
+@pytest.mark.parametrize(
+    ("command", "environment", "missing"),
+    [
+        ("run", {}, ["DISCORD_TOKEN", ENV_VAR]),
+        ("sync", {}, ["DISCORD_TOKEN", ENV_VAR]),
+        ("run", {"DISCORD_TOKEN": "t"}, [ENV_VAR]),
+        ("run", {ENV_VAR: generate_key_value(1)}, ["DISCORD_TOKEN"]),
+        ("rotate-key", {"DISCORD_TOKEN": "t"}, [ENV_VAR]),
+    ],
+)
+def test_every_missing_secret_is_named_at_once_with_how_to_get_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    environment: dict[str, str],
+    missing: list[str],
+) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+
+    code = main(["--config", str(_write_config(tmp_path, "")), command])
+
+    out, err = capsys.readouterr()
+    assert (code, out) == (EXIT_CONFIG_ERROR, "")
+    lines = err.splitlines()
+    assert [line.split()[3] for line in lines] == missing  # "error: environment variable NAME is not set…"
+    for line in lines:
+        assert line.startswith("error: environment variable ")
+        if ENV_VAR in line:
+            assert "horde-bot gen-key" in line
+        else:
+            assert "https://discord.com/developers/applications" in line
+
+
+def test_help_names_the_environment_and_the_playground(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    for needed in ("DISCORD_TOKEN", ENV_VAR, "horde-bot gen-key", "playground"):
+        assert needed in text
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"horde-bot {app_version()}\n"
+    assert app_version() != "unknown"
+
+
+def test_a_start_does_not_warn_about_voice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """discord.py warns once per process that PyNaCl and davey are missing: noise for a bot with no voice."""
+    monkeypatch.setattr(discord.VoiceClient, "warn_nacl", True)
+    monkeypatch.setattr(discord.VoiceClient, "warn_dave", True)
+    monkeypatch.setenv("DISCORD_TOKEN", "t")
+    monkeypatch.setenv(ENV_VAR, generate_key_value(1))
+    config = _write_config(tmp_path, f"[database]\nurl = 'sqlite:///{tmp_path / 'bot.sqlite3'}'\n")
+    started: list[discord.Client] = []
+
+    async def started_and_stopped(bot: discord.Client, token: str) -> None:
+        started.append(bot)
+        await bot.close()
+
+    monkeypatch.setattr("bot.__main__.run_until_stopped", started_and_stopped)
+    caplog.set_level(logging.WARNING)
+
+    assert main(["--config", str(config), "run"]) == 0
+
+    assert len(started) == 1
+    assert "voice will NOT be supported" not in caplog.text
 
 
 def test_gen_key_prints_a_valid_key_ring_entry(capsys: pytest.CaptureFixture[str]) -> None:
@@ -100,7 +177,9 @@ def test_rotate_key_re_encrypts_the_stored_keys(
             for discord_id in (11, 12):
                 record = UserRecord(
                     discord_id=discord_id,
-                    encrypted_api_key=old.encrypt(f"key-of-{discord_id}"),
+                    encrypted_api_key=old.encrypt(
+                        f"key-of-{discord_id}", bound_to=binding("user", discord_id)
+                    ),
                     horde_user_id=discord_id,
                     horde_username=f"user#{discord_id}",
                 )
@@ -108,7 +187,8 @@ def test_rotate_key_re_encrypts_the_stored_keys(
 
     async def stored_keys() -> dict[int, str]:
         async with open_storage(url) as storage:
-            return {user.discord_id: user.encrypted_api_key async for user in storage.users.iter_all()}
+            users = [await storage.users.get(discord_id) for discord_id in (11, 12)]
+            return {user.discord_id: user.encrypted_api_key for user in users if user is not None}
 
     asyncio.run(store_users())
     monkeypatch.setenv(ENV_VAR, f"{new_entry},{old_entry}")
@@ -117,12 +197,15 @@ def test_rotate_key_re_encrypts_the_stored_keys(
     assert main(["--config", str(config), "rotate-key"]) == 0
 
     first, second = capsys.readouterr().out.splitlines()
-    assert first == "Re-encrypted 2 stored value(s) with key version 2."
-    assert second == "Re-encrypted 0 stored value(s) with key version 2."
+    assert first == "Re-encrypted 2 stored value(s) with key version 2, each bound to its row."
+    assert second == "Re-encrypted 0 stored value(s) with key version 2, each bound to its row."
     new = KeyRing.from_env_value(new_entry)
     tokens = asyncio.run(stored_keys())
     assert {discord_id: new.version_of(token) for discord_id, token in tokens.items()} == {11: 2, 12: 2}
-    assert {discord_id: new.decrypt(token) for discord_id, token in tokens.items()} == {
+    assert {
+        discord_id: new.decrypt(token, bound_to=binding("user", discord_id))
+        for discord_id, token in tokens.items()
+    } == {
         11: "key-of-11",
         12: "key-of-12",
     }

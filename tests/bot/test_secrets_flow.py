@@ -26,9 +26,10 @@ from conftest import FAKE_DISCORD_TOKEN
 
 from bot.__main__ import EXIT_FAILURE, main
 from bot.config import Settings
-from bot.crypto import ENV_VAR, KeyRing, WrongSecretError, check_keyring, generate_key_value, rotate_all
+from bot.crypto import ENV_VAR, KeyRing, binding, generate_key_value
 from bot.horde.simulator import Simulator
 from bot.storage import UserRecord, open_storage
+from bot.storage.keys_at_rest import WrongSecretError, check_keyring, rotate_all
 from cogs.accounts import APIKEY_INPUT_ID
 
 if TYPE_CHECKING:
@@ -175,9 +176,11 @@ async def test_keys_at_rest_are_ciphertext_in_the_database_files(server: Server,
         audit = json.dumps(db.execute("SELECT * FROM guild_settings_audit").fetchall())
     assert SPONSOR not in audit
     keyring = server.bot.keyring
-    assert (keyring.decrypt(user_token), keyring.decrypt(sponsor_token)) == (ALICE_KEY, SPONSOR)
-    assert user_token.startswith("v1:")
-    assert sponsor_token.startswith("v1:")
+    user_key = keyring.decrypt(user_token, bound_to=binding("user", server.alice.id))
+    sponsor_key = keyring.decrypt(sponsor_token, bound_to=binding("guild", server.guild.id))
+    assert (user_key, sponsor_key) == (ALICE_KEY, SPONSOR)
+    assert user_token.startswith("a1:")
+    assert sponsor_token.startswith("a1:")
 
 
 async def test_rotation_re_encrypts_every_stored_key_and_the_bot_keeps_using_them(
@@ -192,11 +195,14 @@ async def test_rotation_re_encrypts_every_stored_key_and_the_bot_keeps_using_the
     async with open_storage(settings.database.url) as storage:  # what `python -m bot rotate-key` does
         assert await rotate_all(storage, both) == 2
         tokens = [
-            token for column in storage.encrypted_columns for token in (await column.read_tokens()).values()
+            (column.bound_to(row), token)
+            for column in storage.encrypted_columns
+            for row, token in (await column.read_tokens()).items()
         ]
     only_new = KeyRing.from_env_value(new_entry)
-    assert [only_new.version_of(token) for token in tokens] == [2, 2]
-    assert sorted(only_new.decrypt(token) for token in tokens) == sorted([ALICE_KEY, SPONSOR])
+    assert [only_new.version_of(token) for _owner, token in tokens] == [2, 2]
+    keys = sorted(only_new.decrypt(token, bound_to=owner) for owner, token in tokens)
+    assert keys == sorted([ALICE_KEY, SPONSOR])
 
     # Restarted with the new key only, the bot still reads both: alice's own key, the sponsor's for bob.
     server.settings = settings.model_copy(update={"secret_keys": only_new})
@@ -230,7 +236,7 @@ async def _store_keys(url: str, ring: KeyRing, keys: dict[int, str]) -> None:
             await storage.users.upsert(
                 UserRecord(
                     discord_id=discord_id,
-                    encrypted_api_key=ring.encrypt(key),
+                    encrypted_api_key=ring.encrypt(key, bound_to=binding("user", discord_id)),
                     horde_user_id=discord_id,
                     horde_username=f"user{discord_id}",
                 )

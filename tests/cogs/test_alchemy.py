@@ -12,7 +12,7 @@ import simcord
 from test_imagine_support import response_of
 
 from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
-from bot.services.alchemy import NO_IMAGE
+from bot.services.alchemy.request import NO_IMAGE
 from bot.storage import JobState
 from cogs.imagine._views import UPSCALE_SELECT_ID
 

@@ -23,8 +23,8 @@ import simcord
 from test_imagine_support import NO_MENTIONS_JSON, payload, response_of
 
 from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
-from bot.services.alchemy import NO_IMAGE
-from bot.services.imagine import SOURCE_IMAGE_MAX_BYTES
+from bot.services.alchemy.request import NO_IMAGE
+from bot.services.image.source import SOURCE_IMAGE_MAX_BYTES
 from cogs.accounts import APIKEY_INPUT_ID
 
 if TYPE_CHECKING:

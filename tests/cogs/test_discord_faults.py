@@ -27,17 +27,14 @@ from bot.app import HordeBot
 from bot.config import Settings
 from bot.horde import AIHordeAPIAsyncManualClient, ImageGenerateAsyncResponse, PollPolicy
 from bot.horde.simulator import Knobs, RateLimits, Simulator, SimulatorConfig
-from bot.services.delivery import (
-    MOVED_AFTER_RESTART,
-    MOVED_AFTER_TIMEOUT,
-    MOVED_HERE,
-    NO_FILES,
-    ChannelEditBudget,
-)
-from bot.services.imagine import ImagineOptions, build_request
-from bot.services.render import NO_ATTACH_PERMISSION
-from bot.storage import JobRecord, JobState
-from cogs.imagine._delivery import PRIVATE_CHANNEL
+from bot.services.delivery.budget import ChannelEditBudget
+from bot.services.delivery.listener import NO_FILES
+from bot.services.delivery.service import DISCORD_TROUBLE
+from bot.services.delivery.targets import MOVED_AFTER_RESTART, MOVED_AFTER_TIMEOUT, MOVED_HERE
+from bot.services.image.render import NO_ATTACH_PERMISSION
+from bot.services.image.request import ImagineOptions, build_request
+from bot.storage import DeliveryState, JobRecord, JobState
+from cogs._jobs import PRIVATE_CHANNEL
 
 if TYPE_CHECKING:
     from conftest import Server
@@ -342,7 +339,7 @@ async def test_a_reaction_rerun_where_results_are_private_is_refused(
     assert message is not None
     await make_private(server)  # a public result from before the server went private
 
-    with caplog.at_level(logging.INFO, logger="cogs.reactions"):
+    with caplog.at_level(logging.INFO, logger="cogs.imagine._reactions"):
         await server.bob.react(message, "🔁")
 
     assert await server.bot.storage.jobs.list_recent(server.bob.id) == []
@@ -424,8 +421,10 @@ def is_progress(entry: Any) -> bool:
     return "attachments" not in body and not str(body.get("content", "")).startswith(("✅", "🛑", "❌"))
 
 
-async def channel_edits_of_jobs(server: Server, horde_sim: Simulator, jobs: int) -> list[tuple[float, Any]]:
-    """``jobs`` /imagine in one channel, all finishing in the same poll; then a minute for the
+async def channel_edits_of_jobs(
+    server: Server, horde_sim: Simulator, jobs: int, drain_s: float = 60.0
+) -> list[tuple[float, Any]]:
+    """``jobs`` /imagine in one channel, all finishing in the same poll; then ``drain_s`` for the
     queue to drain. The channel's edits and when they were made (the first reply of each command
     is the interaction's, not the channel's: not among them)."""
     requests = stamp_requests(server.env)
@@ -433,7 +432,7 @@ async def channel_edits_of_jobs(server: Server, horde_sim: Simulator, jobs: int)
         await server.alice.slash(server.channel, "imagine", prompt="a fox")
     await server.env.advance_time(POLL_S)  # every job polls again: more progress than the budget
     await let_it_finish(server, horde_sim)
-    await server.env.advance_time(60.0)
+    await server.env.advance_time(drain_s)
     return [
         (at, entry)
         for at, entry in zip(requests.times, requests, strict=True)
@@ -462,14 +461,13 @@ async def test_many_jobs_in_one_channel_stay_within_its_edit_budget(
     server: Server, horde_sim: Simulator
 ) -> None:
     # 3 edits per 10 s, so that 10 results finishing in the same poll queue for 40 virtual seconds.
-    budget = ChannelEditBudget(3, 10.0, max_wait_s=45.0)
+    budget = ChannelEditBudget(3, 10.0)
     server.bot.delivery.budget = budget
     jobs = 10
 
     channel_edits = await channel_edits_of_jobs(server, horde_sim, jobs)
 
     assert busiest_window([at for at, _ in channel_edits], 10.0) == 3  # reached, never exceeded
-    assert budget.unbudgeted == 0
     results = results_of(channel_edits)
     assert len(results) == jobs  # every result delivered, each once, with its image
     assert all(len(body["attachments"]) == 1 for _, body in results)
@@ -481,20 +479,55 @@ async def test_many_jobs_in_one_channel_stay_within_its_edit_budget(
     await all_done(server, jobs)
 
 
-async def test_results_queued_past_the_longest_wait_still_go_out(
+async def test_results_queued_past_a_minute_still_go_out_each_in_its_turn(
     server: Server, horde_sim: Simulator
 ) -> None:
-    # One edit per 10 s and at most 15 s of waiting: of 5 results finishing together, those whose
-    # turn is further away go out at once instead of risking the engine's 60 s per listener call.
-    budget = ChannelEditBudget(1, 10.0, max_wait_s=15.0)
+    # One edit per 10 s: of 8 results finishing together the last waits 70 s for its turn, past
+    # the engine's 60 s per listener call that used to drop it, and none goes out uncounted.
+    budget = ChannelEditBudget(1, 10.0)
     server.bot.delivery.budget = budget
-    jobs = 5
+    jobs = 8
 
-    channel_edits = await channel_edits_of_jobs(server, horde_sim, jobs)
+    channel_edits = await channel_edits_of_jobs(server, horde_sim, jobs, drain_s=90.0)
 
     results = results_of(channel_edits)
     assert len(results) == jobs
-    assert budget.unbudgeted >= 2
-    waited = [at for at, _ in results]
-    assert max(waited) - min(waited) <= 15.0
+    assert busiest_window([at for at, _ in channel_edits], 10.0) == 1
+    assert budget.longest_wait_s >= 60.0
     await all_done(server, jobs)
+    journal = await server.bot.storage.jobs.list_recent(server.alice.id, limit=20)
+    assert {job.delivery for job in journal} == {DeliveryState.DELIVERED}
+
+
+# -- 5xx on the first edit -------------------------------------------------------------------------
+
+FIRST_EDIT = "/webhooks/*/*/messages/@original"
+
+
+async def test_a_5xx_on_the_first_edit_is_tried_again(server: Server, horde_sim: Simulator) -> None:
+    server.env.inject_error("PATCH", FIRST_EDIT, status=503, code=0, message="Service Unavailable", times=1)
+
+    result = await server.alice.slash(server.channel, "imagine", prompt="a fox")
+    await let_it_finish(server, horde_sim)
+
+    assert result.response is not None
+    assert (result.response.content or "").startswith("✅ **Done**")
+    assert (await only_job(server, server.alice)).state is JobState.DONE
+
+
+async def test_a_first_edit_discord_keeps_failing_says_what_happened(
+    server: Server, horde_sim: Simulator
+) -> None:
+    server.env.inject_error(
+        "PATCH", FIRST_EDIT, status=503, code=0, message="Service Unavailable", times=None
+    )
+
+    result = await server.alice.slash(server.channel, "imagine", prompt="a fox")
+    await server.env.advance_time(server.bot.delivery.first_edit_deadline_s + 1)
+
+    # Told in the reply itself (Discord refuses its edits, so the explanation takes its place).
+    told = [m.content for m in (result.response, *result.followups) if m is not None]
+    assert told == [DISCORD_TROUBLE.format(status=503)]
+    # Nothing was sent to the Horde, and nothing half-started is left.
+    assert await server.bot.storage.jobs.list_recent(server.alice.id) == []
+    assert horde_sim.counters.calls("generate_async") == 0

@@ -28,8 +28,8 @@ from bot.app import HordeBot
 from bot.config import Settings
 from bot.horde import AIHordeAPIAsyncManualClient, ImageGenerateAsyncResponse, PollPolicy
 from bot.horde.simulator import Knobs, ManualClock, RateLimits, Simulator, SimulatorConfig
-from bot.services.imagine import ImagineOptions, build_request
-from bot.services.render import NO_ATTACH_PERMISSION
+from bot.services.image.render import NO_ATTACH_PERMISSION
+from bot.services.image.request import ImagineOptions, build_request
 from bot.storage import JobRecord, JobState, new_job_id, open_storage
 
 if TYPE_CHECKING:

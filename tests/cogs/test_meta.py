@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import discord
@@ -9,10 +10,12 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 from simcord import InteractionResult
+from test_horde_workers import assert_within_embed_limits
 
 from bot.app import app_version
 from bot.horde.simulator import Fault, Simulator
-from cogs.meta import format_duration
+from bot.services.controls import BUTTONS, MESSAGE_MENUS, reactions
+from cogs.meta import NO_REACTIONS_IN_DMS, _leaves, format_duration
 
 if TYPE_CHECKING:
     from conftest import Server
@@ -47,6 +50,13 @@ def _help_lines(result: InteractionResult) -> list[str]:
     [embed] = result.response.embeds
     assert embed.title == "Commands"
     return (embed.description or "").splitlines()
+
+
+def _help_embed(result: InteractionResult) -> discord.Embed:
+    assert result.ephemeral
+    assert result.response is not None
+    [embed] = result.response.embeds
+    return embed
 
 
 def _names(lines: list[str]) -> set[str]:
@@ -84,6 +94,81 @@ async def test_help_shows_what_each_member_may_use(server: Server) -> None:
     # The guild-only group is not offered in DMs.
     assert _names(dm_lines) == set(server.alice.user.available_commands())
     assert "settings show" not in _names(dm_lines)
+
+
+async def test_help_explains_every_button_and_this_servers_reactions(server: Server) -> None:
+    default = _help_embed(await server.alice.slash(server.channel, "help"))
+    buttons = _fields(default)["Buttons on an image result"] or ""
+    assert [line.split(" ")[0] for line in buttons.splitlines()] == ["🔁", "🌱", "✏️", "🔍", "ℹ️", "🗑️"]
+    assert "✖️ **Cancel**" in (_fields(default)["Buttons while it runs"] or "")
+    assert "➡️ **Continue**" in (_fields(default)["Buttons on a text result"] or "")
+    assert "**Describe image**" in (_fields(default)["Message menus"] or "")
+    reactions = _fields(default)["Reactions on an image result (this server)"] or ""
+    # Gifting is off by default, so ⭐ is not offered.
+    assert [line.split(" ")[0] for line in reactions.splitlines()] == ["🔁", "🎲", "❌"]
+
+    for name, value in (("rerun_emoji", "🔄"), ("kudos_reactions", "on"), ("kudos_amount", "25")):
+        await server.bot.guild_settings.set(server.guild.id, name, value, server.admin.id)
+    configured = _help_embed(await server.alice.slash(server.channel, "help"))
+    reactions = _fields(configured)["Reactions on an image result (this server)"] or ""
+    assert [line.split(" ")[0] for line in reactions.splitlines()] == ["🔄", "🎲", "❌", "⭐"]
+    assert reactions.splitlines()[-1] == "⭐ **Gift kudos**: sends the asker 25 of your kudos"
+
+    await server.bot.guild_settings.set(server.guild.id, "rerun_reactions", "off", server.admin.id)
+    off = _fields(_help_embed(await server.alice.slash(server.channel, "help")))
+    assert [
+        line.split(" ")[0] for line in (off["Reactions on an image result (this server)"] or "").splitlines()
+    ] == [
+        "❌",
+        "⭐",
+    ]
+
+
+async def test_the_message_menus_help_lists_are_the_bots(server: Server) -> None:
+    menus = server.bot.tree.get_commands(type=discord.AppCommandType.message)
+
+    assert sorted(menu.name for menu in menus) == sorted(control.name for control in MESSAGE_MENUS)
+
+
+async def test_help_in_a_dm_says_where_reactions_work(server: Server) -> None:
+    embed = _help_embed(await server.alice.user.slash("help"))
+
+    assert _fields(embed)["Reactions on an image result"] == NO_REACTIONS_IN_DMS
+    assert "Buttons on an image result" in _fields(embed)
+
+
+async def test_help_fits_in_one_embed_for_the_member_who_sees_the_most(server: Server) -> None:
+    assert_within_embed_limits(_help_embed(await server.admin.slash(server.channel, "help")))
+
+
+def _readme_for_users() -> str:
+    """The README's "What users see" section."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    return readme.split("## What users see", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_readme_shows_every_command_button_and_reaction() -> None:
+    table = _readme_for_users()
+
+    for command in ("workers", "team", "horde news", "horde modes", "user", "privacy", "me", "kudos give"):
+        assert f"`/{command}" in table, command
+    for control in (*BUTTONS, *MESSAGE_MENUS, *reactions(None)):
+        assert control.emoji in table or f"**{control.name}**" in table, control
+    for control in BUTTONS:
+        assert f"{control.emoji} **{control.name}**" in table, control
+
+
+async def test_every_command_is_in_the_readmes_table(server: Server) -> None:
+    table = _readme_for_users()
+    commands = [
+        command.qualified_name
+        for top in server.bot.tree.get_commands(type=discord.AppCommandType.chat_input)
+        if isinstance(top, app_commands.Command | app_commands.Group)
+        for command in _leaves(top)
+    ]
+
+    missing = [name for name in commands if f"`/{name}" not in table and f"`/{name.split()[0]}" not in table]
+    assert missing == []
 
 
 async def test_about_shows_version_uptime_servers_and_the_horde(server: Server) -> None:

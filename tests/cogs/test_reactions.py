@@ -125,7 +125,7 @@ async def test_a_blocked_channel_stops_a_reaction_rerun_and_the_reaction_is_remo
     await configure(server, "blocked_channels", str(server.channel.id))
     posted_before = len(messages(server))
 
-    with caplog.at_level(logging.INFO, logger="cogs.reactions"):
+    with caplog.at_level(logging.INFO, logger="cogs.imagine._reactions"):
         await server.bob.react(message, "🔁")
 
     assert await journal_of(server, server.bob) == []
@@ -217,7 +217,7 @@ async def test_a_giver_who_is_not_logged_in_pays_nothing(
     await login(server, server.alice, ALICE_KEY)
     message = await imagine(server, server.alice, prompt="a fox")
 
-    with caplog.at_level(logging.INFO, logger="bot.services.reactions"):
+    with caplog.at_level(logging.INFO, logger="bot.services.image.reactions"):
         await server.bob.react(message, "⭐")
 
     assert horde_sim.counters.calls("kudos_transfer") == 0

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import discord
 import pytest
 import simcord
 from test_imagine_support import settings  # noqa: F401 - fixture used by name
 
 from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
 from bot.storage import JobState
+from cogs.config import LOG_CHANNEL_ELSEWHERE, LOG_CHANNEL_NO_ACCESS, LOG_CHANNEL_NOT_HERE
 
 if TYPE_CHECKING:
     from conftest import Server
@@ -154,10 +156,66 @@ async def test_changes_are_posted_to_the_log_channel(server: Server) -> None:
     assert log_channel.last_message.content == f"{server.admin.mention} changed `max_count`: 4 → 2"
 
 
+async def test_a_log_channel_of_another_server_is_refused(server: Server) -> None:
+    elsewhere = server.env.create_guild("Someone else's server").create_text_channel("general")
+
+    result = await config_set(server, "log_channel", f"<#{elsewhere.id}>")
+
+    assert text_of(result) == LOG_CHANNEL_NOT_HERE
+    assert await server.bot.storage.guild_settings.get_all(server.guild.id) == {}
+    await config_set(server, "max_count", "2")
+    assert elsewhere.last_message is None
+
+
+async def test_a_log_channel_the_bot_cannot_post_in_is_refused(server: Server) -> None:
+    me = server.guild.me
+    assert me is not None
+    locked = server.guild.create_text_channel(
+        "locked", overwrites={me: discord.PermissionOverwrite(send_messages=False)}
+    )
+
+    result = await config_set(server, "log_channel", locked.mention)
+
+    assert text_of(result) == LOG_CHANNEL_NO_ACCESS.format(channel=locked.mention)
+    assert await server.bot.storage.guild_settings.get_all(server.guild.id) == {}
+
+
+async def test_a_stored_log_channel_of_another_server_gets_nothing(server: Server) -> None:
+    # Stored before /config checked the channel: changes are not posted there, and the admin is told.
+    elsewhere = server.env.create_guild("Someone else's server").create_text_channel("general")
+    await server.bot.guild_settings.set(server.guild.id, "log_channel", str(elsewhere.id), server.admin.id)
+
+    result = await config_set(server, "max_count", "2")
+
+    assert text_of(result) == f"Changed `max_count`: 4 → 2\n{LOG_CHANNEL_ELSEWHERE}"
+    assert elsewhere.last_message is None
+
+
+async def test_an_admins_text_is_posted_to_the_log_channel_as_plain_text(server: Server) -> None:
+    log_channel = server.guild.create_text_channel("bot-log")
+    await config_set(server, "log_channel", log_channel.mention)
+    bait = f"[Claim your FREE Nitro](https://evil.example/nitro) @everyone <@{server.bob.id}> **now**"
+
+    result = await config_set(server, "negative_prompt", bait)
+
+    posted = log_channel.last_message
+    assert posted is not None
+    # Discord shows \[ and \* as the characters; a zero-width space breaks each mention.
+    escaped = (
+        r"\[Claim your FREE Nitro](https://evil.example/nitro) "
+        + f"@\u200beveryone <@\u200b{server.bob.id}> "
+        + r"\*\*now\*\*"
+    )
+    assert posted.content == f"{server.admin.mention} changed `negative_prompt`: none → {escaped}"
+    assert posted.flags.suppress_embeds
+    assert text_of(result) == f"Changed `negative_prompt`: none → {escaped}"
+
+
 async def test_a_per_channel_override(server: Server) -> None:
     result = await config_set(server, "nsfw_policy", "off", channel=server.nsfw_channel)
     assert (
-        text_of(result) == f"Changed `nsfw_policy` in <#{server.nsfw_channel.id}>: age_restricted_only → off"
+        text_of(result)
+        == f"Changed `nsfw_policy` in <#{server.nsfw_channel.id}>: age\\_restricted\\_only → off"
     )
 
     generated = await imagine(server, server.alice, prompt="a fox")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 import simcord
@@ -23,7 +23,8 @@ from bot.app import HordeBot
 from bot.config import Settings
 from bot.horde import PollPolicy
 from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
-from bot.services.text import TEXT_FILENAME
+from bot.services.jobs import JobsShuttingDownError
+from bot.services.text.render import TEXT_FILENAME
 from bot.storage import JobRecord, JobState
 
 if TYPE_CHECKING:
@@ -152,6 +153,23 @@ async def test_cancel_stops_a_text_job(server: Server, horde_sim: Simulator) -> 
     assert ended.state is JobState.CANCELLED
     assert "🛑 **Cancelled**" in (message.content or "")
     assert horde_sim.counters.calls("text_delete") >= 1
+
+
+async def test_a_write_that_cannot_start_after_its_public_answer_is_told_privately(
+    server: Server, horde_sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def shutting_down(*args: object, **kwargs: object) -> NoReturn:
+        raise JobsShuttingDownError()
+
+    monkeypatch.setattr(server.bot.jobs, "start_job", shutting_down)
+
+    result = await server.alice.slash(server.channel, "write", prompt="Once upon a time")
+
+    [answer] = [*([result.response] if result.response else []), *result.followups]
+    assert answer.ephemeral
+    assert answer.content == JobsShuttingDownError.default_message
+    assert server.channel.history(viewer=server.bob) == []
+    assert horde_sim.counters.calls("text_async") == 0
 
 
 async def test_estimate_replies_privately_with_the_cost(server: Server, horde_sim: Simulator) -> None:

@@ -899,6 +899,9 @@ def test_anonymous_key_is_the_default() -> None:
 
 @contextlib.asynccontextmanager
 async def simulated(**knobs: Any) -> AsyncIterator[tuple[Simulator, AIHordeAPIAsyncSimpleClient]]:
+    # Queue positions computed on the spot: right after a submit the server's once-a-second
+    # snapshot says "position 0, no wait", which these tests of the client's other duties skip.
+    knobs.setdefault("queue_refresh", 0.0)
     async with run_simulator(SimulatorConfig(knobs=Knobs(**knobs))) as sim:
         session = AIHordeAPIAsyncClientSession(
             base_url=sim.base_url, retry=RetryPolicy(max_attempts=3, base_delay=0.01, retry_after_scale=0.05)

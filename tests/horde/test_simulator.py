@@ -26,9 +26,8 @@ from bot.horde.simulator import (
     run_simulator,
 )
 
-# shared/ sits beside the repository, on a developer's machine and in CI alike.
-REAL = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "horde" / "real"
-WORKERS_CAPTURE = REAL.parent / "workers_get_200_real.json"
+# Copied from ../shared (origin in tests/fixtures/README.md), so a plain clone runs these.
+REAL = Path(__file__).resolve().parents[1] / "fixtures" / "horde" / "real"
 
 ALICE = {"apikey": "sim-alice-key-00000001", "Client-Agent": "sim-tests:1:tests"}
 BOB = {"apikey": "sim-bob-key-0000000002"}
@@ -59,9 +58,12 @@ def assert_same_shape(actual: Any, expected: Any, path: str = "$") -> None:
 
 
 def fast(**knobs: Any) -> SimulatorConfig:
-    """Quick workers and no rate limits unless a test asks for them."""
+    """Quick workers, no rate limits and none of the server's caches unless a test asks for them
+    (the caches and the queue snapshot have tests of their own)."""
     knobs.setdefault("speed", 0.02)
     knobs.setdefault("rate_limits", RateLimits(enabled=False))
+    for cache in ("check_cache", "queue_refresh", "find_user_cache"):
+        knobs.setdefault(cache, 0.0)
     return SimulatorConfig(knobs=Knobs(**knobs))
 
 
@@ -344,9 +346,15 @@ async def test_user_shapes_match_the_captures(http: aiohttp.ClientSession, sim: 
     _, own = await call(http, sim, "GET", "v2/users/2", headers=BOB)
     assert "worker_ids" in own
     assert "sharedkey_ids" in own
+    # The real server's words, hint and all (AI-Horde 5.1.5 on loopback).
     assert await call(http, sim, "GET", "v2/users/abc") == (
         404,
-        {"message": "User with ID 'abc' not found.", "rc": "UserNotFound"},
+        {
+            "message": "User with ID 'Please use only the numerical part of the userID. E.g. the '1' in "
+            "'db0#1'' not found. You have requested this URI [/api/v2/users/abc] but did you mean "
+            "/api/v2/users/<string:user_id> or /api/v2/users or /api/v2/workers/<string:worker_id> ?",
+            "rc": "UserNotFound",
+        },
     )
     assert (await call(http, sim, "GET", "v2/users/99"))[0] == 404
     assert (await call(http, sim, "GET", "v2/users/1", headers={"apikey": "wrong-key"}))[0] == 401
@@ -366,7 +374,12 @@ async def test_info_shapes_match_the_captures(http: aiohttp.ClientSession, sim: 
 
 
 async def test_workers_look_like_the_real_capture(http: aiohttp.ClientSession, sim: Simulator) -> None:
-    captured = json.loads(WORKERS_CAPTURE.read_text())
+    # AI-Horde 5.1.5 on loopback with a fake worker of each kind, the image one having made
+    # images (the production capture, workers_get_200_real.json, is from an older server: no
+    # controlnet keys, whole numbers). Both simulated dreamers make one image first.
+    captured = real("workers_200_three_kinds.json")
+    gen_id = await submit(http, sim, {"prompt": "x", "params": {"n": 2}})
+    await poll(http, sim, f"v2/generate/check/{gen_id}", lambda c: c["done"])
     status, workers = await call(http, sim, "GET", "v2/workers")
     assert status == 200
     assert {w["type"] for w in workers} == {"image", "text", "interrogation"}
@@ -383,7 +396,13 @@ async def test_workers_look_like_the_real_capture(http: aiohttp.ClientSession, s
     assert [w["id"] for w in named] == [first["id"]]
     assert await call(http, sim, "GET", "v2/workers/nope") == (
         404,
-        {"message": "Worker with ID 'nope' not found.", "rc": "WorkerNotFound"},
+        {
+            # The real server's words: Flask-RESTX adds the closest routes to a 404.
+            "message": "Worker with ID 'nope' not found. You have requested this URI [/api/v2/workers/nope] "
+            "but did you mean /api/v2/workers/<string:worker_id> or "
+            "/api/v2/workers/name/<string:worker_name> or /api/v2/workers ?",
+            "rc": "WorkerNotFound",
+        },
     )
 
 
@@ -443,11 +462,24 @@ async def test_styles(http: aiohttp.ClientSession, sim: Simulator) -> None:
     # The server builds the rc of a missing style from "image Style".capitalize().
     assert await call(http, sim, "GET", "v2/styles/image/missing") == (
         404,
-        {"message": "Image style with ID 'missing' not found.", "rc": "Image styleNotFound"},
+        {
+            "message": "Image style with ID 'missing' not found. You have requested this URI "
+            "[/api/v2/styles/image/missing] but did you mean "
+            "/api/v2/styles/image/<string:style_id>/example/<string:example_id> or /api/v2/styles/image "
+            "or /api/v2/styles/image/<string:style_id>/example ?",
+            "rc": "Image styleNotFound",
+        },
     )
     assert await call(http, sim, "GET", "v2/styles/image_by_name/missing") == (
         404,
-        {"message": "Style with ID 'missing' not found.", "rc": "StyleNotFound"},
+        {
+            "message": "Style with ID 'missing' not found. You have requested this URI "
+            "[/api/v2/styles/image_by_name/missing] but did you mean "
+            "/api/v2/styles/image_by_name/<string:style_name> or "
+            "/api/v2/styles/text_by_name/<string:style_name> or "
+            "/api/v2/styles/image/<string:style_id>/example/<string:example_id> ?",
+            "rc": "StyleNotFound",
+        },
     )
     status, wrong = await call(http, sim, "GET", f"v2/styles/text/{first['id']}")
     assert status == 400
@@ -471,12 +503,16 @@ async def test_a_style_replaces_prompt_models_and_params(http: aiohttp.ClientSes
     assert (status, answer["rc"]) == (404, "StyleNotFound")
 
 
-async def test_unknown_routes_answer_json(http: aiohttp.ClientSession, sim: Simulator) -> None:
-    status, answer = await call(http, sim, "GET", "v2/no/such/thing")
-    assert status == 404
-    assert "not found" in answer["message"]
+async def test_unknown_routes_answer_an_html_page_and_wrong_methods_json(
+    http: aiohttp.ClientSession, sim: Simulator
+) -> None:
+    # As the real server (Werkzeug's page for a URL without a route; Flask-RESTX's JSON for a
+    # route without that method).
+    async with http.get(sim.url("v2/no/such/thing")) as response:
+        assert (response.status, response.content_type) == (404, "text/html")
+        assert "<title>404 Not Found</title>" in await response.text()
     status, answer = await call(http, sim, "PUT", "v2/status/heartbeat")
-    assert status == 405
+    assert (status, answer) == (405, {"message": "The method is not allowed for the requested URL."})
 
 
 # -- generation behaviour ---------------------------------------------------------------------------
@@ -489,7 +525,7 @@ async def test_effective_defaults_and_kudos_charged_per_image(
         http, sim, "POST", "v2/generate/async", json={"prompt": "defaults", "params": {"n": 2}}, headers=ALICE
     )
     assert status == 202
-    assert answer["kudos"] == 6.0
+    assert answer["kudos"] == 8.0  # round(7.61): one image, as the real server shows it
     record = sim.state.requests[answer["id"]]
     assert record.models == ["stable_diffusion"]
     assert (record.nsfw, record.censor_nsfw, record.r2) == (True, True, True)
@@ -504,9 +540,11 @@ async def test_effective_defaults_and_kudos_charged_per_image(
     }
     assert {key: record.params[key] for key in expected} == expected
     done = await poll(http, sim, f"v2/generate/check/{answer['id']}", lambda c: c["done"])
-    assert done["kudos"] == 13.0
+    # As the real server charges: the horde tax at submit (3), then each image's 7.61 + 1 burn,
+    # kept in whole kudos: 3 → 12 (11.61) → 21 (20.61).
+    assert done["kudos"] == 21.0
     assert done["finished"] == 2
-    assert _kudos(sim, ALICE) == 5000.0 - 13.0
+    assert _kudos(sim, ALICE) == 5000.0 - 21.0
 
 
 async def test_dry_run_price_follows_the_documented_formula(
@@ -519,12 +557,16 @@ async def test_dry_run_price_follows_the_documented_formula(
         _, answer = await call(http, sim, "POST", "v2/generate/async", json=body, headers=ALICE)
         return float(answer["kudos"])
 
-    assert await price({}) == 8.0  # round(6.5 · 1 + 1)
-    assert await price({"n": 4}) == 27.0  # round(6.5 · 4 + 1)
-    assert await price({"steps": 60}) == 14.0  # 12.99 + 1
-    assert await price({"post_processing": ["GFPGAN"]}) == 9.0  # 6.5 · 1.2 + 1 = 8.8
-    assert await price({}, models=["AlbedoBase XL (SDXL)"]) == 14.0  # 6.5 · 2 + 1
-    assert await price({"width": 1024, "height": 1024}) == 37.0  # 3.70 + 32.34 + 1
+    # What AI-Horde 5.1.5 answered for the same dry runs (tests/conformance checks it live).
+    assert await price({}) == 10.0  # (7.61 + 1) · 1 + 1
+    assert await price({"steps": 10}) == 6.0
+    assert await price({"n": 2}) == 18.0
+    assert await price({"width": 768, "height": 512, "steps": 25}) == 10.0
+    assert await price({"width": 1024, "height": 1024}) == 23.0
+    assert await price({"post_processing": ["RealESRGAN_x4plus"]}) == 13.0
+    assert await price({"loras": [{"name": "123"}]}) == 13.0  # + 3 per LoRa
+    assert await price({}, models=["AlbedoBase XL (SDXL)"]) == 18.0  # SDXL counts double
+    assert await price({"width": 1024, "height": 1024}, models=["AlbedoBase XL (SDXL)"]) == 45.0
     assert sim.state.requests == {}
 
 
@@ -684,15 +726,25 @@ async def test_worker_whitelist_limits_who_serves(http: aiohttp.ClientSession, s
 async def test_images_appear_one_by_one_and_the_queue_is_meaningful(http: aiohttp.ClientSession) -> None:
     clock = ManualClock()
     config = SimulatorConfig(
-        clock=clock, knobs=Knobs(speed=10.0, worker_threads=1, rate_limits=RateLimits(enabled=False))
+        clock=clock,
+        knobs=Knobs(
+            speed=10.0,
+            worker_threads=1,
+            queue_refresh=0,
+            check_cache=0,
+            rate_limits=RateLimits(enabled=False),
+        ),
     )
     async with run_simulator(config) as sim:
         first = await submit(http, sim, {"prompt": "first", "params": {"n": 2}})
         second = await submit(http, sim, {"prompt": "second"})
         check_a = await poll(http, sim, f"v2/generate/check/{first}", lambda c: c["processing"] == 1)
         _, check_b = await call(http, sim, "GET", f"v2/generate/check/{second}")
+        # As the real server: wait_time is the queued jobs up to and including the request over
+        # min(threads, those jobs), plus what is left of its own running job. Other requests'
+        # running jobs are not counted, so the second waits "20 s" (one job ahead, one its own).
         assert (check_a["waiting"], check_a["queue_position"], check_a["wait_time"]) == (1, 1, 20)
-        assert (check_b["waiting"], check_b["queue_position"], check_b["wait_time"]) == (1, 2, 30)
+        assert (check_b["waiting"], check_b["queue_position"], check_b["wait_time"]) == (1, 2, 20)
 
         clock.advance(10)
         # The worker thread picks up the second image on its next tick, a moment after the first ends.
@@ -706,11 +758,12 @@ async def test_images_appear_one_by_one_and_the_queue_is_meaningful(http: aiohtt
             False,
         )
         assert check_a["wait_time"] == 10
-        assert check_a["kudos"] == 6.5
+        # The horde tax at submit (3), then one image at 512x512, 30 steps (7.61 + 1 burn): 11.61, kept whole.
+        assert check_a["kudos"] == 12.0
         _, partial = await call(http, sim, "GET", f"v2/generate/status/{first}")
         assert len(partial["generations"]) == 1
         _, check_b = await call(http, sim, "GET", f"v2/generate/check/{second}")
-        assert (check_b["queue_position"], check_b["wait_time"]) == (1, 20)
+        assert (check_b["queue_position"], check_b["wait_time"]) == (1, 10)
 
         clock.advance(10)
         await poll(http, sim, f"v2/generate/check/{first}", lambda c: c["done"])
@@ -735,7 +788,9 @@ async def test_worker_delay_keeps_jobs_waiting(http: aiohttp.ClientSession) -> N
         gen_id = await submit(http, sim, {"prompt": "x"})
         await asyncio.sleep(0.05)
         _, check = await call(http, sim, "GET", f"v2/generate/check/{gen_id}")
-        assert (check["waiting"], check["processing"], check["wait_time"]) == (1, 0, 4)
+        # The server's estimate is one job's duration while a request waits behind fewer jobs than
+        # there are threads; it knows nothing of how long workers take to pick a job up.
+        assert (check["waiting"], check["processing"], check["wait_time"]) == (1, 0, 1)
         clock.advance(3)
         await poll(http, sim, f"v2/generate/check/{gen_id}", lambda c: c["processing"] == 1)
         clock.advance(1)
@@ -788,9 +843,9 @@ async def test_delete_returns_partial_results_and_lets_in_flight_jobs_finish(
     http: aiohttp.ClientSession,
 ) -> None:
     clock = ManualClock()
-    knobs = Knobs(speed=10.0, worker_threads=1, rate_limits=RateLimits(enabled=False))
+    knobs = Knobs(speed=10.0, worker_threads=1, check_cache=0, rate_limits=RateLimits(enabled=False))
     async with run_simulator(SimulatorConfig(clock=clock, knobs=knobs)) as sim:
-        gen_id = await submit(http, sim, {"prompt": "x", "params": {"n": 3}})
+        gen_id = await submit(http, sim, {"prompt": "x", "params": {"n": 3, "steps": 10}})
         await poll(http, sim, f"v2/generate/check/{gen_id}", lambda c: c["processing"] == 1)
         clock.advance(10)
         await poll(
@@ -800,25 +855,32 @@ async def test_delete_returns_partial_results_and_lets_in_flight_jobs_finish(
         assert status == 200
         assert len(deleted["generations"]) == 1
         assert (deleted["waiting"], deleted["processing"], deleted["done"]) == (1, 1, False)
+        # As the real server: the job still on a worker keeps the request open, nothing more is
+        # handed out, and once that job is delivered it is done, with the image, and charged.
         _, check = await call(http, sim, "GET", f"v2/generate/check/{gen_id}")
-        assert (check["waiting"], check["processing"], check["done"]) == (0, 1, True)
+        assert (check["waiting"], check["processing"], check["done"]) == (0, 1, False)
+        assert check["kudos"] == 8.0  # tax 3 + one image at 10 steps (4.26 + 1)
         clock.advance(10)
-        after = await poll(http, sim, f"v2/generate/check/{gen_id}", lambda c: c["finished"] == 2)
-        assert after["done"] is True
-        assert after["processing"] == 0
+        after = await poll(http, sim, f"v2/generate/check/{gen_id}", lambda c: c["done"])
+        assert (after["finished"], after["processing"], after["waiting"]) == (2, 0, 0)
+        assert after["kudos"] == 13.0
         _, full = await call(http, sim, "GET", f"v2/generate/status/{gen_id}")
         assert len(full["generations"]) == 2
         assert sim.counters.deletes(gen_id) == 1
+        assert sim.state.requests[gen_id].processing == []
 
 
 async def test_text_generation(http: aiohttp.ClientSession, sim: Simulator) -> None:
     body = {"prompt": "Tell me", "params": {"max_length": 40, "n": 2}, "models": ["koboldcpp/SimLlama-8B"]}
     status, answer = await call(http, sim, "POST", "v2/generate/text/async", json=body, headers=ALICE)
     assert status == 202
-    assert answer["kudos"] == 2.0
+    assert answer["kudos"] == 0.0  # the real server never prices a text request in its 202
     done = await poll(http, sim, f"v2/generate/text/status/{answer['id']}", lambda s: s["done"])
     assert done["finished"] == 2
-    assert done["kudos"] == 3.8
+    # The tax (1), then per text its 40 tokens (capped at max_length) × 8B / 125 × the prompt's
+    # context multiplier (1.21 for 20 tokens) = 3.10, + 1 burn: 1 → 5 → 9 in whole kudos.
+    assert done["kudos"] == 9.0
+    assert _kudos(sim, ALICE) == 5000.0 - 9.0
     for generation in done["generations"]:
         assert generation["text"].startswith(" ")
         assert len(generation["text"].split()) == 30
@@ -852,8 +914,10 @@ async def test_text_validation(http: aiohttp.ClientSession, sim: Simulator) -> N
     assert upfront[1]["rc"] == "KudosUpfront"
     assert "over 512 tokens" in upfront[1]["message"]
     assert "requires 20.0 kudos" in upfront[1]["message"]
-    status, dry = await post({"prompt": "x", "dry_run": True, "params": {"max_length": 42, "n": 3}})
-    assert (status, dry) == (200, {"kudos": 7.0})  # round(2.0 · 3 + 1)
+    # What AI-Horde 5.1.5 answered: (max_length · 13 · context multiplier / 100 + 1) · n + 1
+    for params, kudos in (({}, 37.0), ({"max_length": 200}, 90.0), ({"n": 2}, 74.0)):
+        status, dry = await post({"prompt": "x", "dry_run": True, "params": params})
+        assert (status, dry) == (200, {"kudos": kudos})
 
 
 async def test_alchemy_results(http: aiohttp.ClientSession, sim: Simulator) -> None:

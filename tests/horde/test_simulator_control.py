@@ -110,6 +110,10 @@ def test_cli_arguments_become_the_config(tmp_path: Path) -> None:
         4,
     )
     assert config.knobs.rate_limits.enabled is False
+    assert (config.knobs.worker_batch, config.knobs.check_cache) == (1, 0.0)
+    like_the_fake_worker = build_parser().parse_args(["--threads", "1", "--batch", "4", "--check-cache", "1"])
+    knobs = config_from_args(like_the_fake_worker).knobs
+    assert (knobs.worker_threads, knobs.worker_batch, knobs.check_cache) == (1, 4, 1.0)
     assert [u.username for u in config.users] == ["alice#1", "bob#2", "poor#3"]
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--speed", "fast"])

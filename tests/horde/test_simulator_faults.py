@@ -26,21 +26,23 @@ from bot.horde.simulator import (
     run_simulator,
 )
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "horde" / "real"
+# Copied from ../shared (origin in tests/fixtures/README.md), so a plain clone runs these.
+REAL = Path(__file__).resolve().parents[1] / "fixtures" / "horde" / "real"
 ALICE = {"apikey": "sim-alice-key-00000001"}
 BOB = {"apikey": "sim-bob-key-0000000002"}
 POOR = {"apikey": "sim-poor-key-000000003"}
 ANON = {"apikey": "0000000000"}
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
+# Named apart from the fixtures they define, so other modules import them without shadowing.
+@pytest.fixture(name="http")
+async def http_fixture() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
 
 
-@pytest.fixture
-def clock() -> ManualClock:
+@pytest.fixture(name="clock")
+def clock_fixture() -> ManualClock:
     return ManualClock()
 
 
@@ -192,20 +194,27 @@ async def test_records_expire_with_the_servers_messages(
             f"v2/generate/status/{image}",
             f"Image Waiting Prompt (Delete) with ID '{image}' not found.",
         ),
+        # As the real server words them: Flask-RESTX adds the closest route to some of them.
         (
             "GET",
             f"v2/generate/text/status/{text}",
-            f"Text Waiting Prompt (Status) with ID '{text}' not found.",
+            f"Text Waiting Prompt (Status) with ID '{text}' not found. You have requested this URI "
+            f"[/api/v2/generate/text/status/{text}] but did you mean "
+            "/api/v2/generate/text/status/<string:id> ?",
         ),
         (
             "DELETE",
             f"v2/generate/text/status/{text}",
-            f"Text Waiting Prompt (Delete) with ID '{text}' not found.",
+            f"Text Waiting Prompt (Delete) with ID '{text}' not found. You have requested this URI "
+            f"[/api/v2/generate/text/status/{text}] but did you mean "
+            "/api/v2/generate/text/status/<string:id> ?",
         ),
         (
             "GET",
             f"v2/interrogate/status/{alchemy['id']}",
-            f"Interrogation with ID '{alchemy['id']}' not found.",
+            f"Interrogation with ID '{alchemy['id']}' not found. You have requested this URI "
+            f"[/api/v2/interrogate/status/{alchemy['id']}] but did you mean "
+            "/api/v2/interrogate/status/<string:id> ?",
         ),
     ]
     for method, path, message in expected:

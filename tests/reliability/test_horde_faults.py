@@ -49,14 +49,15 @@ from bot.horde import (
     TextGenerateAsyncRequest,
 )
 from bot.horde.simulator import Fault, Knobs, Simulator, SimulatorConfig
-from bot.services._jobs import messages
 from bot.services.jobs import (
     DeliveredImage,
     ImageDeliverySettings,
     JobManager,
     JobOutcome,
     JobProgress,
+    messages,
 )
+from bot.services.kinds import job_kinds
 from bot.storage import JobRecord, JobState, Storage, open_storage
 
 if TYPE_CHECKING:
@@ -633,7 +634,7 @@ async def impatient_manager(storage: Storage, horde_sim: Simulator) -> AsyncIter
     async with session:
         horde = AIHordeAPIAsyncSimpleClient(session, poll_policy=TEST_POLL_POLICY, cleanup_timeout=2.0)
         delivery = ImageDeliverySettings(download_attempts=DOWNLOAD_ATTEMPTS, download_retry_delay_s=0.01)
-        manager = JobManager(storage, horde, generation_timeout_s=30.0, image_delivery=delivery)
+        manager = JobManager(storage, horde, kinds=job_kinds(delivery), generation_timeout_s=30.0)
         try:
             yield manager
         finally:
@@ -655,15 +656,15 @@ async def start_job(manager: JobManager, kind: Kind, listener: FinalOutcome) -> 
         image = ImageGenerateAsyncRequest(
             prompt="a fox", params=ImageGenerationInputPayload(width=64, height=64)
         )
-        return await manager.start_image_job(request=image, **placement)
+        return await manager.start_job("image", request=image, **placement)
     if kind == "text":
         text = TextGenerateAsyncRequest.model_validate({"prompt": "Once", "params": {"max_length": 16}})
-        return await manager.start_text_job(request=text, **placement)
+        return await manager.start_job("text", request=text, **placement)
     source = base64.b64encode(png()).decode("ascii")
     alchemy = AlchemyAsyncRequest.model_validate(
         {"source_image": source, "forms": [{"name": "RealESRGAN_x4plus"}]}
     )
-    return await manager.start_alchemy_job(request=alchemy, **placement)
+    return await manager.start_job("alchemy", request=alchemy, **placement)
 
 
 async def journalled(storage: Storage, job_id: str) -> JobRecord:

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, field_validator
@@ -108,6 +108,12 @@ class HordeRequest(HordeModel):
     @classmethod
     def get_success_status_response_pairs(cls) -> dict[int, type[HordeResponse]]:
         return {200: cls.get_default_success_response_type()}
+
+    def with_fields(self, **changes: Any) -> Self:
+        """This request with ``changes``, validated again (a :class:`~pydantic.ValidationError` when
+        they don't fit). The fields the caller set stay set, so :meth:`to_wire` still sends them."""
+        fields = {name: getattr(self, name) for name in self.model_fields_set}
+        return type(self).model_validate({**fields, **changes})
 
     def to_wire(self) -> WireRequest:
         fields = type(self).model_fields

@@ -1,4 +1,4 @@
-"""Horde-wide information: ``v2/status/models``, ``heartbeat``, ``performance`` and ``news``."""
+"""Horde-wide information: ``v2/status/models``, ``heartbeat``, ``modes``, ``performance`` and ``news``."""
 
 from __future__ import annotations
 
@@ -82,6 +82,26 @@ class AIHordeHeartbeatRequest(HordeRequest):
     @classmethod
     def get_default_success_response_type(cls) -> type[AIHordeHeartbeatResponse]:
         return AIHordeHeartbeatResponse
+
+
+class HordeModesResponse(HordeResponse):
+    """``HordeModes``. Without a moderator's key the server leaves out ``raid_mode``."""
+
+    maintenance_mode: bool | None = None
+    """The Horde accepts no new generations; those queued are finished."""
+    invite_only_mode: bool | None = None
+    """Only workers the Horde's moderators invited may join."""
+    raid_mode: bool | None = None
+
+
+class HordeModesRequest(HordeRequest):
+    """Cached 50 s on the server."""
+
+    path: ClassVar[str] = "v2/status/modes"
+
+    @classmethod
+    def get_default_success_response_type(cls) -> type[HordeModesResponse]:
+        return HordeModesResponse
 
 
 class HordePerformanceResponse(HordeResponse):

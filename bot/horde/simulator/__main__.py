@@ -39,7 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=7001, help="0 picks a free port")
     parser.add_argument("--worker-delay", type=float, default=0.0, help="seconds before a worker takes a job")
     parser.add_argument("--speed", type=_speed, default=2.0, help="seconds per job, or a range like 1-3")
-    parser.add_argument("--threads", type=int, default=2, help="jobs of each kind processed at once")
+    parser.add_argument("--threads", type=int, default=2, help="pops of each kind processed at once")
+    parser.add_argument("--batch", type=int, default=1, help="jobs of one request a worker takes per pop")
+    parser.add_argument(
+        "--check-cache", type=float, default=0.0, help="seconds a check answer is kept (the real Horde: 1)"
+    )
     parser.add_argument("--users-file", help="JSON list of users (alias, api_key, id, kudos, concurrency…)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lifetime", type=float, default=1200.0, help="request lifetime in seconds")
@@ -53,6 +57,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         worker_delay=args.worker_delay,
         speed=args.speed,
         worker_threads=args.threads,
+        worker_batch=args.batch,
+        check_cache=args.check_cache,
         request_lifetime=args.lifetime,
         rate_limits=RateLimits(enabled=not args.no_rate_limits),
     )

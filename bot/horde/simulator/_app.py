@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import http
-import json
 import logging
 import math
 import random
 import re
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -19,13 +16,16 @@ from aiohttp import web
 
 from bot.horde.consts import ANON_API_KEY
 from bot.horde.simulator import _errors as err
-from bot.horde.simulator import _images
+from bot.horde.simulator import _forms, _images
+from bot.horde.simulator import _kudos as kudos
 from bot.horde.simulator import _requests as build
 from bot.horde.simulator import _serialize as ser
+from bot.horde.simulator._control import ControlRoutes
 from bot.horde.simulator._counters import Counters
 from bot.horde.simulator._faults import Fault
-from bot.horde.simulator._kudos import form_kudos, image_tiles
+from bot.horde.simulator._info import InfoRoutes
 from bot.horde.simulator._ratelimit import RateLimiter, Verdict
+from bot.horde.simulator._records import Form, GenRequest, Interrogation, Kind
 from bot.horde.simulator._schema import (
     IMAGE_REQUEST,
     INTERROGATE_REQUEST,
@@ -34,19 +34,17 @@ from bot.horde.simulator._schema import (
     Schema,
     validate,
 )
-from bot.horde.simulator._state import Form, GenRequest, Interrogation, Kind, SimWorker, State
-from bot.horde.simulator.config import SimUser
+from bot.horde.simulator._state import State
+from bot.horde.simulator._teams import TeamRoutes
+from bot.horde.simulator._users import transfer_kudos
+from bot.horde.simulator._web import Handler, PlainError, Route, json_body, json_response, origin
+from bot.horde.simulator.config import Limit, SimUser
 
 log = logging.getLogger(__name__)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _SOURCE_IMAGE_MAX_BYTES = 5 * 1024 * 1024
 _DROPPED = web.RequestKey("horde_sim_dropped", bool)
 _R2_PATH = re.compile(r"/_sim/r2/([^/?#]+?)(?:\.webp)?(?:[?#].*)?$")
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(body, status=status, headers=headers)
 
 
 class SimulatorApp:
@@ -60,7 +58,7 @@ class SimulatorApp:
 
     def build(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
-        api: list[tuple[str, str, Handler, str]] = [
+        api: list[Route] = [
             ("POST", "/api/v2/generate/async", self.generate_async, "generate_async"),
             ("GET", "/api/v2/generate/check/{id}", self.generate_check, "generate_check"),
             ("GET", "/api/v2/generate/status/{id}", self.generate_status, "generate_status"),
@@ -74,34 +72,10 @@ class SimulatorApp:
             ("GET", "/api/v2/find_user", self.find_user, "find_user"),
             ("GET", "/api/v2/users/{user_id}", self.user_details, "user_details"),
             ("POST", "/api/v2/kudos/transfer", self.kudos_transfer, "kudos_transfer"),
-            ("GET", "/api/v2/status/models", self.status_models, "status_models"),
-            ("GET", "/api/v2/status/models/{name:.+}", self.status_model, "status_model"),
-            ("GET", "/api/v2/status/heartbeat", self.heartbeat, "heartbeat"),
-            ("GET", "/api/v2/status/performance", self.performance, "performance"),
-            ("GET", "/api/v2/status/news", self.news, "news"),
-            ("GET", "/api/v2/workers", self.workers, "workers"),
-            ("GET", "/api/v2/workers/name/{name}", self.worker_by_name, "worker_by_name"),
-            ("GET", "/api/v2/workers/{worker_id}", self.worker, "worker"),
-            ("GET", "/api/v2/styles/image", self._styles("image"), "styles_image"),
-            ("GET", "/api/v2/styles/image/{style_id}", self._style_by_id("image"), "style_image"),
-            (
-                "GET",
-                "/api/v2/styles/image_by_name/{name}",
-                self._style_by_name("image"),
-                "style_image_by_name",
-            ),
-            ("GET", "/api/v2/styles/text", self._styles("text"), "styles_text"),
-            ("GET", "/api/v2/styles/text/{style_id}", self._style_by_id("text"), "style_text"),
-            ("GET", "/api/v2/styles/text_by_name/{name}", self._style_by_name("text"), "style_text_by_name"),
-            ("GET", "/_sim/r2/{id}", self.r2_image, "r2_image"),
-            ("GET", "/_sim/counters", self.sim_counters, "sim_counters"),
-            ("POST", "/_sim/reset", self.sim_reset, "sim_reset"),
-            ("GET", "/_sim/config", self.sim_get_config, "sim_get_config"),
-            ("POST", "/_sim/config", self.sim_config, "sim_config"),
-            ("POST", "/_sim/users", self.sim_users, "sim_users"),
-            ("POST", "/_sim/expire", self.sim_expire, "sim_expire"),
-            ("GET", "/_sim/requests", self.sim_requests, "sim_requests"),
         ]
+        api += InfoRoutes(self.state).routes()
+        api += TeamRoutes(self.state).routes()
+        api += ControlRoutes(self.state, self.counters, self.limiter).routes()
         for method, path, handler, name in api:
             app.router.add_route(method, path, handler, name=name)
         return app
@@ -111,6 +85,8 @@ class SimulatorApp:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         route_name = request.match_info.route.name
+        if route_name is None and isinstance(request.match_info.http_exception, web.HTTPNotFound):
+            return html_not_found()
         if route_name is None or route_name.startswith("sim_"):
             return await self._answer(request, handler)
         request_id = request.match_info.get("id")
@@ -142,19 +118,20 @@ class SimulatorApp:
         )
         if verdict is not None and not verdict.allowed:
             self.counters.record_rate_limited(endpoint, request_id)
-            return limiter_response(
-                verdict.limit.text, verdict.limit.amount, verdict.reset_in, verdict.reset_in
-            )
+            return json_response({"message": verdict.limit.text}, 429, verdict.headers())
         response = await self._answer(request, handler)
         if verdict is not None:
-            response.headers.update(_limit_headers(verdict))
+            response.headers.update(verdict.headers())
         return response
 
     async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
         except err.HordeError as exc:
-            return json_response(exc.body(), exc.status)
+            body = exc.body()
+            if exc.status == 404:
+                body["message"] = err.with_route_hint(exc.message, request.path)
+            return json_response(body, exc.status)
         except err.SchemaError as exc:
             return json_response(exc.body(), 400)
         except PlainError as exc:
@@ -185,7 +162,7 @@ class SimulatorApp:
         if fault.kind == "rate_limit":
             amount = int(fault.limit_text.split(" ", 1)[0]) if fault.limit_text[:1].isdigit() else 1
             wait = retry_after if retry_after is not None else 1.0
-            return limiter_response(fault.limit_text, amount, wait, wait)
+            return limiter_response(fault.limit_text, amount, wait)
         headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after is not None else {}
         phrase = http.HTTPStatus(fault.status).phrase
         if fault.html:
@@ -201,10 +178,10 @@ class SimulatorApp:
 
     async def generate_async(self, request: web.Request) -> web.Response:
         state = self.state
-        body = await _json_body(request)
+        body = await json_body(request)
         _validate(body, IMAGE_REQUEST)
         api_key = _required_header(request, "apikey", "The API Key corresponding to a registered user.")
-        user = self._generation_user(api_key, body)
+        user = self._generation_user(request, api_key, body)
         build.apply_style(state, "image", body)
         if body["prompt"] == "":
             raise err.missing_prompt()
@@ -220,13 +197,14 @@ class SimulatorApp:
             return json_response({"kudos": float(round(required))}, 200)
         record = build.new_request(state, "image", user, body, params, models, per_image)
         state.add_request(record)
+        state.charge(record, kudos.IMAGE_SUBMIT_TAX)
         answer: dict[str, Any] = {"id": record.id, "kudos": float(round(per_image))}
         if not state.can_serve(record):
             answer["message"] = ser.IMAGE_NO_WORKER_MESSAGE
             answer["warnings"] = [{"code": "NoAvailableWorker", "message": ser.IMAGE_NO_WORKER_MESSAGE}]
         return json_response(answer, 202)
 
-    def _generation_user(self, api_key: str, body: dict[str, Any]) -> SimUser:
+    def _generation_user(self, request: web.Request, api_key: str, body: dict[str, Any]) -> SimUser:
         if self.state.knobs.maintenance_mode:
             raise err.maintenance_mode()
         webhook = body.get("webhook")
@@ -235,23 +213,31 @@ class SimulatorApp:
         user = self.state.user_by_key(api_key)
         if user is None:
             raise err.invalid_api_key()
+        if user.trusted or user.education:
+            # One generation by a trusted user lifts the caller's IP limits for a day.
+            whitelist_for = self.state.knobs.rate_limits.whitelist_seconds
+            self.limiter.whitelist(request.remote or "unknown", whitelist_for)
         return user
 
     async def generate_check(self, request: web.Request) -> web.Response:
-        with self.state.lock:
+        state = self.state
+        with state.lock:
             record = self._get(request, "image", "Image Waiting Prompt (Check)")
-            return json_response(ser.check(self.state, record))
+            answer = state.cached(
+                ("check", record.id), state.knobs.check_cache, lambda: ser.check(state, record)
+            )
+            return json_response(answer)
 
     async def generate_status(self, request: web.Request) -> web.Response:
         with self.state.lock:
             record = self._get(request, "image", "Image Waiting Prompt (Status)")
             record.retrieved = record.retrieved or record.done
-            return json_response(ser.image_status(self.state, record, _origin(request)))
+            return json_response(ser.image_status(self.state, record, origin(request)))
 
     async def generate_delete(self, request: web.Request) -> web.Response:
         with self.state.lock:
             record = self._get(request, "image", "Image Waiting Prompt (Delete)")
-            answer = ser.image_status(self.state, record, _origin(request))
+            answer = ser.image_status(self.state, record, origin(request))
             self.state.cancel_request(record)
             return json_response(answer)
 
@@ -266,12 +252,12 @@ class SimulatorApp:
 
     async def text_async(self, request: web.Request) -> web.Response:
         state = self.state
-        body = await _json_body(request)
+        body = await json_body(request)
         _validate(body, TEXT_REQUEST)
         api_key = _required_header(request, "apikey", "The API Key corresponding to a registered user.")
         if "prompt" not in body:
             raise err.missing_parameter("prompt", "The prompt to generate from.", "the JSON body")
-        user = self._generation_user(api_key, body)
+        user = self._generation_user(request, api_key, body)
         build.apply_style(state, "text", body)
         if body["prompt"] == "":
             raise err.missing_prompt()
@@ -280,12 +266,14 @@ class SimulatorApp:
         build.check_workers(state, list(body.get("workers") or []))
         build.check_concurrency(state, user, "text", models, int(params["n"]))
         build.check_text_request(body, params)
-        per_generation = build.price_text(state, user, body, params)
+        dry_run = build.price_text(state, user, body, params)
         if body.get("dry_run"):
-            return json_response({"kudos": float(round(per_generation * int(params["n"]) + 1))}, 200)
-        record = build.new_request(state, "text", user, body, params, models, per_generation)
+            return json_response({"kudos": float(round(dry_run))}, 200)
+        record = build.new_request(state, "text", user, body, params, models, 0.0)
         state.add_request(record)
-        answer: dict[str, Any] = {"id": record.id, "kudos": float(round(per_generation))}
+        state.charge(record, kudos.TEXT_SUBMIT_TAX)
+        # The server never prices a text request for a model its reference does not know.
+        answer: dict[str, Any] = {"id": record.id, "kudos": 0.0}
         if not state.can_serve(record):
             answer["message"] = ser.TEXT_NO_WORKER_MESSAGE
         return json_response(answer, 202)
@@ -307,7 +295,7 @@ class SimulatorApp:
 
     async def interrogate_async(self, request: web.Request) -> web.Response:
         state = self.state
-        body = await _json_body(request)
+        body = await json_body(request)
         _validate(body, INTERROGATE_REQUEST)
         api_key = _required_header(request, "apikey", "A User API key")
         if "source_image" not in body:
@@ -321,13 +309,13 @@ class SimulatorApp:
         if user is None:
             raise err.invalid_api_key()
         requested = list(body.get("forms") or [])
-        count, limit = state.active_forms(user) + len(requested), user.concurrency * 10
+        count, limit = _forms.active_forms(state, user) + len(requested), user.concurrency * 10
         if count > limit:
             raise err.too_many_prompts(count, limit)
         source = await self._load_source_image(str(body["source_image"]))
         try:
             width, height = _images.probe_size(source)
-            tiles = image_tiles(width, height)
+            tiles = kudos.image_tiles(width, height)
             if tiles > 255:
                 raise err.image_validation_failed(
                     f"Image is too large ({tiles} tiles) and would cause horde alchemists to run out of VRAM "
@@ -346,7 +334,7 @@ class SimulatorApp:
                     id=state.new_id(),
                     name=item["name"],
                     payload=item.get("payload"),
-                    kudos=form_kudos(item["name"], tiles, KNOWN_POST_PROCESSORS),
+                    kudos=kudos.form_kudos(item["name"], tiles, KNOWN_POST_PROCESSORS),
                 )
             )
         now = state.now()
@@ -388,13 +376,13 @@ class SimulatorApp:
         with self.state.lock:
             record = self._get_interrogation(request)
             record.retrieved = record.retrieved or record.final
-            return json_response(ser.interrogation_status(record, _origin(request)))
+            return json_response(ser.interrogation_status(record, origin(request)))
 
     async def interrogate_delete(self, request: web.Request) -> web.Response:
         with self.state.lock:
             record = self._get_interrogation(request)
-            self.state.cancel_interrogation(record)
-            return json_response(ser.interrogation_status(record, _origin(request)))
+            _forms.cancel_interrogation(self.state, record)
+            return json_response(ser.interrogation_status(record, origin(request)))
 
     def _get_interrogation(self, request: web.Request) -> Interrogation:
         request_id = request.match_info["id"]
@@ -409,27 +397,45 @@ class SimulatorApp:
         api_key = request.headers.get("apikey")
         if not api_key:
             raise err.invalid_api_key()
-        user = self.state.user_by_key(api_key)
+        state = self.state
+        user = state.user_by_key(api_key)
         if user is None:
             raise err.unknown_api_key(api_key)
-        return json_response(ser.user_details(self.state, user, privileged=True))
+        return json_response(
+            state.cached(
+                ("find_user", api_key),
+                state.knobs.find_user_cache,
+                lambda: ser.user_details(state, user, privileged=True),
+            )
+        )
 
     async def user_details(self, request: web.Request) -> web.Response:
+        state = self.state
         raw_id = request.match_info["user_id"]
-        user = self.state.users.get(int(raw_id)) if raw_id.isdigit() else None
-        if user is None:
-            raise err.user_not_found(raw_id)
+        if not raw_id.isdigit():
+            raise err.user_not_found(err.USER_ID_HINT)
         privileged = False
         api_key = request.headers.get("apikey")
         if api_key:
-            requester = self.state.user_by_key(api_key)
+            requester = state.user_by_key(api_key)
             if requester is None:
                 raise err.invalid_api_key()
-            privileged = requester is user or requester.moderator
-        return json_response(ser.user_details(self.state, user, privileged=privileged))
+            privileged = requester.moderator or str(requester.id) == raw_id
+        user = state.users.get(int(raw_id))
+        if user is None:
+            raise err.user_not_found(raw_id)
+        found = user
+        lifetime = state.knobs.find_user_cache
+        return json_response(
+            state.cached(
+                ("user", raw_id, privileged),
+                lifetime,
+                lambda: ser.user_details(state, found, privileged=privileged),
+            )
+        )
 
     async def kudos_transfer(self, request: web.Request) -> web.Response:
-        body = await _json_body(request)
+        body = await json_body(request)
         api_key = _required_header(request, "apikey", "The sending user's API key.")
         if "username" not in body:
             raise err.missing_parameter(
@@ -443,228 +449,24 @@ class SimulatorApp:
             raise err.bad_request(
                 "You cannot transfer Kudos from Anonymous, smart-ass.", "KudosTransferFromAnon"
             )
-        transferred = self.state.transfer_kudos(
-            user, str(body["username"]), amount, request.headers.get("Idempotency-Key")
+        transferred = transfer_kudos(
+            self.state, user, str(body["username"]), amount, request.headers.get("Idempotency-Key")
         )
         return json_response({"transferred": transferred})
 
     # -- information -----------------------------------------------------------------------------
 
-    async def status_models(self, request: web.Request) -> web.Response:
-        query = request.query
-        requested_type = query.get("type", "image")
-        if requested_type not in ("image", "text"):
-            raise err.bad_request("'type' needs to be one of ['image', 'text']")
-        kind: Kind = "text" if requested_type == "text" else "image"
-        model_state = query.get("model_state", "all")
-        if model_state not in ("known", "custom", "all"):
-            raise err.bad_request("'model_state' needs to be one of ['known', 'custom', 'all']")
-        min_count = _query_int(query.get("min_count"), "min_count")
-        max_count = _query_int(query.get("max_count"), "max_count")
-        known = set(
-            self.state.knobs.advertised_image_models
-            if kind == "image"
-            else self.state.knobs.advertised_text_models
-        )
-        answer = []
-        for name in self.state.listed_models(kind):
-            if (model_state == "known" and name not in known) or (model_state == "custom" and name in known):
-                continue
-            stats = ser.model_stats(self.state, kind, name)
-            if (min_count is not None and stats["count"] < min_count) or (
-                max_count is not None and stats["count"] > max_count
-            ):
-                continue
-            answer.append(stats)
-        return json_response(answer)
 
-    async def status_model(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        kinds: tuple[Kind, ...] = ("image", "text")
-        found = [
-            ser.model_stats(self.state, kind, name)
-            for kind in kinds
-            if name in self.state.listed_models(kind)
-        ]
-        return json_response(found[:1])
-
-    async def heartbeat(self, request: web.Request) -> web.Response:
-        return json_response(ser.heartbeat(self.state))
-
-    async def performance(self, request: web.Request) -> web.Response:
-        return json_response(ser.performance(self.state))
-
-    async def news(self, request: web.Request) -> web.Response:
-        return json_response(list(ser.NEWS))
-
-    async def workers(self, request: web.Request) -> web.Response:
-        kind, name = request.query.get("type"), request.query.get("name")
-        chosen = [
-            w
-            for w in self.state.workers
-            if (kind is None or w.type == kind) and (name is None or w.name.lower() == name.lower())
-        ]
-        with self.state.lock:
-            return json_response([ser.worker_details(self.state, w) for w in chosen])
-
-    async def worker(self, request: web.Request) -> web.Response:
-        worker_id = request.match_info["worker_id"]
-        return self._worker_answer(
-            next((w for w in self.state.workers if w.id == worker_id), None), worker_id
-        )
-
-    async def worker_by_name(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        found = next((w for w in self.state.workers if w.name.lower() == name.lower()), None)
-        return self._worker_answer(found, name)
-
-    def _worker_answer(self, worker: SimWorker | None, key: str) -> web.Response:
-        if worker is None:
-            raise err.worker_not_found(key)
-        with self.state.lock:
-            return json_response(ser.worker_details(self.state, worker))
-
-    def _styles(self, kind: Kind) -> Handler:
-        async def handler(request: web.Request) -> web.Response:
-            sort = request.query.get("sort", "popular")
-            if sort not in ("popular", "age"):
-                raise err.bad_request("'model_state' needs to be one of ['popular', 'age']")
-            page = _query_int(request.query.get("page"), "page") or 1
-            tag, model = request.query.get("tag"), request.query.get("model")
-            with self.state.lock:
-                chosen = [
-                    s
-                    for s in self.state.styles
-                    if s.kind == kind and s.public and tag in (None, *s.tags) and model in (None, *s.models)
-                ]
-                if sort == "popular":
-                    chosen.sort(key=lambda s: s.use_count, reverse=True)
-                else:
-                    chosen.sort(key=lambda s: s.created, reverse=True)
-                start = max(page - 1, 0) * 25
-                return json_response([ser.style(s) for s in chosen[start : start + 25]])
-
-        return handler
-
-    def _style_by_id(self, kind: Kind) -> Handler:
-        async def handler(request: web.Request) -> web.Response:
-            style_id = request.match_info["style_id"]
-            found = next((s for s in self.state.styles if s.id == style_id), None)
-            if found is None:
-                raise err.thing_not_found(f"{kind} Style", style_id)
-            return _style_answer(found.kind, kind, ser.style(found))
-
-        return handler
-
-    def _style_by_name(self, kind: Kind) -> Handler:
-        async def handler(request: web.Request) -> web.Response:
-            name = request.match_info["name"]
-            found = self.state.find_style(None, name)
-            if found is None:
-                raise err.thing_not_found("Style", name)
-            return _style_answer(found.kind, kind, ser.style(found))
-
-        return handler
-
-    async def r2_image(self, request: web.Request) -> web.Response:
-        image_id = request.match_info["id"].removesuffix(".webp")
-        data = self.state.get_image(image_id)
-        if data is None:
-            return web.Response(status=404, text="NoSuchKey", content_type="text/plain")
-        return web.Response(body=data, content_type="image/webp")
-
-    # -- control surface ---------------------------------------------------------------------------
-
-    async def sim_counters(self, request: web.Request) -> web.Response:
-        return json_response(self.counters.snapshot())
-
-    async def sim_reset(self, request: web.Request) -> web.Response:
-        options = await _json_body(request) if request.can_read_body else {}
-        if options.get("counters", True):
-            self.counters.reset()
-        if options.get("rate_limits", True):
-            self.limiter.reset()
-        if options.get("faults", True):
-            self.state.faults.clear()
-        if options.get("requests", False):
-            with self.state.lock:
-                self.state.requests.clear()
-                self.state.interrogations.clear()
-        return json_response({"reset": True})
-
-    async def sim_get_config(self, request: web.Request) -> web.Response:
-        return json_response({"knobs": self.state.knobs.to_json(), "faults": self.state.faults.to_json()})
-
-    async def sim_config(self, request: web.Request) -> web.Response:
-        patch = await _json_body(request)
-        faults = patch.pop("faults", None)
-        try:
-            if faults is not None:
-                if not isinstance(faults, dict):
-                    raise ValueError("'faults' must be an object")
-                self.state.faults.apply_json(faults)
-            with self.state.lock:
-                self.state.knobs.apply_patch(patch)
-        except ValueError as exc:
-            raise PlainError(400, {"message": str(exc)}) from exc
-        self.state.changed()
-        return await self.sim_get_config(request)
-
-    async def sim_users(self, request: web.Request) -> web.Response:
-        data = await _json_body(request)
-        try:
-            user = SimUser.from_json(data, default_id=self.state.next_user_id())
-            self.state.add_user(user)
-        except ValueError as exc:
-            raise PlainError(400, {"message": str(exc)}) from exc
-        return json_response({"username": user.username, "id": user.id}, 201)
-
-    async def sim_expire(self, request: web.Request) -> web.Response:
-        data = await _json_body(request)
-        request_id = data.get("id")
-        if not isinstance(request_id, str) or not self.state.expire(request_id):
-            raise PlainError(404, {"message": f"no request with id {request_id!r}"})
-        return json_response({"expired": request_id})
-
-    async def sim_requests(self, request: web.Request) -> web.Response:
-        """Every request accepted since start (``kind`` image, text or alchemy; expired ones too),
-        with its ``created`` and ``finished_at`` times and ``now``, all on the simulator's clock
-        (``time.monotonic`` unless configured otherwise); ``end`` (open, finished, faulted,
-        cancelled, expired), whether its final status was ``retrieved``, and ``orphans``: the ids
-        still open or finished but never collected."""
-        with self.state.lock:
-            ledger = self.state.ledger()
-            orphans = sorted(self.state.orphans())
-            records = {request_id: entry.to_json() for request_id, entry in ledger.items()}
-            return json_response({"now": self.state.now(), "requests": records, "orphans": orphans})
+def limiter_response(text: str, amount: int, reset_in: float) -> web.Response:
+    """flask-limiter's 429 for a window that ends in ``reset_in`` seconds: the limit as the
+    message, no rc, and its headers (``Retry-After`` rounded, so 0 in the last half second)."""
+    verdict = Verdict(False, Limit(amount, reset_in, text), 0, reset_in)
+    return json_response({"message": text}, 429, verdict.headers())
 
 
-class PlainError(Exception):
-    """An error whose body is not the Horde's ``{"message", "rc"}``."""
-
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(f"{status}: {body}")
-        self.status = status
-        self.body = body
-
-
-def limiter_response(text: str, amount: int, retry_after: float, reset_in: float) -> web.Response:
-    """flask-limiter's 429: the limit as the message, no rc, and its headers."""
-    headers = {
-        "Retry-After": str(max(1, math.ceil(retry_after))),
-        "X-Ratelimit-Limit": str(amount),
-        "X-Ratelimit-Remaining": "0",
-        "X-Ratelimit-Reset": str(math.ceil(time.time() + reset_in)),
-    }
-    return json_response({"message": text}, 429, headers)
-
-
-def _limit_headers(verdict: Verdict) -> dict[str, str]:
-    return {
-        "X-Ratelimit-Limit": str(verdict.limit.amount),
-        "X-Ratelimit-Remaining": str(verdict.remaining),
-        "X-Ratelimit-Reset": str(math.ceil(time.time() + verdict.reset_in)),
-    }
+def html_not_found() -> web.Response:
+    """What the server answers for a URL it has no route for: Werkzeug's HTML page."""
+    return web.Response(status=404, text=err.NOT_FOUND_PAGE, content_type="text/html", charset="utf-8")
 
 
 async def _drop_connection(request: web.Request) -> web.StreamResponse:
@@ -676,30 +478,6 @@ async def _drop_connection(request: web.Request) -> web.StreamResponse:
     if request.transport is not None:
         request.transport.close()
     return response
-
-
-def _style_answer(found_kind: str, wanted: Kind, body: dict[str, Any]) -> web.Response:
-    if found_kind != wanted:
-        raise err.bad_request(
-            f"Style was found but was of the wrong type: {found_kind} != {wanted}", "StyleGetMistmatch"
-        )
-    return json_response(body)
-
-
-def _origin(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}"
-
-
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PlainError(400, err.BAD_JSON_BODY) from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise err.SchemaError({"": f"{data!r} is not of type 'object'"})
-    return data
 
 
 def _validate(body: dict[str, Any], schema: Schema) -> None:
@@ -726,12 +504,3 @@ def _as_int(value: Any, name: str, help_text: str) -> int:
         raise err.SchemaError(
             {name: f"{help_text} invalid literal for int() with base 10: {value!r}"}
         ) from exc
-
-
-def _query_int(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise err.SchemaError({name: f"invalid literal for int() with base 10: {value!r}"}) from exc

@@ -10,8 +10,9 @@ from typing import Any
 from bot.horde.simulator import _errors as err
 from bot.horde.simulator import _images
 from bot.horde.simulator import _kudos as kudos
+from bot.horde.simulator._records import GenRequest, Kind, SimStyle
 from bot.horde.simulator._schema import KNOWN_POST_PROCESSORS, KNOWN_UPSCALERS
-from bot.horde.simulator._state import GenRequest, Kind, SimStyle, State
+from bot.horde.simulator._state import State
 from bot.horde.simulator.config import SimUser
 
 IMAGE_DEFAULTS: dict[str, Any] = {
@@ -24,6 +25,7 @@ IMAGE_DEFAULTS: dict[str, Any] = {
     "karras": True,
 }
 TEXT_DEFAULTS: dict[str, Any] = {"n": 1, "max_length": 80, "max_context_length": 2048}
+ANONYMOUS_PRIORITY = -1e9
 BANNED_CLIENT_AGENTS = frozenset({"My-Project:v0.0.1:My-Contact"})
 _NO_CONTROLNET = ("sdxl", "cascade", "flux", "qwen", "z-image")
 _NO_HIRES_FIX = ("flux", "qwen", "z-image")
@@ -149,21 +151,36 @@ def price_image(
 ) -> tuple[float, float]:
     """``(per_image, whole_request)`` kudos; raises ``KudosUpfront`` or downgrades the params."""
     slow = bool(body.get("slow_workers", True))
-    threads = state.knobs.worker_threads * len(state.workers_of("image"))
+    threads = state.declared_threads("image")
     resolution = kudos.max_resolution(threads, state.queued_jobs("image"), models)
     max_steps = state.knobs.upfront_max_steps
-    per_image = kudos.image_kudos_per_image(params, slow_workers=slow)
-    required = kudos.image_request_kudos(per_image, int(params["n"]), models)
+    per_image, required = _image_price(body, params, models)
     needs_upfront = kudos.image_needs_upfront(
         params, slow_workers=slow, resolution=resolution, max_steps=max_steps
     )
     if needs_upfront and required > user.kudos:
         if not body.get("allow_downgrade"):
-            raise err.kudos_upfront(kudos.upfront_message(resolution, required))
+            raise err.kudos_upfront(kudos.upfront_message(resolution, round(required, 2)))
         _downgrade(params, resolution, max_steps)
-        per_image = kudos.image_kudos_per_image(params, slow_workers=slow)
-        required = kudos.image_request_kudos(per_image, int(params["n"]), models)
+        per_image, required = _image_price(body, params, models)
     return per_image, required
+
+
+def _image_price(
+    body: Mapping[str, Any], params: Mapping[str, Any], models: list[str]
+) -> tuple[float, float]:
+    source_image = bool(body.get("source_image"))
+    per_image = kudos.image_kudos_per_image(
+        params, source_image=source_image, source_mask=bool(body.get("source_mask"))
+    )
+    burn = kudos.image_burn(
+        per_image,
+        params,
+        source_image=source_image,
+        slow_workers=bool(body.get("slow_workers", True)),
+        worker_blacklist=bool(body.get("worker_blacklist", False)),
+    )
+    return per_image, kudos.image_request_kudos(burn, int(params["n"]), models)
 
 
 def _downgrade(params: dict[str, Any], resolution: int, max_steps: int) -> None:
@@ -201,15 +218,15 @@ def check_text_request(body: Mapping[str, Any], params: Mapping[str, Any]) -> No
 
 
 def price_text(state: State, user: SimUser, body: Mapping[str, Any], params: Mapping[str, Any]) -> float:
-    """Per-generation kudos; raises ``KudosUpfront`` for long answers the user cannot pay for."""
+    """What a dry run says; raises ``KudosUpfront`` for long answers the user cannot pay for."""
     max_length, n = int(params["max_length"]), int(params["n"])
-    threads = state.knobs.worker_threads * len(state.workers_of("text"))
-    tokens = kudos.text_max_tokens(threads, state.queued_jobs("text"))
+    models = list(body.get("models") or [])
+    tokens = kudos.text_max_tokens(state.declared_threads("text"), state.queued_jobs("text"))
     if not body.get("slow_workers", True) or max_length > tokens:
-        required = kudos.text_upfront_kudos(max_length, n, body.get("models") or [])
+        required = kudos.text_upfront_kudos(max_length, n, models)
         if required > user.kudos:
             raise err.kudos_upfront(kudos.text_upfront_message(tokens, required))
-    return kudos.text_kudos_per_generation(max_length)
+    return kudos.text_dry_run_kudos(max_length, int(params["max_context_length"]), n, models)
 
 
 def new_request(
@@ -240,7 +257,13 @@ def new_request(
         nsfw=bool(body.get("nsfw", True)),
         censor_nsfw=bool(body.get("censor_nsfw", True)),
         r2=bool(body.get("r2", True)),
+        slow_workers=bool(body.get("slow_workers", True)),
+        source_image=bool(body.get("source_image")),
         queued_at=now,
+        disable_batching=bool(body.get("disable_batching", False)),
+        # The anonymous account's kudos are deeply negative on the real Horde: it comes last.
+        priority=ANONYMOUS_PRIORITY if user.is_anon else user.kudos,
+        seq=state.next_seq(),
     )
 
 

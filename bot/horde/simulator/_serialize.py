@@ -5,16 +5,11 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from bot.horde.simulator import _forms
 from bot.horde.simulator._content import R2_PLACEHOLDER
-from bot.horde.simulator._state import (
-    VERSION,
-    GenRequest,
-    Interrogation,
-    Kind,
-    SimStyle,
-    SimWorker,
-    State,
-)
+from bot.horde.simulator._records import GenRequest, Interrogation, Kind, SimStyle, SimWorker
+from bot.horde.simulator._state import VERSION, State
+from bot.horde.simulator._teams import worker_team
 from bot.horde.simulator.config import SimUser
 
 IMAGE_NO_WORKER_MESSAGE = (
@@ -32,6 +27,7 @@ def r2_url(origin: str, image_id: str) -> str:
 
 
 def check(state: State, request: GenRequest) -> dict[str, Any]:
+    """The lite status.  ``is_possible`` is true while a job runs, whatever the workers now serve."""
     return {
         "finished": request.finished,
         "processing": len(request.processing),
@@ -42,7 +38,7 @@ def check(state: State, request: GenRequest) -> dict[str, Any]:
         "wait_time": state.wait_time(request),
         "queue_position": state.queue_position(request),
         "kudos": float(request.consumed),
-        "is_possible": state.can_serve(request),
+        "is_possible": state.can_serve(request) or bool(request.processing),
     }
 
 
@@ -134,12 +130,12 @@ def user_details(state: State, user: SimUser, *, privileged: bool) -> dict[str, 
         ]
         if privileged:
             details["sharedkey_ids"] = []
-            active = {
-                "text": [r.id for r in texts if not r.done],
-                "image": [r.id for r in images if not r.done],
-                "alchemy": [i.id for i in alchemy if i.overall_state in ("waiting", "processing")],
-            }
-            if any(active.values()):
+            # Every image and text request the server still holds (finished ones too, until they
+            # expire), by kind; alchemy is not listed at all, and without any the key is absent.
+            active: dict[str, list[str]] = {}
+            for record in own:
+                active.setdefault(record.kind, []).append(record.id)
+            if active:
                 details["active_generations"] = active
         details["trusted"] = user.trusted
         details["flagged"] = user.flagged
@@ -179,16 +175,19 @@ def _mps(request: GenRequest) -> float:
 
 
 def worker_details(state: State, worker: SimWorker) -> dict[str, Any]:
-    threads = max(1, state.knobs.worker_threads // max(1, len(state.workers_of(worker.type))))
+    if worker.type == "interrogation":
+        declared = state.knobs.worker_threads
+    else:
+        declared = state.declared_threads("image" if worker.type == "image" else "text")
+    threads = max(1, declared // max(1, len(state.workers_of(worker.type))))
     speed = max(state.knobs.average_speed(), 0.001)
+    generated = float(round(worker.kudos_rewards))
     details: dict[str, Any] = {
         "requests_fulfilled": worker.requests_fulfilled,
-        # The real list rounds these to ints, and alchemists report no "generated" kudos.
-        "kudos_rewards": round(worker.kudos_rewards),
-        "kudos_details": {
-            "generated": None if worker.type == "interrogation" else round(worker.kudos_rewards),
-            "uptime": 0,
-        },
+        # Whole kudos as floats; nothing "generated" before a first job, and (like a worker
+        # on AI-Horde 5.1.5 that has not been up an hour) no uptime reward yet.
+        "kudos_rewards": generated,
+        "kudos_details": {"generated": generated if worker.requests_fulfilled else None, "uptime": None},
         "threads": threads,
         "uptime": int(state.now() - worker.created),
         "maintenance_mode": False,
@@ -196,25 +195,27 @@ def worker_details(state: State, worker: SimWorker) -> dict[str, Any]:
         "trusted": True,
         "flagged": False,
         "uncompleted_jobs": worker.uncompleted_jobs,
-        "team": {"name": None, "id": None},
+        "team": worker_team(worker),
         "bridge_agent": "AI Horde Simulator:1:https://github.com/Haidra-Org/AI-Horde",
     }
     if worker.type == "image":
         details["performance"] = f"{round(0.512 * 0.512 * 30 / speed, 1)} megapixelsteps per second"
-        details["models"] = state.listed_models("image")
+        details["models"] = sorted(state.listed_models("image"))
         details.update(
             {
                 "max_pixels": 4194304,
-                "megapixelsteps_generated": round(worker.megapixelsteps),
+                "megapixelsteps_generated": float(round(worker.megapixelsteps)),
                 "img2img": True,
                 "painting": True,
                 "post-processing": True,
                 "lora": True,
+                "controlnet": False,
+                "sdxl_controlnet": False,
             }
         )
     elif worker.type == "text":
         details["performance"] = f"{round(80 / speed, 1)} tokens per second"
-        details["models"] = state.listed_models("text")
+        details["models"] = sorted(state.listed_models("text"))
         details.update({"max_length": 512, "max_context_length": 8192})
     else:
         details["performance"] = f"{round(speed, 1)} seconds per form"
@@ -227,7 +228,8 @@ _WORKER_KEY_ORDER = (
     "requests_fulfilled", "kudos_rewards", "kudos_details", "performance", "threads", "uptime",
     "maintenance_mode", "nsfw", "trusted", "flagged", "uncompleted_jobs", "models", "forms", "team",
     "bridge_agent", "max_pixels", "megapixelsteps_generated", "img2img", "painting", "post-processing",
-    "lora", "max_length", "max_context_length", "type", "name", "id", "online",
+    "lora", "controlnet", "sdxl_controlnet", "max_length", "max_context_length", "type", "name", "id",
+    "online",
 )  # fmt: skip
 
 
@@ -302,7 +304,7 @@ def performance(state: State) -> dict[str, Any]:
         "text_thread_count": threads,
         "queued_megapixelsteps": round(state.queued_things("image"), 2),
         "past_minute_megapixelsteps": 0.0,
-        "queued_forms": float(state.queued_forms()),
+        "queued_forms": float(_forms.queued_forms(state)),
         "interrogator_count": len(state.workers_of("interrogation")),
         "interrogator_thread_count": threads,
         "queued_tokens": float(state.queued_things("text")),
@@ -322,7 +324,8 @@ NEWS: tuple[dict[str, Any], ...] = (
     },
     {
         "date_published": "2025-06-25",
-        "newspiece": "Simulated workers serve any model name unless the simulator is told otherwise.",
+        "newspiece": "Simulated workers serve only the models they announce: a request for another one is "
+        "accepted with a NoAvailableWorker warning and waits, as on the real Horde.",
         "importance": "Workers",
         "tags": ["simulator", "workers"],
         "title": "Simulated workers",

@@ -1,4 +1,8 @@
-"""The simulated workers: a scheduler that hands jobs to at most ``worker_threads`` runners per kind."""
+"""The simulated workers: a scheduler that runs at most ``worker_threads`` pops per kind at once.
+
+A pop of images or texts is a batch of up to ``worker_batch`` jobs of one request (see
+``State.pop_jobs``): they are made together and delivered together when the pop is due.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,11 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, Literal
 
-from bot.horde.simulator import _content, _images
+from bot.horde.simulator import _content, _forms, _images
+from bot.horde.simulator import _kudos as kudos
+from bot.horde.simulator._records import Form, Generation, GenRequest, Interrogation, Job
 from bot.horde.simulator._schema import KNOWN_POST_PROCESSORS
-from bot.horde.simulator._state import Form, Generation, GenRequest, Interrogation, Job, State
+from bot.horde.simulator._state import State
 
 log = logging.getLogger(__name__)
 Lane = Literal["image", "text", "interrogation"]
@@ -64,12 +70,12 @@ class WorkerPool:
         threads = self._state.knobs.worker_threads
         for lane in ("image", "text"):
             while len(self._running[lane]) < threads:
-                job = self._state.pop_job(lane)
-                if job is None:
+                jobs = self._state.pop_jobs(lane)
+                if not jobs:
                     break
-                self._spawn(lane, self._run_job(job))
+                self._spawn(lane, self._run_batch(jobs))
         while len(self._running["interrogation"]) < threads:
-            popped = self._state.pop_form()
+            popped = _forms.pop_form(self._state)
             if popped is None:
                 break
             self._spawn("interrogation", self._run_form(*popped[:2]))
@@ -91,29 +97,41 @@ class WorkerPool:
         while (remaining := due - self._state.now()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(min(remaining, self._tick))
 
-    async def _run_job(self, job: Job) -> None:
-        request = job.request
-        censorship = self._state.censorship_for(request)
+    async def _run_batch(self, jobs: list[Job]) -> None:
+        results = await asyncio.gather(*(self._make(job) for job in jobs))
+        if jobs:
+            await self._until(jobs[0].due)
+        for job, result in zip(jobs, results, strict=True):
+            self._deliver(job, *result)
+
+    async def _make(self, job: Job) -> tuple[bytes | str | BaseException, str | None]:
+        censorship = self._state.censorship_for(job.request)
         max_side = self._state.knobs.max_image_side
-        made = asyncio.create_task(asyncio.to_thread(_make_output, request, job.seed, censorship, max_side))
         try:
-            await self._until(job.due)
-            result = await made
-        except Exception:
-            log.exception("a simulated worker failed to make %s", job.id)
+            made = await asyncio.to_thread(_make_output, job.request, job.seed, censorship, max_side)
+        except Exception as exc:  # handed to _deliver, which faults the job
+            return exc, censorship
+        return made, censorship
+
+    def _deliver(self, job: Job, result: bytes | str | BaseException, censorship: str | None) -> None:
+        request = job.request
+        if isinstance(result, BaseException):
+            log.error("a simulated worker failed to make %s", job.id, exc_info=result)
             self._state.fault_job(job)
             return
-        finally:
-            made.cancel()
         if self._state.should_fault_job():
             self._state.fault_job(job)
             return
+        reward = request.kudos_per_generation
+        if isinstance(result, str):
+            max_length = int(request.params.get("max_length", 80))
+            reward = kudos.text_generation_kudos(result, request.prompt, max_length, job.model)
         generation = Generation(
             id=job.id,
             worker=job.worker,
             model=job.model,
             seed=job.seed,
-            kudos=request.kudos_per_generation,
+            kudos=reward,
             image=result if isinstance(result, bytes) else None,
             text=result if isinstance(result, str) else None,
             censorship=censorship,
@@ -129,14 +147,14 @@ class WorkerPool:
             result, picture = await made
         except Exception:
             log.exception("a simulated alchemist failed on form %s", form.id)
-            self._state.fault_form(interrogation, form)
+            _forms.fault_form(self._state, interrogation, form)
             return
         finally:
             made.cancel()
         if self._state.should_fault_job():
-            self._state.fault_form(interrogation, form)
+            _forms.fault_form(self._state, interrogation, form)
             return
-        if self._state.finish_form(interrogation, form, result) and picture is not None:
+        if _forms.finish_form(self._state, interrogation, form, result) and picture is not None:
             self._state.store_image(form.id, picture)
 
 

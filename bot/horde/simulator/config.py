@@ -7,8 +7,12 @@ simulator (``sim.state.knobs``) where they can be changed at any time, in proces
 Default users (``default_users()``; the anonymous user is always added):
 
 - ``Anonymous#0``, key ``0000000000``: 0 kudos, concurrency 30 (the shared anonymous key).
-- ``alice#1``, key ``sim-alice-key-00000001``: 5000 kudos, trusted; can afford anything.
-- ``bob#2``, key ``sim-bob-key-0000000002``: 100 kudos; an ordinary user (``KudosUpfront`` tests).
+- ``alice#1``, key ``sim-alice-key-00000001``: 5000 kudos; can afford anything.
+- ``bob#2``, key ``sim-bob-key-0000000002``: 100 kudos (``KudosUpfront`` tests).
+
+Every default user is plain (untrusted), as most members are and as ``../shared/real-horde`` mints
+them: one generation by a trusted user lifts the caller's IP to the whitelisted rate limits for a
+day (see :class:`RateLimits`), which would hide the limits production clients meet.
 - ``poor#3``, key ``sim-poor-key-000000003``: 0 kudos, concurrency 2 (``TooManyPrompts`` tests).
 
 Keys are fake and only mean something to the simulator.
@@ -79,7 +83,7 @@ def anonymous_user() -> SimUser:
 
 def default_users() -> tuple[SimUser, ...]:
     return (
-        SimUser("alice", 1, "sim-alice-key-00000001", kudos=5000.0, trusted=True),
+        SimUser("alice", 1, "sim-alice-key-00000001", kudos=5000.0),
         SimUser("bob", 2, "sim-bob-key-0000000002", kudos=100.0),
         SimUser("poor", 3, "sim-poor-key-000000003", kudos=0.0, concurrency=2),
     )
@@ -99,11 +103,14 @@ _UNIT_SECONDS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 
 @dataclass(frozen=True)
 class Limit:
-    """One flask-limiter rule; ``text`` is what the 429 body says (``"10 per 1 minute"``)."""
+    """One flask-limiter rule; ``text`` is what the 429 body says (``"10 per 1 minute"``).
+    ``unit_seconds`` is its unit's length (1 for "5 per 2 seconds"): flask-limiter tries the
+    rules of an endpoint shortest unit first."""
 
     amount: int
     seconds: float
     text: str
+    unit_seconds: float = 1.0
 
 
 def parse_limit(spec: str) -> Limit:
@@ -114,18 +121,27 @@ def parse_limit(spec: str) -> Limit:
     amount, multiples, unit = int(match[1]), int(match[2] or 1), match[3]
     if amount < 1 or multiples < 1:
         raise ValueError(f"bad rate limit {spec!r}: amounts must be positive")
-    return Limit(amount, multiples * _UNIT_SECONDS[unit], f"{amount} per {multiples} {unit}")
+    unit_seconds = _UNIT_SECONDS[unit]
+    return Limit(amount, multiples * unit_seconds, f"{amount} per {multiples} {unit}", unit_seconds)
 
 
 @dataclass
 class RateLimits:
-    """The server's flask-limiter rules (horde-api.md §2). ``None`` turns one rule off."""
+    """The server's flask-limiter rules (horde-api.md §2). ``None`` turns one rule off.
+
+    A generation request by a trusted user (or an education or service account) whitelists the
+    caller's IP for ``whitelist_seconds``: its async submits then count against the ``*_whitelisted``
+    rules, and every key against ``generate_async_key_anon`` (the server's ``DynamicIPWhitelist``).
+    """
 
     enabled: bool = True
     generate_async_ip: str | None = "90/minute"
     generate_async_ip_burst: str | None = "2/second"
     generate_async_key: str | None = "2/second"
     generate_async_key_anon: str | None = "60/second"
+    generate_async_ip_whitelisted: str | None = "300/minute"
+    generate_async_ip_burst_whitelisted: str | None = "10/second"
+    whitelist_seconds: float = 86_400.0
     check: str | None = "10/second"
     image_status: str | None = "10/minute"
     text_status: str | None = "60/minute"
@@ -133,6 +149,7 @@ class RateLimits:
     kudos_transfer: str | None = "1/second"
     kudos_transfer_hourly: str | None = "90/hour"
     user_details: str | None = "60/minute"
+    status_modes: str | None = "30/minute"
     default: str | None = "90/minute"
 
     def __post_init__(self) -> None:
@@ -140,6 +157,8 @@ class RateLimits:
             value = getattr(self, f.name)
             if isinstance(value, str):
                 parse_limit(value)
+        if self.whitelist_seconds < 0:
+            raise ValueError("'whitelist_seconds' must not be negative")
 
     def limit(self, name: str) -> Limit | None:
         spec = getattr(self, name)
@@ -151,14 +170,33 @@ class Knobs:
     """Everything that can change while the simulator runs (``sim.state.knobs``).
 
     Times are seconds on the simulator's clock.  ``speed`` is the time a simulated worker
-    spends on one job: a number, or a ``(low, high)`` range drawn with the seeded RNG.
+    spends on one pop: a number, or a ``(low, high)`` range drawn with the seeded RNG.
     ``worker_delay`` is how long a job waits before a worker picks it up.
-    ``worker_threads`` is how many jobs of each kind (image, text, alchemy) run at once.
+    ``worker_threads`` is how many pops of each kind (image, text, alchemy) run at once (0: the
+    workers are online but take nothing, so every request waits).  ``worker_batch`` is how many
+    jobs of one request a worker takes in one pop (the real reGen worker's ``amount``; the fake
+    worker of ``../shared/real-horde`` takes 4): they run together and finish together.  Workers
+    announce ``worker_threads × worker_batch`` threads, which is what the queue estimates divide by.
+
+    The server's caches, on the simulator's clock (0 turns one off):
+    ``queue_refresh``: the queue positions (and the queue part of ``wait_time``) come from a
+    snapshot taken at most this often; a request submitted since the last one is not in it and
+    shows ``queue_position`` 0 and no queue wait, as on the real server right after a submit.
+    ``check_cache``: a ``generate/check`` answer is served again to anyone asking for that id
+    within this time.  The server caches it for 1 s (``@cache.cached(timeout=1)``); the default
+    0 leaves that second of lag out, because clients and tests here poll every 50 ms to finish
+    in one step.  Set 1.0 to measure delivery lag as on the real Horde.
+    ``find_user_cache``: ``find_user`` and ``users/{id}`` answers are kept this long (Redis, 30 s),
+    so kudos may lag after a transfer or a generation.
     """
 
     worker_delay: float = 0.0
     speed: Speed = 0.5
     worker_threads: int = 2
+    worker_batch: int = 1
+    queue_refresh: float = 1.0
+    check_cache: float = 0.0
+    find_user_cache: float = 30.0
     served_image_models: tuple[str, ...] | None = None
     served_text_models: tuple[str, ...] | None = None
     advertised_image_models: tuple[str, ...] = ("stable_diffusion", "AlbedoBase XL (SDXL)", "Deliberate")
@@ -182,6 +220,11 @@ class Knobs:
     def check(self) -> None:
         if self.worker_threads < 0 or self.fail_next_jobs < 0 or self.worker_delay < 0:
             raise ValueError("worker_threads, fail_next_jobs and worker_delay must not be negative")
+        if self.worker_batch < 1:
+            raise ValueError("'worker_batch' must be at least 1")
+        for name in ("queue_refresh", "check_cache", "find_user_cache"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name!r} must not be negative")
         for name in ("censor_probability", "job_fault_probability"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name!r} must be between 0 and 1")
@@ -238,6 +281,10 @@ def _patch_rate_limits(current: RateLimits, value: Any) -> RateLimits:
         if name == "enabled":
             if not isinstance(item, bool):
                 raise ValueError("'rate_limits.enabled' must be a boolean")
+        elif name == "whitelist_seconds":
+            if not _is_number(item) or item < 0:
+                raise ValueError("'rate_limits.whitelist_seconds' must be a non-negative number")
+            item = float(item)
         elif item is not None and not isinstance(item, str):
             raise ValueError(f"'rate_limits.{name}' must be a string like '10/second' or null")
         changes[name] = item

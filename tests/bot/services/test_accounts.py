@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 from conftest import TEST_CLIENT_AGENT
+from cryptography.fernet import Fernet
 
-from bot.crypto import KeyRing, generate_key_value
+from bot.crypto import KeyRing, binding, generate_key_value, is_bound_token
 from bot.errors import BotError, HordeUnavailableError, NotLoggedInError
 from bot.horde import (
     ANON_API_KEY,
@@ -26,18 +27,22 @@ from bot.services.accounts import (
     ANONYMOUS_KEY_MESSAGE,
     MALFORMED_KEY_MESSAGE,
     REGISTER_URL,
+    STORED_KEY_NOT_YOURS_MESSAGE,
     AccountService,
     InvalidAPIKeyError,
-    ResolvedKey,
+    StoredKeyNotYoursError,
     StoredKeyRejectedError,
     StoredKeyUnreadableError,
 )
-from bot.storage import SQLiteStorage, SQLiteURL
+from bot.services.keys import ResolvedKey
+from bot.storage import SQLiteStorage, SQLiteURL, UserRecord
+from bot.storage.sqlite_migrations import MIGRATIONS
 
 ALICE_KEY = "sim-alice-key-00000001"
 BOB_KEY = "sim-bob-key-0000000002"
 UNKNOWN_KEY = "nobody-has-this-key-01"
 ALICE_ID = 1001
+BOB_ID = 1002
 RETRY = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.01)
 
 
@@ -99,7 +104,7 @@ async def test_login_stores_only_ciphertext(
     assert row["discord_id"] == ALICE_ID
     assert all(ALICE_KEY not in str(value) for value in row.values())
     assert isinstance(row["encrypted_api_key"], str)
-    assert keyring.decrypt(row["encrypted_api_key"]) == ALICE_KEY
+    assert keyring.decrypt(row["encrypted_api_key"], bound_to=binding("user", ALICE_ID)) == ALICE_KEY
     assert ALICE_KEY not in repr(record)
     assert redactor.redact(f"key={ALICE_KEY}") == f"key={REDACTED}"
 
@@ -109,7 +114,7 @@ async def test_login_strips_whitespace(accounts: AccountService, keyring: KeyRin
 
     [row] = raw_user_rows(db_path)
     assert isinstance(row["encrypted_api_key"], str)
-    assert keyring.decrypt(row["encrypted_api_key"]) == ALICE_KEY
+    assert keyring.decrypt(row["encrypted_api_key"], bound_to=binding("user", ALICE_ID)) == ALICE_KEY
 
 
 async def test_login_again_replaces_the_account(accounts: AccountService, storage: SQLiteStorage) -> None:
@@ -241,6 +246,7 @@ async def test_logout_deletes_the_key(accounts: AccountService, db_path: Path) -
 async def test_profile_is_fresh_from_the_horde(accounts: AccountService, horde_sim: Simulator) -> None:
     await accounts.login(ALICE_ID, ALICE_KEY)
     horde_sim.state.users[1].kudos = 1234.0
+    horde_sim.state.expire_caches()  # the Horde keeps a find_user answer 30 s: as if they passed
     calls = horde_sim.counters.calls("find_user")
 
     profile = await accounts.profile(ALICE_ID)
@@ -259,12 +265,35 @@ async def test_profile_follows_a_rename_on_the_horde(
 ) -> None:
     await accounts.login(ALICE_ID, ALICE_KEY)
     horde_sim.state.users[1].alias = "alicia"
+    horde_sim.state.expire_caches()  # the Horde keeps a find_user answer 30 s: as if they passed
 
     assert (await accounts.profile(ALICE_ID)).username == "alicia#1"
     stored = await storage.users.get(ALICE_ID)
     assert stored is not None
     assert stored.horde_username == "alicia#1"
     assert (await accounts.resolve_key(ALICE_ID)).horde_username == "alicia#1"
+
+
+async def test_a_key_stored_before_binding_still_works_and_is_bound_when_its_row_is_rewritten(
+    tmp_path: Path, keyring: KeyRing, horde: AIHordeAPIAsyncSimpleClient, horde_sim: Simulator
+) -> None:
+    url = SQLiteURL(tmp_path / "older.sqlite3")
+    legacy = f"v1:{Fernet(keyring.secret_material()[0]).encrypt(ALICE_KEY.encode()).decode()}"
+    async with SQLiteStorage(url, migrations=[m for m in MIGRATIONS if m.number < 5]) as older_bot:
+        record = UserRecord(
+            discord_id=ALICE_ID, encrypted_api_key=legacy, horde_user_id=1, horde_username="a"
+        )
+        await older_bot.users.upsert(record)
+
+    async with SQLiteStorage(url) as storage:
+        accounts = AccountService(storage, keyring, horde)
+        assert (await accounts.resolve_key(ALICE_ID)).apikey == ALICE_KEY
+        horde_sim.state.users[1].alias = "alicia"  # the rename rewrites the row: bound on the way
+        assert (await accounts.profile(ALICE_ID)).username == "alicia#1"
+        stored = await storage.users.get(ALICE_ID)
+        assert stored is not None
+        assert is_bound_token(stored.encrypted_api_key)
+        assert (await accounts.resolve_key(ALICE_ID)).apikey == ALICE_KEY
 
 
 async def test_profile_when_not_logged_in(accounts: AccountService, horde_sim: Simulator) -> None:
@@ -359,10 +388,34 @@ async def test_a_key_ring_that_lost_the_key_gives_a_clear_error(
 async def test_a_tampered_token_gives_the_same_clear_error(accounts: AccountService, db_path: Path) -> None:
     await accounts.login(ALICE_ID, ALICE_KEY)
     with sqlite3.connect(db_path) as conn:
-        conn.execute("UPDATE users SET encrypted_api_key = 'v1:not-a-fernet-token'")
+        conn.execute("UPDATE users SET encrypted_api_key = 'a1:not-a-token'")
 
     with pytest.raises(StoredKeyUnreadableError):
         await accounts.resolve_key(ALICE_ID)
+
+
+async def test_a_key_moved_to_another_members_row_is_refused(
+    accounts: AccountService, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Whoever can write the database copies alice's stored key onto bob's row.
+    await accounts.login(ALICE_ID, ALICE_KEY)
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(
+            "INSERT INTO users (discord_id, encrypted_api_key, horde_user_id, horde_username, created_at, "
+            "updated_at) SELECT ?, encrypted_api_key, horde_user_id, 'bob#2', created_at, updated_at "
+            "FROM users WHERE discord_id = ?",
+            (BOB_ID, ALICE_ID),
+        )
+
+    for call in (accounts.resolve_key(BOB_ID), accounts.profile(BOB_ID)):
+        with pytest.raises(StoredKeyNotYoursError) as caught:
+            await call
+        assert caught.value.user_message == STORED_KEY_NOT_YOURS_MESSAGE
+        assert_not_leaked(ALICE_KEY, caught.value)
+    assert (await accounts.resolve_key(ALICE_ID)).apikey == ALICE_KEY  # alice's own row still works
+    [error, _again] = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert f"Refusing the stored API key of Discord user {BOB_ID}" in error.getMessage()
+    assert "fails authentication" in error.getMessage()
 
 
 async def test_logging_in_again_after_a_lost_key_works(

@@ -22,7 +22,7 @@ def test_models_sort_by_workers_or_queue() -> None:
 
 def test_models_pages_are_clamped() -> None:
     page = models_page(MODELS, sort=ModelSort.workers, page=1, page_size=3)
-    assert [m.name for m in page.models] == ["d"]
+    assert [m.name for m in page.items] == ["d"]
     assert (page.page, page.pages, page.total, page.has_previous, page.has_next) == (1, 2, 4, True, False)
     assert models_page(MODELS, sort=ModelSort.workers, page=9, page_size=3).page == 1
     assert models_page([], sort=ModelSort.queue, page=-1).pages == 1

@@ -12,7 +12,7 @@ from bot.errors import NotLoggedInError, UserInputError
 from bot.horde import AIHordeAPIAsyncClientSession, AIHordeAPIAsyncSimpleClient
 from bot.horde.simulator import Simulator
 from bot.services.accounts import AccountService
-from bot.services.kudos import KudosService, idempotency_key
+from bot.services.kudos import HORDE_USER_CACHE_S, KudosService, RecentTransfers, idempotency_key
 from bot.storage import open_storage
 
 ALICE, BOB, CAROL = 11, 22, 33
@@ -69,3 +69,56 @@ async def test_both_members_must_be_logged_in(service: KudosService, horde_sim: 
     with pytest.raises(UserInputError, match="yourself"):
         await service.give(giver_id=ALICE, receiver_id=ALICE, receiver_name="Alice", amount=1, context_id=6)
     assert horde_sim.counters.calls("kudos_transfer") == 0
+
+
+async def test_a_retried_gift_is_listed_once_as_recent(service: KudosService) -> None:
+    for _ in range(2):
+        await service.give(giver_id=ALICE, receiver_id=BOB, receiver_name="Bob", amount=40, context_id=7)
+
+    [sent] = service.recent.involving(ALICE)
+    [received] = service.recent.involving(BOB)
+    assert (sent.sent, sent.other_username, sent.amount) == (True, "bob#2", 40)
+    assert (received.sent, received.other_username, received.amount) == (False, "alice#1", 40)
+    assert service.recent.involving(CAROL) == []
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_recent_transfers_last_as_long_as_the_hordes_cache() -> None:
+    clock = FakeClock()
+    recent = RecentTransfers(clock=clock)
+    recent.record(
+        "a", giver_id=ALICE, giver_username="alice#1", receiver_id=BOB, receiver_username="b", amount=5
+    )
+    clock.now += 10
+    recent.record("b", giver_id=BOB, giver_username=None, receiver_id=ALICE, receiver_username="a", amount=7)
+
+    clock.now += HORDE_USER_CACHE_S - 10
+    assert [(t.sent, t.amount, t.age_s) for t in recent.involving(ALICE)] == [
+        (True, 5, HORDE_USER_CACHE_S),
+        (False, 7, HORDE_USER_CACHE_S - 10),
+    ]
+    clock.now += 0.5
+    assert [t.amount for t in recent.involving(ALICE)] == [7]
+    assert recent.involving(BOB)[0].other_username == "a"
+
+
+def test_recent_transfers_keep_a_bounded_number() -> None:
+    recent = RecentTransfers(max_kept=3, clock=FakeClock())
+    for index in range(5):
+        recent.record(
+            str(index),
+            giver_id=ALICE,
+            giver_username=None,
+            receiver_id=BOB,
+            receiver_username="b",
+            amount=index,
+        )
+
+    assert [t.amount for t in recent.involving(ALICE)] == [2, 3, 4]

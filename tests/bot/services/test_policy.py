@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 
 from bot.config import GenerationDefaults
-from bot.crypto import KeyRing
+from bot.crypto import KeyRing, binding
 from bot.errors import NotLoggedInError
 from bot.horde import AIHordeAPIAsyncSimpleClient
 from bot.services.accounts import AccountService
-from bot.services.guild_settings import GuildSettingsService
 from bot.services.policy import GenerationContext, Origin, Policy, PolicyError, start_of_day
+from bot.services.settings.registry import MAX_COOLDOWN_S
+from bot.services.settings.service import GuildSettingsService
 from bot.storage import (
     GuildSponsorKeyRecord,
     JobRecord,
@@ -267,7 +268,7 @@ async def set_sponsor(storage: SQLiteStorage, keyring: KeyRing, service: GuildSe
     await storage.sponsor_keys.set(
         GuildSponsorKeyRecord(
             guild_id=GUILD,
-            encrypted_api_key=keyring.encrypt(SPONSOR_KEY),
+            encrypted_api_key=keyring.encrypt(SPONSOR_KEY, bound_to=binding("guild", GUILD)),
             horde_username="patron#9",
             updated_by=ADMIN,
         )
@@ -279,7 +280,7 @@ async def login(storage: SQLiteStorage, keyring: KeyRing, user_id: int = ALICE) 
     await storage.users.upsert(
         UserRecord(
             discord_id=user_id,
-            encrypted_api_key=keyring.encrypt(ALICE_KEY),
+            encrypted_api_key=keyring.encrypt(ALICE_KEY, bound_to=binding("user", user_id)),
             horde_user_id=1,
             horde_username="alice#1",
         )
@@ -385,6 +386,25 @@ async def test_the_cooldown_counts_from_the_last_admitted_start(
 
     clock.monotonic += 15
     await policy.check_generation(context(origin))
+
+
+async def test_cooldowns_are_remembered_for_a_bounded_number_of_members(
+    storage: SQLiteStorage, keyring: KeyRing, settings_service: GuildSettingsService, clock: Clock
+) -> None:
+    accounts = AccountService(storage, keyring, AIHordeAPIAsyncSimpleClient())
+    policy = Policy(settings_service, accounts, storage, monotonic=lambda: clock.monotonic, max_tracked=3)
+    await configure(settings_service, cooldown_seconds="60")
+    for member in range(1000, 1010):
+        async with policy.admit(context(user_id=member)):
+            clock.monotonic += 1
+    assert list(policy._last_start) == [(GUILD, 1007), (GUILD, 1008), (GUILD, 1009)]
+    assert "Try again in" in await refused(policy, context(user_id=1009))  # the latest still wait
+
+    # A start older than the longest possible cooldown can refuse no one: it is forgotten.
+    clock.monotonic += MAX_COOLDOWN_S
+    async with policy.admit(context(user_id=ALICE)):
+        pass
+    assert list(policy._last_start) == [(GUILD, ALICE)]
 
 
 @pytest.mark.parametrize("origin", ORIGINS)

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from bot.crypto import KeyRing
+from bot.crypto import KeyRing, binding
 from bot.storage import UserRecord
 from bot.storage.sql import SQLStorage, uncancellable
 
@@ -125,7 +125,10 @@ async def test_a_single_write_waits_for_another_storages_transaction(
 ) -> None:
     def login(key: str) -> UserRecord:
         return UserRecord(
-            discord_id=1, encrypted_api_key=ring.encrypt(key), horde_user_id=2, horde_username="u"
+            discord_id=1,
+            encrypted_api_key=ring.encrypt(key, bound_to=binding("user", 1)),
+            horde_user_id=2,
+            horde_username="u",
         )
 
     async with persistent_backend.open() as first, persistent_backend.open() as second:
@@ -139,7 +142,7 @@ async def test_a_single_write_waits_for_another_storages_transaction(
                 inside.set()
                 await release.wait()
                 await first.users.api_key_column.write_tokens(
-                    {row: ring.encrypt(ring.decrypt(token)) for row, token in tokens.items()}
+                    {row: ring.rotate(token, bound_to=binding("user", row)) for row, token in tokens.items()}
                 )
 
         rewriting = asyncio.create_task(read_then_rewrite())
@@ -154,4 +157,4 @@ async def test_a_single_write_waits_for_another_storages_transaction(
         await relogin
         stored = await second.users.get(1)
     assert stored is not None
-    assert ring.decrypt(stored.encrypted_api_key) == "new key"
+    assert ring.decrypt(stored.encrypted_api_key, bound_to=binding("user", 1)) == "new key"

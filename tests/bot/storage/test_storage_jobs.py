@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from bot.storage import (
+    DeliveryState,
     InvalidTransitionError,
     JobRecord,
     JobState,
@@ -162,6 +163,48 @@ async def test_list_unfinished_by_shard(storage: SQLStorage[Any], clock: Any) ->
     assert await storage.jobs.list_unfinished(shard_ids=()) == []
     await storage.jobs.update(pending1.id, state=JobState.CANCELLED)
     assert [j.id for j in await storage.jobs.list_unfinished(shard_ids=[1])] == [submitted1.id]
+
+
+async def test_count_unfinished_counts_a_members_and_a_servers_running_jobs(storage: SQLStorage[Any]) -> None:
+    await storage.jobs.create(job(user_id=1))
+    await storage.jobs.create(job(user_id=1, state=JobState.SUBMITTED, horde_id="h1", shard_id=3))
+    await storage.jobs.create(job(user_id=2))
+    await storage.jobs.create(job(user_id=1, guild_id=101))  # another server
+    await storage.jobs.create(job(user_id=1, guild_id=None))  # a DM
+    for state in TERMINAL:
+        await storage.jobs.create(job(user_id=1, state=state))
+    assert await storage.jobs.count_unfinished(100, 1) == (2, 3)
+    assert await storage.jobs.count_unfinished(100, 2) == (1, 3)
+    assert await storage.jobs.count_unfinished(100, 9) == (0, 3)
+    assert await storage.jobs.count_unfinished(101, 1) == (1, 1)
+    assert await storage.jobs.count_unfinished(None, 1) == (1, 1)
+    assert await storage.jobs.count_unfinished(102, 1) == (0, 0)
+
+
+async def test_delivery_is_journalled_apart_and_undelivered_ends_are_listed_by_shard(
+    storage: SQLStorage[Any], clock: Any
+) -> None:
+    running = await storage.jobs.create(job(shard_id=0, created_at=clock()))
+    assert running.delivery is None  # until the job ends
+    ended = [await storage.jobs.create(job(shard_id=shard, created_at=clock())) for shard in (0, 1, 1)]
+    for record in ended:
+        await storage.jobs.update(record.id, state=JobState.DONE, delivery=DeliveryState.PENDING)
+    assert [j.id for j in await storage.jobs.list_undelivered()] == [record.id for record in ended]
+    assert [j.id for j in await storage.jobs.list_undelivered([1])] == [ended[1].id, ended[2].id]
+
+    # The delivery changes after the end, which stays as it was.
+    shown = await storage.jobs.update(ended[1].id, delivery=DeliveryState.DELIVERED)
+    failed = await storage.jobs.update(
+        ended[2].id, delivery=DeliveryState.FAILED, delivery_error="its message was deleted"
+    )
+    assert (shown.state, shown.delivery, failed.delivery_error) == (
+        JobState.DONE,
+        DeliveryState.DELIVERED,
+        "its message was deleted",
+    )
+    assert await storage.jobs.list_undelivered([1]) == []
+    assert [j.id for j in await storage.jobs.list_undelivered()] == [ended[0].id]
+    assert await storage.jobs.list_unfinished() == [running]
 
 
 async def test_jobs_journalled_without_a_shard_belong_to_shard_0(

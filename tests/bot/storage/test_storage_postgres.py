@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 import pytest
 
-from bot.crypto import KeyRing
+from bot.crypto import KeyRing, binding
 from bot.storage import PostgresStorage, PostgresURL, StorageError, UserRecord
 from bot.storage.postgres import _rowcount
 from bot.storage.postgres_migrations import MIGRATIONS
@@ -26,7 +26,10 @@ ACTOR = 2
 
 def user(ring: KeyRing, discord_id: int = 1) -> UserRecord:
     return UserRecord(
-        discord_id=discord_id, encrypted_api_key=ring.encrypt("k"), horde_user_id=2, horde_username="u"
+        discord_id=discord_id,
+        encrypted_api_key=ring.encrypt("k", bound_to=binding("user", discord_id)),
+        horde_user_id=2,
+        horde_username="u",
     )
 
 
@@ -151,6 +154,6 @@ async def test_the_pool_is_bounded(postgres_url: str) -> None:
 
 
 async def test_a_broken_migration_statement_is_reported_with_its_number(postgres_url: str) -> None:
-    broken = Migration(len(MIGRATIONS) + 1, "typo", "CREAT TABLE oops (x int);")
+    broken = Migration(MIGRATIONS[-1].number + 1, "typo", "CREAT TABLE oops (x int);")
     with pytest.raises(StorageError, match=rf"migration {broken.number:04d}_typo failed: syntax error"):
         await PostgresStorage(PostgresURL(postgres_url), migrations=(*MIGRATIONS, broken)).connect()

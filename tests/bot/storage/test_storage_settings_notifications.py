@@ -16,9 +16,9 @@ import asyncpg
 import pytest
 
 from bot.config import GenerationDefaults
-from bot.crypto import KeyRing
+from bot.crypto import KeyRing, binding
 from bot.horde import AIHordeAPIAsyncSimpleClient
-from bot.services.guild_settings import GuildSettingsService
+from bot.services.settings.service import GuildSettingsService
 from bot.storage import GuildSponsorKeyRecord, PostgresStorage, PostgresURL
 from bot.storage.postgres import LISTENER_APPLICATION_NAME
 from bot.storage.sql import SQLStorage
@@ -75,7 +75,7 @@ async def watching(storage: PostgresStorage) -> Events:
 def sponsor(ring: KeyRing, guild_id: int) -> GuildSponsorKeyRecord:
     return GuildSponsorKeyRecord(
         guild_id=guild_id,
-        encrypted_api_key=ring.encrypt("sponsor-key-0123456789"),
+        encrypted_api_key=ring.encrypt("sponsor-key-0123456789", bound_to=binding("guild", guild_id)),
         horde_username="p",
         updated_by=1,
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.config import GenerationDefaults
-from bot.services.guild_settings import build_config
+from bot.services.settings.config import build_config
 
 if TYPE_CHECKING:
     from storage_fixtures import Backend

@@ -5,8 +5,9 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from bot.crypto import KeyRing, rotate_all
+from bot.crypto import KeyRing, binding
 from bot.storage import GuildSponsorKeyRecord
+from bot.storage.keys_at_rest import rotate_all
 from bot.storage.sql import SPONSOR_AUDIT_KEY, SQLStorage
 
 pytest_plugins = ("storage_fixtures",)
@@ -20,7 +21,7 @@ SPONSOR_APIKEY = "sponsor-horde-key-0123456789"
 def sponsor(ring: KeyRing, username: str = "patron#1", actor: int = ADMIN) -> GuildSponsorKeyRecord:
     return GuildSponsorKeyRecord(
         guild_id=GUILD,
-        encrypted_api_key=ring.encrypt(SPONSOR_APIKEY),
+        encrypted_api_key=ring.encrypt(SPONSOR_APIKEY, bound_to=binding("guild", GUILD)),
         horde_username=username,
         updated_by=actor,
     )
@@ -33,7 +34,7 @@ async def test_set_replace_and_delete_are_audited_with_the_username_only(
     await storage.sponsor_keys.set(sponsor(ring))
     stored = await storage.sponsor_keys.get(GUILD)
     assert stored is not None
-    assert ring.decrypt(stored.encrypted_api_key) == SPONSOR_APIKEY
+    assert ring.decrypt(stored.encrypted_api_key, bound_to=binding("guild", GUILD)) == SPONSOR_APIKEY
     assert (stored.horde_username, stored.updated_by, stored.updated_at) == ("patron#1", ADMIN, clock.now)
 
     await storage.sponsor_keys.set(sponsor(ring, username="patron#2", actor=OTHER_ADMIN))
@@ -77,4 +78,4 @@ async def test_sponsor_keys_are_rotated_with_the_user_keys(storage: SQLStorage[A
     stored = await storage.sponsor_keys.get(GUILD)
     assert stored is not None
     assert not newer.needs_rotation(stored.encrypted_api_key)
-    assert newer.decrypt(stored.encrypted_api_key) == SPONSOR_APIKEY
+    assert newer.decrypt(stored.encrypted_api_key, bound_to=binding("guild", GUILD)) == SPONSOR_APIKEY

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from pydantic import ValidationError
 
-from bot.crypto import KeyRing
+from bot.crypto import KeyRing, binding
 from bot.storage import SQLiteStorage, SQLiteURL, UserRecord
 from bot.storage.sql import SQLStorage
 
@@ -21,7 +21,10 @@ PLAINTEXT_KEY = "s3cr3t-horde-api-key-0123456789"
 
 def user(ring: KeyRing, discord_id: int = 1, key: str = PLAINTEXT_KEY, name: str = "alice#1") -> UserRecord:
     return UserRecord(
-        discord_id=discord_id, encrypted_api_key=ring.encrypt(key), horde_user_id=10, horde_username=name
+        discord_id=discord_id,
+        encrypted_api_key=ring.encrypt(key, bound_to=binding("user", discord_id)),
+        horde_user_id=10,
+        horde_username=name,
     )
 
 
@@ -29,13 +32,13 @@ async def test_crud(storage: SQLStorage[Any], ring: KeyRing) -> None:
     assert await storage.users.get(1) is None
     created = await storage.users.upsert(user(ring))
     assert await storage.users.get(1) == created
-    assert ring.decrypt(created.encrypted_api_key) == PLAINTEXT_KEY
+    assert ring.decrypt(created.encrypted_api_key, bound_to=binding("user", 1)) == PLAINTEXT_KEY
 
     changed = await storage.users.upsert(user(ring, key="new-key", name="alice#2"))
     stored = await storage.users.get(1)
     assert stored == changed
     assert stored.horde_username == "alice#2"
-    assert ring.decrypt(stored.encrypted_api_key) == "new-key"
+    assert ring.decrypt(stored.encrypted_api_key, bound_to=binding("user", 1)) == "new-key"
 
     assert await storage.users.delete(1) is True
     assert await storage.users.get(1) is None
@@ -52,17 +55,21 @@ async def test_upsert_keeps_created_at_and_stamps_updated_at(
     assert second.updated_at == clock.now
 
 
-async def test_iter_all_lists_every_user_in_id_order(storage: SQLStorage[Any], ring: KeyRing) -> None:
-    for discord_id in (30, 10, 20):
-        await storage.users.upsert(user(ring, discord_id=discord_id))
-    assert [record.discord_id async for record in storage.users.iter_all()] == [10, 20, 30]
-
-
 async def test_update_encrypted_keys(storage: SQLStorage[Any], ring: KeyRing) -> None:
     for discord_id in (1, 2, 3):
         await storage.users.upsert(user(ring, discord_id=discord_id, key=f"key-{discord_id}"))
-    await storage.users.update_encrypted_keys({1: ring.encrypt("one"), 3: ring.encrypt("three")})
-    decrypted = {r.discord_id: ring.decrypt(r.encrypted_api_key) async for r in storage.users.iter_all()}
+    await storage.users.update_encrypted_keys(
+        {
+            1: ring.encrypt("one", bound_to=binding("user", 1)),
+            3: ring.encrypt("three", bound_to=binding("user", 3)),
+        }
+    )
+    users = [await storage.users.get(discord_id) for discord_id in (1, 2, 3)]
+    decrypted = {
+        r.discord_id: ring.decrypt(r.encrypted_api_key, bound_to=binding("user", r.discord_id))
+        for r in users
+        if r is not None
+    }
     assert decrypted == {1: "one", 2: "key-2", 3: "three"}
 
 
@@ -74,7 +81,7 @@ async def test_plaintext_keys_are_refused(storage: SQLStorage[Any], ring: KeyRin
         await storage.users.update_encrypted_keys({1: PLAINTEXT_KEY})
     stored = await storage.users.get(1)
     assert stored is not None
-    assert ring.decrypt(stored.encrypted_api_key) == "old"
+    assert ring.decrypt(stored.encrypted_api_key, bound_to=binding("user", 1)) == "old"
 
 
 def test_user_record_repr_hides_the_encrypted_key(ring: KeyRing) -> None:
@@ -90,7 +97,7 @@ async def test_discord_snowflakes_and_aware_timestamps_round_trip(
     created = datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=-5)))
     record = UserRecord(
         discord_id=biggest,
-        encrypted_api_key=ring.encrypt("k"),
+        encrypted_api_key=ring.encrypt("k", bound_to=binding("user", biggest)),
         horde_user_id=biggest,
         horde_username="big",
         created_at=created,

@@ -1,1 +1,0 @@
-"""The generation jobs engine; import its public names from :mod:`bot.services.jobs`."""

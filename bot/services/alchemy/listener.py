@@ -1,0 +1,52 @@
+"""The Discord side of an alchemy job: its message, kept current by the shared
+:class:`~bot.services.delivery.listener.MessageJobListener` with /alchemy's texts; post-processed
+images are attached to the result."""
+
+from __future__ import annotations
+
+import io
+from typing import Final
+
+import discord
+
+from bot.services.alchemy.render import render_alchemy_progress, render_alchemy_result
+from bot.services.alchemy.request import AlchemyParams
+from bot.services.delivery.listener import JobViews, MessageJobListener
+from bot.services.delivery.service import Delivery
+from bot.services.delivery.targets import Fields, MessageTarget
+from bot.services.jobs import DeliveredImage, JobOutcome
+from bot.storage import JobRecord
+
+FILE_STEM: Final = "alchemy"
+
+
+def _file(image: DeliveredImage) -> discord.File:
+    return discord.File(io.BytesIO(image.data), filename=image.filename(FILE_STEM))
+
+
+def alchemy_listener(
+    delivery: Delivery, target: MessageTarget, params: AlchemyParams, *, anonymous: bool, views: JobViews
+) -> MessageJobListener:
+    """Progress while the forms are worked on, then their results."""
+    bar_width = delivery.progress.bar_width
+
+    def finish(job: JobRecord, outcome: JobOutcome) -> Fields:
+        files = [_file(image) for image in outcome.images]
+        content, embed = render_alchemy_result(
+            params,
+            outcome,
+            job.result_json,
+            image_filenames=[file.filename for file in files],
+            anonymous=anonymous,
+        )
+        return {"content": content, "embed": embed, "attachments": files, "view": views.result(job.id)}
+
+    return MessageJobListener(
+        delivery,
+        target,
+        progress_text=lambda progress: render_alchemy_progress(
+            params, progress, bar_width=bar_width, anonymous=anonymous
+        ),
+        finish=finish,
+        progress_view=lambda job: views.progress(job.id),
+    )

@@ -1,0 +1,456 @@
+"""/imagine: what the user typed → a validated AI Horde image request and the parameters to journal.
+
+Bounds are checked twice: Discord enforces the Horde's absolute ranges on the options, and
+:func:`build_request` checks this server's limits (``max_steps``, ``max_n``, ``max_pixels``) and then
+the request models, turning every failure into one :class:`UserInputError` line per field that says
+what is allowed. Defaults come from a :class:`GenerationDefaults` object, so per-guild defaults drop in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from bot.config import GenerationDefaults
+from bot.errors import UserInputError
+from bot.generation_limits import MAX_CFG_SCALE, MAX_N, MAX_SIDE, MAX_STEPS, MIN_SIDE, SIDE_STEP
+from bot.horde import ImageGenerateAsyncRequest
+from bot.horde.consts import (
+    KNOWN_FACEFIXERS,
+    KNOWN_IMAGE_SAMPLERS,
+    KNOWN_POST_PROCESSORS,
+    KNOWN_UPSCALERS,
+    MAX_LORAS,
+    MAX_PROMPT_WORDS,
+    MAX_TIS,
+    TI_INJECT,
+)
+from bot.services.formatting import clip, has_visible_text
+from bot.services.image.source import SourceImage
+from bot.services.policy import GenerationContext, Origin
+
+# The Horde's own bounds (swagger.json and the server's validation); shared ones in bot.generation_limits.
+MIN_DENOISING: Final = 0.01
+MAX_NETWORK_STRENGTH: Final = 5.0
+MAX_SEED_LENGTH: Final = 256
+
+
+class AspectPreset(StrEnum):
+    square = "square"
+    portrait = "portrait"
+    landscape = "landscape"
+    wide = "wide"
+    tall = "tall"
+
+    @property
+    def ratio(self) -> tuple[int, int]:
+        return _ASPECT_RATIOS[self]
+
+    @property
+    def label(self) -> str:
+        width, height = self.ratio
+        return f"{self.value} {width}:{height}"
+
+
+_ASPECT_RATIOS: Final[Mapping[AspectPreset, tuple[int, int]]] = {
+    AspectPreset.square: (1, 1),
+    AspectPreset.portrait: (2, 3),
+    AspectPreset.landscape: (3, 2),
+    AspectPreset.wide: (16, 9),
+    AspectPreset.tall: (9, 16),
+}
+
+
+def aspect_dimensions(preset: AspectPreset, pixel_budget: int, max_pixels: int) -> tuple[int, int]:
+    """Width and height with ``preset``'s ratio and about ``pixel_budget`` pixels, multiples of 64.
+
+    Never above ``max_pixels``: when rounding to the nearest multiple overshoots, both sides round down.
+    """
+    ratio_w, ratio_h = preset.ratio
+    exact_width = math.sqrt(min(pixel_budget, max_pixels) * ratio_w / ratio_h)
+    exact_height = exact_width * ratio_h / ratio_w
+    width, height = _snap(exact_width, round), _snap(exact_height, round)
+    if width * height > max_pixels:
+        width, height = _snap(exact_width, math.floor), _snap(exact_height, math.floor)
+    return width, height
+
+
+def _snap(value: float, rounding: Callable[[float], int]) -> int:
+    return min(MAX_SIDE, max(MIN_SIDE, rounding(value / SIDE_STEP) * SIDE_STEP))
+
+
+# -- LoRAs and textual inversions ------------------------------------------------------------------
+
+
+class NamedStrength(BaseModel):
+    """A LoRA or textual inversion as typed: ``name`` or ``name:strength``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    strength: float = 1.0
+
+
+def parse_named_strengths(text: str | None, *, what: str, limit: int) -> tuple[NamedStrength, ...]:
+    """Parse ``"a, b:0.5, 12345:-1"``; names may contain ``:``, only a numeric last part is a strength."""
+    if text is None or not text.strip():
+        return ()
+    entries: list[NamedStrength] = []
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        name, strength = item, 1.0
+        head, sep, tail = item.rpartition(":")
+        if sep:
+            try:
+                strength = float(tail)
+            except ValueError:
+                pass
+            else:
+                name = head.strip()
+        if not name:
+            raise UserInputError(f"Each {what} needs a name, e.g. `name` or `name:0.8`.")
+        if not math.isfinite(strength) or abs(strength) > MAX_NETWORK_STRENGTH:
+            raise UserInputError(
+                f"The strength of {what} “{clip(name, 60)}” must be between "
+                f"{-MAX_NETWORK_STRENGTH:g} and {MAX_NETWORK_STRENGTH:g}."
+            )
+        entries.append(NamedStrength(name=name, strength=strength))
+    if len(entries) > limit:
+        raise UserInputError(f"At most {limit} {what}s per request; you gave {len(entries)}.")
+    return tuple(entries)
+
+
+# -- options → request -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ImagineOptions:
+    """What the user typed; ``None`` means "use the default"."""
+
+    prompt: str
+    negative_prompt: str | None = None
+    model: str | None = None
+    sampler: KNOWN_IMAGE_SAMPLERS | None = None
+    steps: int | None = None
+    cfg_scale: float | None = None
+    width: int | None = None
+    height: int | None = None
+    aspect: AspectPreset | None = None
+    seed: str | None = None
+    n: int | None = None
+    karras: bool | None = None
+    hires_fix: bool | None = None
+    upscaler: KNOWN_UPSCALERS | None = None
+    facefixer: KNOWN_FACEFIXERS | None = None
+    loras: str | None = None
+    tis: str | None = None
+    tiling: bool | None = None
+    denoising_strength: float | None = None
+
+
+class ImagineParams(BaseModel):
+    """The resolved parameters of one /imagine, journalled as ``params_json``.
+
+    They are what the messages show (progress, result, Details); the exact request that was sent is
+    journalled separately (``request_json``) and is what a rerun resends.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prompt: str
+    negative_prompt: str = ""
+    model: str
+    sampler: KNOWN_IMAGE_SAMPLERS
+    steps: int
+    cfg_scale: float
+    width: int
+    height: int
+    seed: str | None = None
+    n: int
+    karras: bool = True
+    hires_fix: bool = False
+    tiling: bool = False
+    upscaler: KNOWN_UPSCALERS | None = None
+    facefixer: KNOWN_FACEFIXERS | None = None
+    loras: tuple[NamedStrength, ...] = ()
+    tis: tuple[NamedStrength, ...] = ()
+    source_image: str | None = None
+    """The uploaded file's name, for img2img."""
+    denoising_strength: float | None = None
+    nsfw: bool = False
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> ImagineParams:
+        return cls.model_validate_json(text)
+
+
+@dataclass(frozen=True, slots=True)
+class ImagineRequest:
+    """A request ready for the job manager: the Horde payload (anonymous until a key is applied)
+    and the parameters to journal and show."""
+
+    request: ImageGenerateAsyncRequest
+    params: ImagineParams
+
+    @property
+    def params_json(self) -> str:
+        return self.params.to_json()
+
+    def with_source_image(self, source: SourceImage) -> ImagineRequest:
+        """The same request with the uploaded image, once it was downloaded and checked."""
+        request = self.request.with_fields(source_image=source.webp_base64)
+        return ImagineRequest(
+            request=request, params=self.params.model_copy(update={"source_image": source.filename})
+        )
+
+
+def build_request(
+    options: ImagineOptions,
+    defaults: GenerationDefaults,
+    *,
+    allow_nsfw: bool,
+    source_image: str | None = None,
+) -> ImagineRequest:
+    """The /imagine request for ``options``, or a :class:`UserInputError` saying what is allowed.
+
+    Every problem is reported at once, one line per field: this server's limits first, then
+    whatever the request models refuse. ``source_image`` names an attached file; its pixels are
+    added with :meth:`ImagineRequest.with_source_image` once downloaded, so every option can be
+    checked (and refused privately) before the slow part starts.
+    """
+    params, problems = _resolve(options, defaults, allow_nsfw=allow_nsfw, source_image=source_image)
+    try:
+        request = _request_for(params)
+    except ValidationError as exc:
+        for field, line in _validation_lines(exc, defaults).items():
+            problems.setdefault(field, line)
+    if problems:
+        raise UserInputError(_join_lines(problems.values()), detail="invalid /imagine options")
+    return ImagineRequest(request=request, params=params)
+
+
+def _resolve(
+    options: ImagineOptions,
+    defaults: GenerationDefaults,
+    *,
+    allow_nsfw: bool,
+    source_image: str | None,
+) -> tuple[ImagineParams, dict[str, str]]:
+    problems: dict[str, str] = {}
+    rules = _FieldRules(defaults)
+    width, height = _dimensions(options, defaults)
+    loras = _parse_networks(problems, "loras", options.loras, what="LoRA", limit=MAX_LORAS)
+    tis = _parse_networks(problems, "tis", options.tis, what="textual inversion", limit=MAX_TIS)
+    negative = options.negative_prompt if options.negative_prompt is not None else defaults.negative_prompt
+    params = ImagineParams(
+        prompt=options.prompt.strip(),
+        negative_prompt=negative.strip(),
+        model=(options.model or defaults.model).strip(),
+        sampler=options.sampler or defaults.sampler,
+        steps=options.steps if options.steps is not None else defaults.steps,
+        cfg_scale=options.cfg_scale if options.cfg_scale is not None else defaults.cfg_scale,
+        width=width,
+        height=height,
+        seed=(options.seed.strip() or None) if options.seed is not None else None,
+        n=options.n if options.n is not None else defaults.n,
+        karras=options.karras if options.karras is not None else True,
+        hires_fix=bool(options.hires_fix),
+        tiling=bool(options.tiling),
+        upscaler=options.upscaler,
+        facefixer=options.facefixer,
+        loras=loras,
+        tis=tis,
+        source_image=source_image,
+        denoising_strength=options.denoising_strength,
+        nsfw=allow_nsfw,
+    )
+    if not has_visible_text(params.prompt):
+        problems["prompt"] = rules.message("prompt")
+    if not params.model:
+        problems["models"] = rules.message("models")
+    if not 1 <= params.steps <= defaults.max_steps:
+        problems["steps"] = rules.message("steps")
+    if not 1 <= params.n <= defaults.max_n:
+        problems["n"] = rules.message("n")
+    if params.seed is not None and len(params.seed) > MAX_SEED_LENGTH:
+        problems["seed"] = rules.message("seed")
+    sides_valid = _valid_side(params.width) and _valid_side(params.height)
+    if sides_valid and params.width * params.height > defaults.max_pixels:
+        problems["pixels"] = rules.message("pixels")
+    if params.denoising_strength is not None and params.source_image is None:
+        problems["denoising_strength"] = (
+            "Strength only applies to a source image: attach one, or leave strength out."
+        )
+    return params, problems
+
+
+def generation_context(
+    params: ImagineParams,
+    origin: Origin,
+    *,
+    user_id: int,
+    guild_id: int | None,
+    channel_id: int | None,
+    age_restricted: bool,
+) -> GenerationContext:
+    """What the policy checks for an /imagine request, however it was started."""
+    return GenerationContext(
+        origin=origin,
+        command="imagine",
+        user_id=user_id,
+        guild_id=guild_id,
+        channel_id=channel_id,
+        age_restricted=age_restricted,
+        prompt=params.prompt,
+        negative_prompt=params.negative_prompt,
+        model=params.model,
+        steps=params.steps,
+        width=params.width,
+        height=params.height,
+        n=params.n,
+        nsfw=params.nsfw,
+    )
+
+
+def horde_prompt(prompt: str, negative_prompt: str) -> str:
+    """The Horde's single prompt field: ``###`` separates the negative prompt."""
+    return f"{prompt} ### {negative_prompt}" if negative_prompt else prompt
+
+
+def _request_for(params: ImagineParams) -> ImageGenerateAsyncRequest:
+    payload: dict[str, Any] = {
+        "n": params.n,
+        "steps": params.steps,
+        "width": params.width,
+        "height": params.height,
+        "sampler_name": params.sampler,
+        "cfg_scale": params.cfg_scale,
+        "karras": params.karras,
+        "hires_fix": params.hires_fix,
+        "tiling": params.tiling,
+    }
+    if params.seed is not None:
+        payload["seed"] = params.seed
+    post_processing = [
+        KNOWN_POST_PROCESSORS(name.value) for name in (params.upscaler, params.facefixer) if name is not None
+    ]
+    if post_processing:
+        payload["post_processing"] = post_processing
+    if params.loras:
+        payload["loras"] = [{"name": lora.name, "model": lora.strength} for lora in params.loras]
+    if params.tis:
+        # Injected into the prompt so naming a TI is enough, as in the Horde's own clients.
+        payload["tis"] = [
+            {"name": ti.name, "strength": ti.strength, "inject_ti": TI_INJECT.prompt} for ti in params.tis
+        ]
+    if params.denoising_strength is not None:
+        payload["denoising_strength"] = params.denoising_strength
+    body: dict[str, Any] = {
+        "prompt": horde_prompt(params.prompt, params.negative_prompt),
+        "params": payload,
+        "models": [params.model],
+        "nsfw": params.nsfw,
+        "censor_nsfw": not params.nsfw,
+    }
+    return ImageGenerateAsyncRequest.model_validate(body)
+
+
+# -- validation messages ---------------------------------------------------------------------------
+
+
+class _FieldRules:
+    """One line per field saying what is allowed, with this server's limits filled in."""
+
+    def __init__(self, defaults: GenerationDefaults) -> None:
+        side = math.isqrt(defaults.max_pixels) // SIDE_STEP * SIDE_STEP
+        self._messages: dict[str, str] = {
+            "prompt": f"The prompt must not be empty and may have at most {MAX_PROMPT_WORDS} words.",
+            "models": "Choose a model (start typing to see the models workers serve).",
+            "width": f"Width must be a multiple of {SIDE_STEP} between {MIN_SIDE} and {MAX_SIDE}.",
+            "height": f"Height must be a multiple of {SIDE_STEP} between {MIN_SIDE} and {MAX_SIDE}.",
+            "pixels": (
+                f"Width × height may be at most {defaults.max_pixels:,} pixels here "
+                f"(e.g. {side}×{side}); choose a smaller size or an aspect preset."
+            ),
+            "steps": f"Steps must be between 1 and {min(defaults.max_steps, MAX_STEPS)}.",
+            "n": f"Count must be between 1 and {min(defaults.max_n, MAX_N)}.",
+            "cfg_scale": f"CFG scale must be between 0 and {MAX_CFG_SCALE:g}, with at most 2 decimals.",
+            "denoising_strength": f"Strength must be between {MIN_DENOISING} and 1.",
+            "seed": f"The seed may have at most {MAX_SEED_LENGTH} characters.",
+            "sampler_name": f"Sampler must be one of {', '.join(KNOWN_IMAGE_SAMPLERS)}.",
+            "post_processing": "Choose at most one upscaler and one face fixer.",
+            "loras": (
+                f"At most {MAX_LORAS} LoRAs, each with a strength between "
+                f"{-MAX_NETWORK_STRENGTH:g} and {MAX_NETWORK_STRENGTH:g}."
+            ),
+            "tis": (
+                f"At most {MAX_TIS} textual inversions, each with a strength between "
+                f"{-MAX_NETWORK_STRENGTH:g} and {MAX_NETWORK_STRENGTH:g}."
+            ),
+            "source_image": "The source image can't be used.",
+        }
+
+    def message(self, field: str) -> str:
+        return self._messages[field]
+
+    def field_for(self, loc: Iterable[int | str]) -> str | None:
+        for part in loc:
+            if isinstance(part, str) and part in self._messages:
+                return part
+        return None
+
+
+def describe_validation_error(exc: ValidationError, defaults: GenerationDefaults) -> str:
+    """One line per field that failed, saying what is allowed; the input is never echoed."""
+    return _join_lines(_validation_lines(exc, defaults).values())
+
+
+def _validation_lines(exc: ValidationError, defaults: GenerationDefaults) -> dict[str, str]:
+    rules = _FieldRules(defaults)
+    lines: dict[str, str] = {}
+    for error in exc.errors(include_input=False):
+        field = rules.field_for(error["loc"])
+        if field is not None:
+            lines.setdefault(field, rules.message(field))
+        else:
+            where = ".".join(str(part) for part in error["loc"]) or "request"
+            lines.setdefault(where, f"{where}: {error['msg'].removeprefix('Value error, ')}.")
+    return lines
+
+
+def _dimensions(options: ImagineOptions, defaults: GenerationDefaults) -> tuple[int, int]:
+    if options.aspect is not None:
+        if options.width is not None or options.height is not None:
+            raise UserInputError("Choose either an aspect preset or a width and height, not both.")
+        return aspect_dimensions(options.aspect, defaults.width * defaults.height, defaults.max_pixels)
+    width = options.width if options.width is not None else defaults.width
+    height = options.height if options.height is not None else defaults.height
+    return width, height
+
+
+def _parse_networks(
+    problems: dict[str, str], field: str, text: str | None, *, what: str, limit: int
+) -> tuple[NamedStrength, ...]:
+    try:
+        return parse_named_strengths(text, what=what, limit=limit)
+    except UserInputError as exc:
+        problems[field] = exc.user_message
+        return ()
+
+
+def _valid_side(value: int) -> bool:
+    return MIN_SIDE <= value <= MAX_SIDE and value % SIDE_STEP == 0
+
+
+def _join_lines(lines: Iterable[str]) -> str:
+    return "\n".join(lines)
