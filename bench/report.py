@@ -182,8 +182,9 @@ BURST_TEXT = """### Reading the numbers
   is 0–4 s plus whatever its event loop adds.
 - Our tail at N = 1,000: a job the simulator has not yet handed to a worker at its first check
   is still queued, and its next check follows the queue estimate (half of it, at most 4 s until
-  the session has measured how fast the queue drains), so a few short jobs are found late. Fetches are also capped at 200/s (bursts of 100) and 32 in
-  flight, which spreads the thousand first checks over a few seconds.
+  the session has measured how fast the queue drains), so a few short jobs are found late.
+  Fetches are also capped at 200/s (bursts of 100) and 32 in flight, which spreads the thousand
+  first checks over a few seconds.
 - horde_sdk's CPU and lag grow with N: its session (`GenericAsyncHordeAPISession.submit_request`)
   appends every request to a list and, under two class-level `asyncio.Lock`s, removes it and
   scans every pending follow-up on each response, so each call costs O(jobs in flight). At

@@ -14,7 +14,8 @@ elsewhere), using this process's environment, so the start.sh variables pick the
 
 It runs the fake workers (``bench/fake_workers.py``), mints plain users, and runs both clients
 side by side (``bench/workload.py``). Each mode rewrites its own block of BENCHMARKS.md
-(``--no-write`` to print only). horde_sdk runs from ``bench/.venv-sdk`` (Python 3.12, made here).
+(``--no-write`` to print only); ``--render MODE`` rewrites a block from that mode's last run,
+kept in ``bench/.last-MODE.json``. horde_sdk runs from ``bench/.venv-sdk`` (Python 3.12, made here).
 """
 
 from __future__ import annotations
@@ -143,9 +144,8 @@ def run_queue_on_sim(
     args: argparse.Namespace, python_sdk: Path, logs: Path
 ) -> tuple[list[dict[str, Any]], str]:
     queue = workload.QueueWorkload()
-    threads, speed = workload.sim_knobs(queue)
     with sim_burst.simulator(
-        speed=speed, threads=threads, log=logs / "sim.log", lift_submit_limits=False, check_cache=1.0
+        options=workload.sim_knobs(queue), log=logs / "sim.log", lift_submit_limits=False
     ) as sim:
         results = _queue_cases(workload.SimServer(sim.root), queue, args, python_sdk, logs)
     return results, "python bench/run.py --queue-on-sim"
@@ -154,7 +154,7 @@ def run_queue_on_sim(
 def _last(block: str) -> list[dict[str, Any]]:
     """The latest results of a mode (``[]`` if it never ran here)."""
     path = LAST_RUNS / f".last-{block}.json"
-    return list(json.loads(path.read_text())) if path.exists() else []
+    return list(json.loads(path.read_text())["results"]) if path.exists() else []
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -173,8 +173,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--jobs-per-lane", type=int, help="queue workload: jobs per lane at every N")
     parser.add_argument("--no-write", action="store_true", help="print; leave BENCHMARKS.md as it is")
     parser.add_argument("--real-horde", default=str(real_horde.DEFAULT_SCRIPTS), help="start.sh's directory")
+    parser.add_argument(
+        "--render", choices=("real", "queue-sim", "burst"), help="rewrite a block from its last run's record"
+    )
     args = parser.parse_args(argv)
     python_sdk = sdk_python()
+    if args.render:
+        record = json.loads((LAST_RUNS / f".last-{args.render}.json").read_text())
+        _write(record, _info(python_sdk), write=True)
+        return
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = report.load_average()
     logs = Path(tempfile.mkdtemp(prefix="horde-bench-"))
@@ -189,7 +196,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         results, command = run_burst(args, python_sdk, logs)
         block = "burst"
-    (LAST_RUNS / f".last-{block}.json").write_text(json.dumps(results, indent=1))
+    record = {
+        "block": block,
+        "results": results,
+        "command": command,
+        "when": when,
+        "load": load,
+        "workload": _queue_workload(args).describe(),
+    }
+    (LAST_RUNS / f".last-{block}.json").write_text(json.dumps(record, indent=1))
     print(
         f"done in {time.monotonic() - started:.0f} s; load average now {report.load_average()}",
         file=sys.stderr,
@@ -197,11 +212,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     if set(args.clients) != set(CLIENTS):
         print(json.dumps(results, indent=1))
         return
-    info = _info(python_sdk)
+    _write(record, _info(python_sdk), write=not (args.no_write or args.quick))
+
+
+def _write(record: dict[str, Any], info: dict[str, str], *, write: bool) -> None:
+    """The mode's block of BENCHMARKS.md from one run's record (written unless ``write`` is false)."""
+    block, results = record["block"], record["results"]
     if block == "burst":
-        text = report.burst_section(results, info, command, when, load)
+        text = report.burst_section(results, info, record["command"], record["when"], record["load"])
     else:
-        queue = _queue_workload(args)
         title = (
             "The real AI Horde: plain users, jobs waiting in a queue"
             if block == "real"
@@ -210,16 +229,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         text = report.queue_section(
             results,
             title=title,
-            command=command,
-            when=when,
-            load=load,
-            workload=queue.describe(),
+            command=record["command"],
+            when=record["when"],
+            load=record["load"],
+            workload=record["workload"],
             info=info,
             notes=report.QUEUE_NOTES,
         )
         if block == "queue-sim":
             text += "\n\n" + report.agreement(_last("real"), results)
-    if not (args.no_write or args.quick):
+    if write:
         report.replace_block(RESULTS, block, text)
         print(f"wrote the {block} block of {RESULTS}", file=sys.stderr)
     print(text)

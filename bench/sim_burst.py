@@ -81,16 +81,12 @@ class Sim:
 
 
 @contextlib.contextmanager
-def simulator(
-    *, speed: str, threads: int, log: Path, lift_submit_limits: bool, check_cache: float = 0.0
-) -> Iterator[Sim]:
-    """A fresh simulator process: jobs of ``speed`` seconds (``"2-30"``), ``threads`` at once,
-    ``generate/check`` answers kept ``check_cache`` seconds (the real Horde: 1)."""
+def simulator(*, options: dict[str, str], log: Path, lift_submit_limits: bool) -> Iterator[Sim]:
+    """A fresh simulator process with these command-line ``options`` (``--speed``, ``--threads``…)."""
     port = _free_port()
     command = [
-        sys.executable, "-m", "bot.horde.simulator", "--port", str(port), "--speed", speed,
-        "--threads", str(threads), "--seed", str(SEED), "--log-level", "WARNING",
-        "--check-cache", str(check_cache),
+        sys.executable, "-m", "bot.horde.simulator", "--port", str(port), "--seed", str(SEED),
+        "--log-level", "WARNING", *(part for pair in options.items() for part in pair),
     ]  # fmt: skip
     with log.open("w") as out:
         process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
@@ -126,7 +122,9 @@ def _wait_until_up(sim: Sim, process: subprocess.Popen[bytes]) -> None:
 def run_case(client: str, n: int, workload: BurstWorkload, python_sdk: Path, logs: Path) -> dict[str, Any]:
     low, high = workload.speed
     with simulator(
-        speed=f"{low}-{high}", threads=max(n, 1), log=logs / f"sim-{client}-{n}.log", lift_submit_limits=True
+        options={"--speed": f"{low}-{high}", "--threads": str(max(n, 1))},
+        log=logs / f"sim-{client}-{n}.log",
+        lift_submit_limits=True,
     ) as sim:
         if client == "ours":
             command = [sys.executable, "-m", "bench.worker_ours"]

@@ -121,15 +121,16 @@ class RealServer:
         return {"queued": queued, "processing": processing}
 
 
-def sim_knobs(workload: QueueWorkload) -> tuple[int, str]:
-    """The simulator's ``--threads`` and ``--speed`` closest to the workers: as many threads as
-    slots, and each job's duration drawn uniformly from a range with the same shortest job and
-    the same mean as the real workers' jobs (weighted by how many each finishes), so the queue
-    drains at the same rate. The simulator's threads are alike, so the spread is not the same
-    (the real one depends on which worker pops a job); see docs/SIMULATOR.md."""
-    low = min(spec.seconds for spec in workload.workers) * (1 - workload.jitter)
-    mean = workload.slots / workload.capacity
-    return workload.slots, f"{low:.2f}-{2 * mean - low:.2f}"
+def sim_knobs(workload: QueueWorkload) -> dict[str, str]:
+    """The simulator's options for the same workers: one thread a slot, each at its worker's
+    seconds (``--worker-speeds``), the same jitter, and the server's 1 s ``check`` cache."""
+    speeds = [spec.seconds for spec in workload.workers for _ in range(spec.slots)]
+    return {
+        "--threads": str(len(speeds)),
+        "--worker-speeds": ",".join(f"{speed:g}" for speed in speeds),
+        "--speed-jitter": str(workload.jitter),
+        "--check-cache": "1",
+    }
 
 
 @dataclass

@@ -40,6 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--worker-delay", type=float, default=0.0, help="seconds before a worker takes a job")
     parser.add_argument("--speed", type=_speed, default=2.0, help="seconds per job, or a range like 1-3")
     parser.add_argument("--threads", type=int, default=2, help="pops of each kind processed at once")
+    parser.add_argument(
+        "--worker-speeds",
+        type=lambda text: tuple(float(part) for part in text.split(",")),
+        default=(),
+        help="seconds a pop for each thread, like 3,5,5,12 (replaces --speed)",
+    )
+    parser.add_argument(
+        "--speed-jitter", type=float, default=0.0, help="with --worker-speeds: ± this fraction"
+    )
     parser.add_argument("--batch", type=int, default=1, help="jobs of one request a worker takes per pop")
     parser.add_argument(
         "--check-cache", type=float, default=0.0, help="seconds a check answer is kept (the real Horde: 1)"
@@ -57,6 +66,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         worker_delay=args.worker_delay,
         speed=args.speed,
         worker_threads=args.threads,
+        worker_speeds=args.worker_speeds,
+        speed_jitter=args.speed_jitter,
         worker_batch=args.batch,
         check_cache=args.check_cache,
         request_lifetime=args.lifetime,
