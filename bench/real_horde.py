@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -20,6 +19,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bench import processes
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SCRIPTS = REPO.parent / "shared" / "real-horde"
@@ -118,12 +119,7 @@ def fake_workers(
     try:
         yield process
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        processes.stop(process, 15)
 
 
 def worker_events(log: Path) -> dict[str, dict[str, dict[str, Any]]]:

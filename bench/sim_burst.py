@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import processes
 from bench.report import quantiles
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,12 +99,7 @@ def simulator(*, options: dict[str, str], log: Path, lift_submit_limits: bool) -
         http(sim.root + "_sim/reset", {"counters": True})  # forget the start-up heartbeats
         yield sim
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        processes.stop(process, 30)
 
 
 def _wait_until_up(sim: Sim, process: subprocess.Popen[bytes]) -> None:

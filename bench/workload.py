@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from bench import processes
 from bench.real_horde import REPO, RealHorde, WorkerSpec, mint_plain_users, post_json, worker_events
 
 # One pool of plain users for every submission, handed out in turn by the pacer (see bench/pacer.py).
@@ -203,12 +203,7 @@ def background(
         time.sleep(workload.settle_s)
         yield
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        processes.stop(process, 60)
 
 
 def run_case(
