@@ -143,7 +143,7 @@ def run_real(args: argparse.Namespace, python_sdk: Path, logs: Path) -> tuple[li
 def run_queue_on_sim(
     args: argparse.Namespace, python_sdk: Path, logs: Path
 ) -> tuple[list[dict[str, Any]], str]:
-    queue = workload.QueueWorkload()
+    queue = _queue_workload(args)
     with sim_burst.simulator(
         options=workload.sim_knobs(queue), log=logs / "sim.log", lift_submit_limits=False
     ) as sim:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -39,6 +40,8 @@ SUBMIT_LIMITS_OFF = {
     "generate_async_ip_burst": None,
     "generate_async_key": None,
     "generate_async_key_anon": None,
+    "generate_async_ip_whitelisted": None,
+    "generate_async_ip_burst_whitelisted": None,
 }
 SEED = 20_251_127
 
@@ -114,10 +117,19 @@ def _wait_until_up(sim: Sim, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the simulator did not start")
 
 
+def _workers(low: float, high: float, threads: int) -> dict[str, str]:
+    """``threads`` workers whose speeds are drawn from ``[low, high]`` (seeded), each job its
+    worker's speed ± 10 %: the real server counts a job down from its worker's own speed, so
+    jobs of any length on workers of one average speed would make every countdown wrong."""
+    rng = random.Random(SEED)
+    speeds = ",".join(f"{rng.uniform(low, high):.2f}" for _ in range(threads))
+    return {"--threads": str(threads), "--worker-speeds": speeds, "--speed-jitter": "0.1"}
+
+
 def run_case(client: str, n: int, workload: BurstWorkload, python_sdk: Path, logs: Path) -> dict[str, Any]:
     low, high = workload.speed
     with simulator(
-        options={"--speed": f"{low}-{high}", "--threads": str(max(n, 1))},
+        options=_workers(low, high, max(n, 1)),
         log=logs / f"sim-{client}-{n}.log",
         lift_submit_limits=True,
     ) as sim:
