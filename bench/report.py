@@ -201,9 +201,11 @@ BURST_TEXT = """### Reading the numbers
 ### Method
 
 - Workload: N image generations (64×64, one image each) submitted at once, each awaited
-  until the client holds its final status (`image_generate_request` returns). Job durations
-  are drawn uniformly from 2–30 s by the simulator's seeded RNG (`--speed 2-30 --seed 20251127`);
-  it runs N worker threads, so every job runs as soon as it is submitted.
+  until the client holds its final status (`image_generate_request` returns). The simulator runs
+  N workers, so every job runs as soon as it is submitted; each worker's speed is drawn from
+  2–30 s (seeded, `bench/sim_burst.py`) and each job lasts its worker's speed ± 10 %
+  (`--worker-speeds … --speed-jitter 0.1`): the job's countdown starts from its worker's speed,
+  as on the real server.
 - Each run starts a fresh simulator process (`python -m bot.horde.simulator`), configured over
   `POST /_sim/config` and `POST /_sim/users`; the client runs in a worker process of its own
   (`bench/worker_ours.py`, `bench/worker_sdk.py`), so neither's CPU counts against the other.
