@@ -47,8 +47,17 @@ WATCHED_LOGGERS = ("bot", "cogs", "discord", "asyncio")
 FAKE_DISCORD_TOKEN = "MTA5ODc2NTQzMjEwOTg3NjU0Mw.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"
 TEST_CLIENT_AGENT = "horde-discord-bot-tests:0:tests@example.invalid"
 # Polls every 50-200 ms instead of every 1-15 s, so a whole generation fits in one SimCord action.
+# The first poll at once and always a check, then one status at the end (first_poll_delay=0,
+# final_status_polls=0): the bot tests count checks, status fetches and progress edits, and at
+# this pace a job's rounded countdown reads 0 for its last half second.
+# tests/horde/test_polling_policy.py covers the real-Horde cadence.
 TEST_POLL_POLICY = PollPolicy(
-    min_interval=0.05, max_interval=0.2, processing_max_interval=0.1, unknown_wait_interval=0.05
+    min_interval=0.05,
+    max_interval=0.2,
+    processing_max_interval=0.1,
+    unknown_wait_interval=0.05,
+    first_poll_delay=0,
+    final_status_polls=0,
 )
 
 

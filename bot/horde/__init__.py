@@ -149,6 +149,7 @@ from bot.horde.clients import (
     PollScheduler,
     PollSchedulerClosedError,
     ProgressDelay,
+    QueueEstimate,
     download_image_from_generation,
 )
 from bot.horde.consts import (
@@ -378,6 +379,7 @@ __all__ = [
     "PollScheduler",
     "PollSchedulerClosedError",
     "ProgressDelay",
+    "QueueEstimate",
     "RateLimit",
     "RateLimiter",
     "RequestErrorResponse",

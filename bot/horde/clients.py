@@ -4,6 +4,7 @@ The code lives in :mod:`bot.horde._clients`, one module per client kind; import 
 (or from :mod:`bot.horde`).
 """
 
+from bot.horde._clients.estimate import QueueEstimate
 from bot.horde._clients.manual import AIHordeAPIAsyncManualClient
 from bot.horde._clients.polling import PollEnd, PollOutcome, PollPolicy, ProgressDelay, poll_until
 from bot.horde._clients.scheduler import PollScheduler, PollSchedulerClosedError
@@ -30,6 +31,7 @@ __all__ = [
     "PollScheduler",
     "PollSchedulerClosedError",
     "ProgressDelay",
+    "QueueEstimate",
     "download_image_from_generation",
     "is_final_status",
     "poll_until",

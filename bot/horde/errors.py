@@ -34,6 +34,13 @@ class AIHordeRequestError(AIHordeError):
         return self.error_response.errors
 
     @property
+    def unexpected_answer(self) -> bool:
+        """The Horde answered, but not in a form this client can use (see
+        :class:`~bot.horde.apimodels.errors.RequestErrorResponse`): nothing the caller sent was
+        refused."""
+        return self.error_response.unexpected_answer
+
+    @property
     def is_transient(self) -> bool:
         """Whether asking again later may well succeed: the Horde failed (5xx), could not be
         reached (status 0: refused, reset, timed out), was rate-limiting (429), or the answer

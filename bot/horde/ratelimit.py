@@ -35,9 +35,11 @@ class _Window:
     limit: RateLimit
     # Start times of the latest ``limit.calls`` calls, oldest first; some may lie in the future.
     starts: deque[float] = field(default_factory=deque)
+    # The server refused a call in this window: nothing starts before then (see RateLimiter.block).
+    blocked_until: float = float("-inf")
 
     def earliest(self, now: float, margin: float) -> float:
-        start = max(now, self.starts[-1]) if self.starts else now
+        start = max(now, self.blocked_until, self.starts[-1] if self.starts else now)
         if len(self.starts) >= self.limit.calls:
             start = max(start, self.starts[0] + self.limit.period_s + margin)
         return start
@@ -48,6 +50,8 @@ class _Window:
             self.starts.popleft()
 
     def idle(self, now: float) -> bool:
+        if self.blocked_until > now:
+            return False
         return not self.starts or self.starts[-1] + self.limit.period_s <= now
 
 
@@ -103,6 +107,16 @@ class RateLimiter:
         delay = self.reserve(limits)
         if delay > 0:
             await self._sleep(delay)
+
+    def block(self, limits: Sequence[Limit], seconds: float) -> None:
+        """The server refused a call in these windows (a 429): none of them starts another call
+        for ``seconds``. Its count is shared with callers this limiter does not see (another
+        process on the same IP, another client), so the client's own count cannot be trusted
+        until the server's window has reset."""
+        until = self._clock() + max(0.0, seconds)
+        for bucket, key, limit in limits:
+            window = self._window(bucket, key, limit)
+            window.blocked_until = max(window.blocked_until, until)
 
     def _window(self, bucket: str, key: str, limit: RateLimit) -> _Window:
         window = self._windows.get((bucket, key))

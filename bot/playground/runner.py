@@ -54,8 +54,9 @@ SHUTDOWN_DEADLINE_S: Final = 3.0
 LOGIN_TIMEOUT_S: Final = 60.0
 LOGIN_POLL_S: Final = 0.05
 BOT_NAME: Final = "Horde Bot"
-# Against the simulator the bot may poll fast: the page shows each change within about a second.
-SIMULATOR_POLL_POLICY: Final = PollPolicy(max_interval=2.0, processing_max_interval=2.0)
+# Against the simulator the bot may poll fast, and at once after a submission: the page shows each
+# change within about a second.
+SIMULATOR_POLL_POLICY: Final = PollPolicy(max_interval=2.0, processing_max_interval=2.0, first_poll_delay=0)
 # Without a config file, progress edits every second (the default, 3 s, spares Discord's limits).
 EDIT_INTERVAL_S: Final = 1.0
 REACTIONS: Final = ("🔁", "🎲", "❌", "⭐", "✉️")

@@ -214,4 +214,11 @@ def _user_error(error: AIHordeRequestError) -> BotError:
         return HordeUnavailableError(detail=f"kudos transfer: HTTP {error.http_status}")
     if error.http_status == 429:
         return UserInputError("Too many kudos transfers right now. Please try again in a minute.")
+    if error.unexpected_answer or error.http_status < 400:
+        # Not a refusal (the transfer may even have gone through): never the Horde's words here.
+        return BotError(
+            "The AI Horde answered something the bot did not expect, so it can't tell whether the "
+            "kudos were sent. Check your balance before trying again.",
+            detail=f"kudos transfer: unexpected answer, HTTP {error.http_status}: {error.message}",
+        )
     return UserInputError(f"The AI Horde refused the transfer: {error.message}")

@@ -41,7 +41,12 @@ if TYPE_CHECKING:
 
 POLL_S = 30.0
 SLOW_POLL = PollPolicy(
-    min_interval=POLL_S, max_interval=POLL_S, processing_max_interval=POLL_S, unknown_wait_interval=POLL_S
+    min_interval=POLL_S,
+    max_interval=POLL_S,
+    processing_max_interval=POLL_S,
+    unknown_wait_interval=POLL_S,
+    first_poll_delay=0,  # a check at once and every 30 s: jobs finish together in one poll
+    final_status_polls=0,
 )
 CHANNEL_EDIT = "/channels/*/messages/*"
 ALICE_KEY = "sim-alice-key-00000001"

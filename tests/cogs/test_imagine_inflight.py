@@ -38,7 +38,12 @@ if TYPE_CHECKING:
 POLL_S = 30.0
 JOB_S = 10.0
 SLOW_POLL = PollPolicy(
-    min_interval=POLL_S, max_interval=POLL_S, processing_max_interval=POLL_S, unknown_wait_interval=POLL_S
+    min_interval=POLL_S,
+    max_interval=POLL_S,
+    processing_max_interval=POLL_S,
+    unknown_wait_interval=POLL_S,
+    first_poll_delay=0,  # a check at once and every 30 s: the edits below count them
+    final_status_polls=0,
 )
 
 

@@ -57,8 +57,14 @@ from bot.horde.clients import PollEnd, poll_until
 from bot.horde.simulator import Fault, Knobs, Simulator, SimulatorConfig, run_simulator
 
 API_KEY = "abcdefghijklmnopqrstuv"
+# Checks as fast as the limits allow (the status fetched in place of a check, and the first
+# poll's wait, are tests/horde/test_polling_policy.py's).
 FAST_POLL = PollPolicy(
-    min_interval=0.01, max_interval=0.05, processing_max_interval=0.02, unknown_wait_interval=0.01
+    min_interval=0.01,
+    max_interval=0.05,
+    processing_max_interval=0.02,
+    unknown_wait_interval=0.01,
+    final_status_polls=0,
 )
 
 
@@ -337,7 +343,8 @@ class TestPollPolicy:
     def test_is_quicker_once_every_job_is_with_a_worker(self) -> None:
         assert self.policy.next_delay(20, queue_position=0, processing=1) == 3.0
         assert self.policy.next_delay(20, queue_position=0, processing=0) == 10.0
-        assert self.policy.next_delay(20, queue_position=2, processing=1) == 10.0
+        # Still partly queued, with no measured drain rate yet: soon enough to measure one.
+        assert self.policy.next_delay(20, queue_position=2, processing=1) == self.policy.probe_interval
 
     def test_without_an_estimate(self) -> None:
         assert PollPolicy(unknown_wait_interval=2.0).next_delay(None) == 2.0

@@ -263,6 +263,8 @@ POLICY = PollPolicy(
     max_interval=0.05,
     processing_max_interval=0.02,
     unknown_wait_interval=0.01,
+    first_poll_delay=0,
+    final_status_polls=0,  # the faults below are on generate/check
     error_grace_s=0.5,
 )
 FOREVER = 1000

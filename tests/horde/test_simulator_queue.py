@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import pytest
 from test_simulator_faults import ALICE, BOB, call, clock_fixture, http_fixture  # noqa: F401 - the fixtures clock and http
 
 from bot.horde.simulator import (
@@ -91,6 +92,23 @@ async def test_wait_time_counts_down_while_the_job_runs(
         await sim_step(sim)
         done = await check(http, sim, gen_id)
         assert (done["done"], done["queue_position"], done["wait_time"]) == (True, 0, 0)
+
+
+async def test_workers_of_different_speeds_count_down_from_their_own(
+    http: aiohttp.ClientSession, clock: ManualClock
+) -> None:
+    """The server's countdown starts from the worker's own average speed, not the average of
+    every worker: a 9 s worker's job shows 9, a 3 s worker's 3; the queue part uses their mean
+    (threads over summed rates: 2 / (1/3 + 1/9) = 4.5 s)."""
+    knobs = {"worker_speeds": (3.0, 9.0), "worker_threads": 2, "worker_batch": 1, "queue_refresh": 0.0}
+    async with run_simulator(config(clock, **knobs)) as sim:
+        assert sim.state.knobs.average_speed() == 4.5
+        fast, slow = await submit(http, sim), await submit(http, sim)
+        await sim_step(sim, until=lambda: all(sim.state.requests[g].processing for g in (fast, slow)))
+        assert [seen(await check(http, sim, g)) for g in (fast, slow)] == [(0, 1, 0, 3), (0, 1, 0, 9)]
+        clock.advance(3)
+        await sim_step(sim, until=lambda: sim.state.requests[fast].finished == 1)
+        assert seen(await check(http, sim, slow)) == (0, 1, 0, 6)
 
 
 async def test_richer_users_go_first_and_waiting_raises_a_requests_priority(
@@ -186,3 +204,13 @@ async def sim_step(sim: Simulator, until: Callable[[], bool] | None = None) -> N
             return
     if until is not None:
         raise AssertionError("the simulated workers did not get there")
+
+
+def test_worker_speeds_are_set_over_the_control_surface_and_checked() -> None:
+    knobs = Knobs()
+    knobs.apply_patch({"worker_speeds": [3, 12], "speed_jitter": 0.1})
+    assert (knobs.worker_speeds, knobs.speed_jitter) == ((3.0, 12.0), 0.1)
+    for bad in ({"worker_speeds": [3, 0]}, {"worker_speeds": ["3"]}, {"speed_jitter": 1.0}):
+        with pytest.raises(ValueError, match=r"worker_speeds|speed_jitter"):
+            knobs.apply_patch(bad)
+    assert knobs.worker_speeds == (3.0, 12.0)

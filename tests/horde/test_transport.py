@@ -507,11 +507,13 @@ async def test_schema_mismatch_names_the_fields() -> None:
         result = await t.send(CheckRequest(id="x"), Check)
         await t.close()
     assert isinstance(result, RequestErrorResponse)
-    assert result.errors is not None
-    assert set(result.errors) == {"done", "wait_time"}
+    # The answer's fields, not the request's: ``errors`` is kept for the Horde's verdict on a request.
+    assert result.errors is None
+    assert result.unexpected_answer
     assert "done" in result.message
     assert "wait_time" in result.message
     assert "Check" in result.message
+    assert server.count("/api/v2/generate/check/x") == 1
 
 
 async def test_api_key_is_never_logged(caplog: pytest.LogCaptureFixture) -> None:

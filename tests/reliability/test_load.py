@@ -239,7 +239,9 @@ async def test_members_imagine_at_once(
     counters = horde_sim.counters
     assert counters.status(429) == 0, counters.snapshot()["statuses"]
     assert counters.calls("generate_async") == N_MEMBERS
-    assert counters.calls("generate_status") == N_MEMBERS
+    # One status per job, or a few: the poll aimed at a job's end fetches the status in place of a
+    # check, and again (at most final_status_polls times) when the job outlived its countdown.
+    assert N_MEMBERS <= counters.calls("generate_status") <= N_MEMBERS * (1 + PollPolicy().final_status_polls)
     # ...and the stricter sliding windows hold too: submissions by the simulator's own clock,
     # polls by the virtual time each request left the bot.
     created = [request.created for request in horde_sim.state.requests.values()]

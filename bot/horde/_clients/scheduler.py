@@ -57,6 +57,11 @@ DEFAULT_BURST = 100
 _PARK_SLACK = 5.0
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class PollSchedulerClosedError(AIHordeError):
     """The scheduler (the client session owning it) was closed while a generation was followed."""
 
@@ -184,9 +189,10 @@ class PollScheduler:
         cancel_event: asyncio.Event | None = None,
         min_gap: float = 0.0,
         error_delay: ErrorDelay | None = None,
+        first_delay: float = 0.0,
     ) -> PollOutcome[S]:
-        """Fetch now and then after every ``next_delay``, until ``is_final``, ``cancel_event``
-        is set, or ``time_limit`` seconds pass.
+        """Fetch after ``first_delay`` (default: now) and then after every ``next_delay``, until
+        ``is_final``, ``cancel_event`` is set, or ``time_limit`` seconds pass.
 
         ``progress_callback`` is awaited after every fetch, and an exception from it or from
         ``fetch`` is raised here. A set ``cancel_event`` is noticed at once, but a fetch already
@@ -203,7 +209,7 @@ class PollScheduler:
             raise PollSchedulerClosedError("the poll scheduler is closed")
         if cancel_event is not None and cancel_event.is_set():
             return PollOutcome(PollEnd.CANCELLED, None)
-        now = self._now()
+        now = self.now()
         job: _Job[S] = _Job(
             fetch=fetch,
             is_final=is_final,
@@ -216,7 +222,7 @@ class PollScheduler:
             context=contextvars.copy_context(),
         )
         self._jobs.add(job)
-        self._push(job, now)
+        self._push(job, min(now + max(0.0, first_delay), job.deadline))
         try:
             while not job.future.done():
                 if cancel_event is not None and cancel_event.is_set():
@@ -240,14 +246,18 @@ class PollScheduler:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    # -- internals -----------------------------------------------------------------------
-
-    def _now(self) -> float:
+    def now(self) -> float:
+        """The clock the scheduler runs on (the event loop's unless one was given)."""
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    # -- internals -----------------------------------------------------------------------
 
     async def _park(self, job: _Job[Any], cancel_event: asyncio.Event | None) -> None:
         """Until the job is resolved, ``cancel_event`` is set, or the deadline (plus slack) passes."""
-        timeout = max(0.0, job.deadline - self._now()) + _PARK_SLACK
+        timeout = max(0.0, job.deadline - self.now()) + _PARK_SLACK
+        if cancel_event is None:
+            await self._park_on_timer(job, timeout)
+            return
         park = asyncio.ensure_future(polling.pause(timeout, cancel_event))
         job.park = park
         try:
@@ -255,6 +265,25 @@ class PollScheduler:
         finally:
             job.park = None
             park.cancel()
+
+    async def _park_on_timer(self, job: _Job[Any], seconds: float) -> None:
+        """The park without a ``cancel_event`` to hear: the caller's own task waits on a future a
+        timer resolves, as ``asyncio.sleep`` does (so it looks idle to virtual-time harnesses),
+        without a task of its own; resolving the job cancels that future."""
+        loop = asyncio.get_running_loop()
+        park: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(seconds, _resolve, park)
+        job.park = park
+        try:
+            await park
+        except asyncio.CancelledError:
+            # A cancelled park is the job waking its caller; a cancelled caller must still see it.
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+        finally:
+            job.park = None
+            timer.cancel()
 
     def _forget(self, job: _Job[Any]) -> None:
         self._jobs.discard(job)
@@ -281,7 +310,7 @@ class PollScheduler:
                 heapq.heappop(heap)
             if not heap:
                 return
-            now = self._now()
+            now = self.now()
             delay = max(heap[0][0] - now, self._bucket.wait(now))
             if delay > 0:
                 self._wake.clear()
@@ -297,7 +326,7 @@ class PollScheduler:
 
     def _start_check(self, job: _Job[Any]) -> None:
         self._in_flight += 1
-        job.last_fetch = self._now()
+        job.last_fetch = self.now()
         task = asyncio.create_task(self._check(job), context=job.context)
         job.check = task
         self._checks.add(task)
@@ -324,7 +353,7 @@ class PollScheduler:
                 job.resolve(PollEnd.FINAL)
             elif job.stop_requested:
                 job.resolve(PollEnd.CANCELLED)
-            elif self._now() >= job.deadline:
+            elif self.now() >= job.deadline:
                 job.resolve(PollEnd.TIMED_OUT)
             else:
                 self._push(job, self._next_due(job, job.next_delay(result)))
@@ -335,7 +364,7 @@ class PollScheduler:
 
     def _after_failure(self, job: _Job[Any], exc: Exception) -> None:
         """Fetch again after the caller's ``error_delay``, or raise ``exc`` (see :meth:`poll`)."""
-        now = self._now()
+        now = self.now()
         job.failures += 1
         if job.failures == 1:
             job.failing_since = now
@@ -351,5 +380,5 @@ class PollScheduler:
             self._push(job, self._next_due(job, delay))
 
     def _next_due(self, job: _Job[Any], delay: float) -> float:
-        due = min(self._now() + max(0.0, delay), job.deadline)
+        due = min(self.now() + max(0.0, delay), job.deadline)
         return max(due, job.last_fetch + job.min_gap)

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from bot.horde._clients.estimate import QueueEstimate
 from bot.horde._clients.manual import AIHordeAPIAsyncManualClient
 from bot.horde._clients.scheduler import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_RATE, PollScheduler
 from bot.horde.apimodels.alchemy import AlchemyStatusResponse
@@ -32,8 +33,13 @@ class PendingFollowUp:
 
     gen_id: str
     request: BaseAsyncRequest
-    cleanup_request: BaseJobRequest
     expected_results: int
+
+    @property
+    def cleanup_request(self) -> BaseJobRequest:
+        """The DELETE that cancels it (made when needed: a thousand pending generations should
+        not each hold one)."""
+        return self.request.build_cleanup_request(self.gen_id)
 
 
 class AIHordeAPIAsyncClientSession(AIHordeAPIAsyncManualClient):
@@ -61,6 +67,8 @@ class AIHordeAPIAsyncClientSession(AIHordeAPIAsyncManualClient):
         self.max_checks_per_second = max_checks_per_second
         self._pending: dict[str, PendingFollowUp] = {}
         self._scheduler: PollScheduler | None = None
+        self.queue_estimate = QueueEstimate()
+        """How fast the Horde's queues move, learnt from every generation polled here."""
 
     @property
     def pending(self) -> tuple[str, ...]:
@@ -134,10 +142,7 @@ class AIHordeAPIAsyncClientSession(AIHordeAPIAsyncManualClient):
             gen_id = getattr(response, "id_", None)
             if isinstance(gen_id, str) and gen_id and not isinstance(response, RequestErrorResponse):
                 self._pending[gen_id] = PendingFollowUp(
-                    gen_id=gen_id,
-                    request=request,
-                    cleanup_request=request.build_cleanup_request(gen_id),
-                    expected_results=request.get_number_of_results_expected(),
+                    gen_id=gen_id, request=request, expected_results=request.get_number_of_results_expected()
                 )
             return
         if not isinstance(request, BaseJobRequest):

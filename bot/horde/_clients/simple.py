@@ -24,7 +24,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar, overload
+from typing import Literal, Self, TypeVar, overload
 
 import aiohttp
 import PIL.Image
@@ -36,10 +36,9 @@ from bot.horde._clients.download import (
     decode_image_async,
     fetch_url_bytes,
 )
-from bot.horde._clients.polling import DEFAULT_POLL_POLICY, PollEnd, PollPolicy, ProgressDelay
-from bot.horde._clients.scheduler import ErrorDelay, PollSchedulerClosedError
+from bot.horde._clients.follow import GenerationFollower, ProgressCallback, as_is, queue_of
+from bot.horde._clients.polling import DEFAULT_POLL_POLICY, PollPolicy
 from bot.horde._clients.session import AIHordeAPIAsyncClientSession, is_final_status
-from bot.horde._clients.wakeup import sleep_or_until_set
 from bot.horde.apimodels.alchemy import (
     AlchemyAsyncRequest,
     AlchemyAsyncResponse,
@@ -50,19 +49,15 @@ from bot.horde.apimodels.alchemy import (
 from bot.horde.apimodels.base import (
     BaseAsyncRequest,
     BaseGenerateAsyncRequest,
-    BaseJobRequest,
     HordeRequest,
     HordeResponse,
 )
 from bot.horde.apimodels.errors import RequestErrorResponse
 from bot.horde.apimodels.image import (
-    DeleteImageGenerateRequest,
     ImageGenerateAsyncDryRunResponse,
     ImageGenerateAsyncRequest,
     ImageGenerateAsyncResponse,
-    ImageGenerateCheckRequest,
     ImageGenerateCheckResponse,
-    ImageGenerateStatusRequest,
     ImageGenerateStatusResponse,
     ImageGeneration,
 )
@@ -83,11 +78,9 @@ from bot.horde.apimodels.styles import (
     AllStylesTextResponse,
 )
 from bot.horde.apimodels.text import (
-    DeleteTextGenerateRequest,
     TextGenerateAsyncDryRunResponse,
     TextGenerateAsyncRequest,
     TextGenerateAsyncResponse,
-    TextGenerateStatusRequest,
     TextGenerateStatusResponse,
 )
 from bot.horde.apimodels.users import (
@@ -99,27 +92,20 @@ from bot.horde.apimodels.users import (
 )
 from bot.horde.apimodels.workers import AllWorkersDetailsRequest, AllWorkersDetailsResponse
 from bot.horde.consts import GENERATION_MAX_LIFE, MODEL_STATE, MODEL_TYPE, STYLE_SORT, WORKER_TYPE
-from bot.horde.errors import AIHordeRequestError, AIHordeRequestExpiredError
+from bot.horde.errors import AIHordeRequestError
 
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=HordeResponse)
-P = TypeVar("P", bound=HordeResponse)
-F = TypeVar("F", bound=HordeResponse)
 
-T = TypeVar("T")
-
-ProgressCallback = Callable[[P], Awaitable[object]]
 OnSubmitted = Callable[[str], Awaitable[object]]
 
 _Submitted = ImageGenerateAsyncResponse | TextGenerateAsyncResponse | AlchemyAsyncResponse
 
 DEFAULT_CLEANUP_TIMEOUT = 10.0
-# A DELETE answered with a 5xx is sent this many times in all (within the cleanup timeout).
-_CLEANUP_ATTEMPTS = 3
 
 
-class AIHordeAPIAsyncSimpleClient:
+class AIHordeAPIAsyncSimpleClient(GenerationFollower):
     """High-level calls over an :class:`AIHordeAPIAsyncClientSession`.
 
     Without ``horde_client_session`` the client makes its own (on ``aiohttp_session`` when
@@ -188,9 +174,11 @@ class AIHordeAPIAsyncSimpleClient:
     ) -> tuple[ImageGenerateStatusResponse, str]:
         _refuse_dry_run(request, "image_generate_request_dry_run")
         gen_id = await self._submit(request, ImageGenerateAsyncResponse, on_submitted)
-        status = await self.poll_image_request(
+        status = await self._poll_image(
             gen_id,
             n=request.get_number_of_results_expected(),
+            queue_key=queue_of("image", request.models),
+            after_submit=True,
             timeout=timeout,
             progress_callback=progress_callback,
             cancel_event=cancel_event,
@@ -208,23 +196,14 @@ class AIHordeAPIAsyncSimpleClient:
     ) -> ImageGenerateStatusResponse:
         """Follow a submitted image request (also one submitted before a restart) to its end.
 
-        Polls the cheap ``check`` endpoint and fetches the rate-limited ``status`` once, at the end.
+        Polls the cheap ``check`` endpoint and fetches the rate-limited ``status`` once, at the
+        end: a poll the countdown says finds the request done fetches the status straight away.
         """
-
-        async def collect(_: ImageGenerateCheckResponse) -> ImageGenerateStatusResponse | None:
-            return await self._fetch_known(
-                ImageGenerateStatusRequest(id_=gen_id), ImageGenerateStatusResponse, gen_id, cancel_event
-            )
-
-        return await self._follow(
+        return await self._poll_image(
             gen_id,
-            poll=ImageGenerateCheckRequest(id_=gen_id),
-            poll_type=ImageGenerateCheckResponse,
-            is_final=lambda check: is_final_status(check, n),
-            next_delay=ProgressDelay(self.poll_policy),
-            collect=collect,
-            cleanup=DeleteImageGenerateRequest(id_=gen_id),
-            cleanup_type=ImageGenerateStatusResponse,
+            n=n,
+            queue_key=queue_of("image", None),
+            after_submit=False,
             timeout=timeout,
             progress_callback=progress_callback,
             cancel_event=cancel_event,
@@ -250,9 +229,11 @@ class AIHordeAPIAsyncSimpleClient:
     ) -> tuple[TextGenerateStatusResponse, str]:
         _refuse_dry_run(request, "text_generate_request_dry_run")
         gen_id = await self._submit(request, TextGenerateAsyncResponse, on_submitted)
-        status = await self.poll_text_request(
+        status = await self._poll_text(
             gen_id,
             n=request.get_number_of_results_expected(),
+            queue_key=queue_of("text", request.models),
+            after_submit=True,
             timeout=timeout,
             progress_callback=progress_callback,
             cancel_event=cancel_event,
@@ -269,15 +250,11 @@ class AIHordeAPIAsyncSimpleClient:
         cancel_event: asyncio.Event | None = None,
     ) -> TextGenerateStatusResponse:
         """Follow a text request until all ``n`` generations are in (text has no ``check``)."""
-        return await self._follow(
+        return await self._poll_text(
             gen_id,
-            poll=TextGenerateStatusRequest(id_=gen_id),
-            poll_type=TextGenerateStatusResponse,
-            is_final=lambda status: is_final_status(status, n),
-            next_delay=ProgressDelay(self.poll_policy),
-            collect=_as_is,
-            cleanup=DeleteTextGenerateRequest(id_=gen_id),
-            cleanup_type=TextGenerateStatusResponse,
+            n=n,
+            queue_key=queue_of("text", None),
+            after_submit=False,
             timeout=timeout,
             progress_callback=progress_callback,
             cancel_event=cancel_event,
@@ -324,14 +301,16 @@ class AIHordeAPIAsyncSimpleClient:
     ) -> AlchemyStatusResponse:
         """Follow an alchemy request; its status takes the key it was submitted with."""
         fields = {"id": gen_id} if apikey is None else {"id": gen_id, "apikey": apikey}
+        status_request = AlchemyStatusRequest.model_validate(fields)
         return await self._follow(
             gen_id,
-            poll=AlchemyStatusRequest.model_validate(fields),
-            poll_type=AlchemyStatusResponse,
+            poll=lambda: self._call_known(status_request, AlchemyStatusResponse, gen_id),
+            what="AlchemyStatusRequest",
             is_final=lambda status: is_final_status(status, n),
             next_delay=lambda _: self.poll_policy.next_delay(None),
-            collect=_as_is,
-            cleanup=AlchemyDeleteRequest(id_=gen_id),
+            first_delay=0.0,
+            collect=as_is,
+            cleanup=AlchemyDeleteRequest,
             cleanup_type=AlchemyStatusResponse,
             timeout=timeout,
             progress_callback=progress_callback,
@@ -475,171 +454,6 @@ class AIHordeAPIAsyncSimpleClient:
             response, ImageGenerateAsyncResponse | TextGenerateAsyncResponse | AlchemyAsyncResponse
         ):
             await self._cleanup_quietly(request.build_cleanup_request(response.id_))
-
-    async def _call_known(self, request: HordeRequest, expected: type[R], gen_id: str) -> R:
-        """Like :meth:`call`, for a request about an id the Horde gave us: 404 means it is gone."""
-        return _known(await self.horde_client_session.submit_request(request, expected), gen_id)
-
-    async def _fetch_known(
-        self, request: HordeRequest, expected: type[R], gen_id: str, cancel_event: asyncio.Event | None
-    ) -> R | None:
-        """:meth:`_call_known`, asked again after a transient failure like a poll (same backoff
-        and grace); ``None`` when ``cancel_event`` is set while it waits to ask again."""
-        error_delay = self._poll_errors(gen_id, type(request).__name__)
-        loop = asyncio.get_running_loop()
-        failures, failing_since = 0, 0.0
-        while True:
-            try:
-                return await self._call_known(request, expected, gen_id)
-            except AIHordeRequestError as exc:
-                now = loop.time()
-                failures += 1
-                if failures == 1:
-                    failing_since = now
-                delay = error_delay(exc, failures, now - failing_since)
-                if delay is None:
-                    raise
-            if await sleep_or_until_set(delay, cancel_event):
-                return None
-
-    def _poll_errors(self, gen_id: str, what: str) -> ErrorDelay:
-        """The scheduler's ``error_delay`` for the polls of ``gen_id``: a transient failure is
-        polled again within the policy's grace (:meth:`PollPolicy.error_delay`), with a warning."""
-        policy = self.poll_policy
-
-        def error_delay(exc: Exception, failures: int, failing_for: float) -> float | None:
-            if not (isinstance(exc, AIHordeRequestError) and exc.is_transient):
-                return None
-            delay = policy.error_delay(failures, failing_for)
-            if delay is None:
-                logger.warning(
-                    "AI Horde request %s: %s failed %d times in a row over %.0fs; giving up: %s",
-                    gen_id,
-                    what,
-                    failures,
-                    failing_for,
-                    exc,
-                )
-            else:
-                logger.warning(
-                    "AI Horde request %s: %s failed (%d in a row), asking again in %.1fs: %s",
-                    gen_id,
-                    what,
-                    failures,
-                    delay,
-                    exc,
-                )
-            return delay
-
-        return error_delay
-
-    async def _follow(
-        self,
-        gen_id: str,
-        *,
-        poll: BaseJobRequest,
-        poll_type: type[P],
-        is_final: Callable[[P], bool],
-        next_delay: Callable[[P], float],
-        collect: Callable[[P], Awaitable[F | None]],
-        cleanup: BaseJobRequest,
-        cleanup_type: type[F],
-        timeout: float,  # noqa: ASYNC109 - ends in a DELETE and partial results
-        progress_callback: ProgressCallback[P] | None,
-        cancel_event: asyncio.Event | None,
-    ) -> F:
-        try:
-            outcome = await self.horde_client_session.poll_scheduler.poll(
-                lambda: self._call_known(poll, poll_type, gen_id),
-                is_final=is_final,
-                next_delay=next_delay,
-                time_limit=_time_limit(timeout),
-                progress_callback=progress_callback,
-                cancel_event=cancel_event,
-                min_gap=self.poll_policy.min_interval,
-                error_delay=self._poll_errors(gen_id, type(poll).__name__),
-            )
-            end = outcome.end
-            if end is PollEnd.FINAL:
-                assert outcome.last is not None
-                collected = await collect(outcome.last)
-                if collected is not None:
-                    return collected
-                end = PollEnd.CANCELLED  # while the final status could not be fetched
-        except (AIHordeRequestExpiredError, PollSchedulerClosedError):
-            # Expired: nothing left to cancel. Closed: the session's close() cancels what it tracks.
-            raise
-        except BaseException:
-            await self._cleanup_quietly(cleanup)
-            raise
-        logger.info("AI Horde request %s %s; cancelling it", gen_id, end.value.replace("_", " "))
-        return _known(await self._send_cleanup(cleanup, cleanup_type), gen_id)
-
-    async def _send_cleanup(self, cleanup: BaseJobRequest, expected: type[R]) -> R | RequestErrorResponse:
-        """Send a DELETE; one the Horde fails with a 5xx is sent again, up to ``_CLEANUP_ATTEMPTS``.
-
-        The transport never retries a 500, but a DELETE is idempotent and a request left running
-        spends the user's kudos on results nobody will collect. Sent again at once: this often
-        runs under ``_bounded``'s timeout, where a sleep would stall virtual-time harnesses.
-        """
-        response = await self.horde_client_session.submit_request(cleanup, expected)
-        for _ in range(_CLEANUP_ATTEMPTS - 1):
-            if not (isinstance(response, RequestErrorResponse) and response.http_status >= 500):
-                break
-            response = await self.horde_client_session.submit_request(cleanup, expected)
-        return response
-
-    async def _cleanup_quietly(self, cleanup: BaseJobRequest) -> None:
-        """Best-effort cancel while another exception (often ``CancelledError``) is on its way out."""
-        response = await self._bounded(
-            asyncio.ensure_future(self._send_cleanup(cleanup, cleanup.get_default_success_response_type())),
-            f"cancelling request {cleanup.id_}",
-        )
-        if isinstance(response, RequestErrorResponse) and response.http_status != 404:
-            logger.warning("Cancelling AI Horde request %s failed: %s", cleanup.id_, response.message)
-
-    async def _bounded(self, work: asyncio.Future[T], what: str) -> T | None:
-        """Wait at most ``cleanup_timeout`` for ``work``; ``None`` if it failed or is still running.
-
-        Shielded: the caller's task is often cancelled already, and the work must still finish.
-        Another cancellation of the caller stops the waiting, not the work.
-        """
-        work.add_done_callback(_consume_outcome)
-        try:
-            return await asyncio.wait_for(asyncio.shield(work), self.cleanup_timeout)
-        except TimeoutError:
-            logger.warning("AI Horde cleanup (%s) did not finish within %.0fs", what, self.cleanup_timeout)
-        except Exception as exc:
-            logger.warning("AI Horde cleanup (%s) failed: %s", what, exc)
-        return None
-
-
-def _known(response: R | RequestErrorResponse, gen_id: str) -> R:
-    """The answer about an id the Horde gave us, or the error raised: 404 means it is gone."""
-    if isinstance(response, RequestErrorResponse):
-        if response.http_status == 404:
-            raise AIHordeRequestExpiredError(
-                response,
-                f"AI Horde request {gen_id} is expired or unknown: the Horde keeps a request "
-                f"for about 20 minutes after its last activity ({response.message})",
-            )
-        raise AIHordeRequestError(response)
-    return response
-
-
-def _consume_outcome(work: asyncio.Future[Any]) -> None:
-    # Marks the outcome as seen, so an abandoned failure is not reported as "never retrieved".
-    if not work.cancelled():
-        work.exception()
-
-
-async def _as_is(status: F) -> F:
-    return status
-
-
-def _time_limit(timeout: float) -> float:
-    """A request lives at most ``GENERATION_MAX_LIFE`` on the Horde; waiting longer is pointless."""
-    return GENERATION_MAX_LIFE if timeout <= 0 or timeout > GENERATION_MAX_LIFE else timeout
 
 
 def _refuse_dry_run(request: BaseGenerateAsyncRequest, method: str) -> None:

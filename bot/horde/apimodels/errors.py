@@ -24,13 +24,17 @@ class RequestErrorResponse(HordeResponse):
     """What a manual client returns instead of the success model when the Horde says no.
 
     ``rc`` is a :class:`RC` member when the code is known, the raw string when it is new, and
-    ``RC.RC_MISSING`` when the body had none. ``errors`` holds schema errors by field.
+    ``RC.RC_MISSING`` when the body had none. ``errors`` holds the Horde's schema errors about
+    the request, by field. ``unexpected_answer`` is set by the client when the Horde answered
+    with a success status something it could not use: JSON that does not fit the expected
+    model, or a body too large to read; ``message`` then says what (for logs, not for users).
     """
 
     message: str
     rc: Annotated[RC | str, BeforeValidator(enum_or_raw(RC))] = RC.RC_MISSING
     http_status: int = Field(ge=0)
     errors: dict[str, str] | None = None
+    unexpected_answer: bool = False
 
     @property
     def is_rate_limited(self) -> bool:

@@ -83,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=2,
         help="pops of each kind processed at once; fewer makes the queue deeper, 0 holds every request",
     )
+    workers.add_argument(
+        "--worker-speeds",
+        type=lambda text: tuple(float(part) for part in text.split(",")),
+        default=(),
+        help="seconds a pop for each thread, like 3,5,5,12 (replaces --speed)",
+    )
+    workers.add_argument(
+        "--speed-jitter", type=float, default=0.0, help="with --worker-speeds: ± this fraction"
+    )
     workers.add_argument("--batch", type=int, default=1, help="jobs of one request a worker takes per pop")
     workers.add_argument(
         "--check-cache", type=float, default=0.0, help="seconds a check answer is kept (the real Horde: 1)"
@@ -130,6 +139,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         worker_delay=args.worker_delay,
         speed=args.speed,
         worker_threads=args.threads,
+        worker_speeds=args.worker_speeds,
+        speed_jitter=args.speed_jitter,
         worker_batch=args.batch,
         check_cache=args.check_cache,
         request_lifetime=args.lifetime,

@@ -41,7 +41,7 @@ def pop_form(state: State) -> tuple[Interrogation, Form, SimWorker] | None:
                 if form.state == "waiting":
                     form.state = "processing"
                     form.worker = state.next_worker(workers)
-                    form.due = now + state.draw_duration()
+                    form.due = now + state.draw_duration()[0]
                     state.touch(interrogation)
                     return interrogation, form, form.worker
         return None

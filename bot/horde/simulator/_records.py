@@ -51,6 +51,8 @@ class Job:
     seed: int
     started: float
     due: float
+    expected: float | None = None
+    """What the worker expects the pop to take (its average speed); ``None``: ``average_speed``."""
 
 
 @dataclass(eq=False)

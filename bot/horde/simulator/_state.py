@@ -290,10 +290,16 @@ class State:
         self._round_robin[kind] = turn + 1
         return workers[turn % len(workers)]
 
-    def draw_duration(self) -> float:
-        speed = self.knobs.speed
+    def draw_duration(self, thread: int = 0) -> tuple[float, float | None]:
+        """A pop's seconds, and what its worker expects (``None``: the average speed)."""
+        knobs = self.knobs
         with self.lock:
-            return self.rng.uniform(*speed) if isinstance(speed, tuple) else float(speed)
+            if knobs.worker_speeds:
+                expected = knobs.worker_speeds[thread % len(knobs.worker_speeds)]
+                jitter = knobs.speed_jitter
+                return expected * self.rng.uniform(1 - jitter, 1 + jitter), expected
+            speed = knobs.speed
+            return (self.rng.uniform(*speed) if isinstance(speed, tuple) else float(speed)), None
 
     # -- queue statistics -------------------------------------------------------------------
 
@@ -342,7 +348,10 @@ class State:
             now = self.now()
             per_job = self.knobs.average_speed()
             _, jobs_ahead = self._queue_stats(request)
-            running_left = [job.started + per_job - now for job in request.processing]
+            running_left = [
+                job.started + (per_job if job.expected is None else job.expected) - now
+                for job in request.processing
+            ]
             return queue.wait_time(jobs_ahead, self.declared_threads(request.kind), per_job, running_left)
 
     def waiting_n(self, user: SimUser, kind: Kind, models: Sequence[str]) -> int:
@@ -359,9 +368,10 @@ class State:
 
     # -- the simulated workers' side --------------------------------------------------------
 
-    def pop_jobs(self, kind: Kind) -> list[Job]:
+    def pop_jobs(self, kind: Kind, thread: int = 0) -> list[Job]:
         """What one simulated worker pops: up to ``worker_batch`` jobs of the first request in the
-        queue it can serve (one with ``disable_batching``); they start and end together."""
+        queue it can serve (one with ``disable_batching``); they start and end together.
+        ``thread`` picks the speed among ``worker_speeds``."""
         with self.lock:
             self.purge_expired()
             now = self.now()
@@ -373,9 +383,10 @@ class State:
                 request.waiting -= amount
                 worker = self.next_worker(self.allowed_workers(request))
                 model = self.pick_model(request)
-                due = now + self.draw_duration()
+                duration, expected = self.draw_duration(thread)
+                due = now + duration
                 jobs = [
-                    Job(self.new_id(), request, worker, model, self._next_seed(request), now, due)
+                    Job(self.new_id(), request, worker, model, self._next_seed(request), now, due, expected)
                     for _ in range(amount)
                 ]
                 request.processing.extend(jobs)

@@ -32,6 +32,7 @@ class WorkerPool:
             "text": set(),
             "interrogation": set(),
         }
+        self._threads_busy: dict[Lane, set[int]] = {"image": set(), "text": set(), "interrogation": set()}
         self._scheduler: asyncio.Task[None] | None = None
         self._stopping = False
         self._loop = asyncio.get_running_loop()
@@ -70,22 +71,27 @@ class WorkerPool:
         threads = self._state.knobs.worker_threads
         for lane in ("image", "text"):
             while len(self._running[lane]) < threads:
-                jobs = self._state.pop_jobs(lane)
+                thread = min(set(range(threads)) - self._threads_busy[lane], default=0)
+                jobs = self._state.pop_jobs(lane, thread)
                 if not jobs:
                     break
-                self._spawn(lane, self._run_batch(jobs))
+                self._spawn(lane, self._run_batch(jobs), thread)
         while len(self._running["interrogation"]) < threads:
             popped = _forms.pop_form(self._state)
             if popped is None:
                 break
             self._spawn("interrogation", self._run_form(*popped[:2]))
 
-    def _spawn(self, lane: Lane, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, lane: Lane, work: Coroutine[Any, Any, None], thread: int | None = None) -> None:
         task = asyncio.create_task(work)
         self._running[lane].add(task)
+        if thread is not None:
+            self._threads_busy[lane].add(thread)
 
         def _done(finished: asyncio.Task[None]) -> None:
             self._running[lane].discard(finished)
+            if thread is not None:
+                self._threads_busy[lane].discard(thread)
             if not finished.cancelled() and finished.exception() is not None:
                 log.error("simulated worker crashed", exc_info=finished.exception())
             self.poke()

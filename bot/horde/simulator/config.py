@@ -179,6 +179,11 @@ class Knobs:
     jobs of one request a worker takes in one pop (the real reGen worker's ``amount``; the fake
     worker of ``../shared/real-horde`` takes 4): they run together and finish together.  Workers
     announce ``worker_threads × worker_batch`` threads, which is what the queue estimates divide by.
+    ``worker_speeds``: workers of different speeds, one entry a thread (thread ``i`` takes
+    ``worker_speeds[i % len]`` seconds a pop, times a seeded factor within ``1 ± speed_jitter``);
+    they replace ``speed``. The countdown of a job on such a thread (``wait_time``) starts from
+    its thread's seconds, as the server's starts from the worker's own average speed, and the
+    queue part of ``wait_time`` uses their mean job time (``average_speed``).
 
     The server's caches, on the simulator's clock (0 turns one off):
     ``queue_refresh``: the queue positions (and the queue part of ``wait_time``) come from a
@@ -196,6 +201,8 @@ class Knobs:
     speed: Speed = 0.5
     worker_threads: int = 2
     worker_batch: int = 1
+    worker_speeds: tuple[float, ...] = ()
+    speed_jitter: float = 0.0
     queue_refresh: float = 1.0
     check_cache: float = 0.0
     find_user_cache: float = 30.0
@@ -232,10 +239,16 @@ class Knobs:
                 raise ValueError(f"{name!r} must be between 0 and 1")
         if self.request_lifetime <= 0 or self.r2_lifetime <= 0:
             raise ValueError("lifetimes must be positive")
+        if any(speed <= 0 for speed in self.worker_speeds) or not 0 <= self.speed_jitter < 1:
+            raise ValueError("'worker_speeds' must be positive and 'speed_jitter' within [0, 1)")
         if self.max_image_side < 64:
             raise ValueError("'max_image_side' must be at least 64")
 
     def average_speed(self) -> float:
+        """The mean seconds of a pop: with ``worker_speeds``, weighted by how many each thread
+        finishes (threads / their summed rates)."""
+        if self.worker_speeds:
+            return len(self.worker_speeds) / sum(1 / speed for speed in self.worker_speeds)
         if isinstance(self.speed, tuple):
             return (self.speed[0] + self.speed[1]) / 2
         return float(self.speed)
@@ -307,6 +320,10 @@ def _coerce(name: str, current: Any, value: Any, *, field_type: str = "") -> Any
         if _is_number(value) and value >= 0:
             return float(value)
         raise ValueError("'speed' must be a non-negative number or a [low, high] pair")
+    if name == "worker_speeds":
+        if not isinstance(value, list | tuple) or not all(_is_number(v) and v > 0 for v in value):
+            raise ValueError("'worker_speeds' must be a list of positive numbers")
+        return tuple(float(v) for v in value)
     if isinstance(current, bool) or "bool" in field_type:
         if not isinstance(value, bool):
             raise ValueError(f"{name!r} must be a boolean")

@@ -20,6 +20,10 @@ UNREADABLE: Final = (
     "The AI Horde sent an answer the bot could not read (not the Horde's own). "
     "Please try again in a few minutes."
 )
+UNEXPECTED_ANSWER: Final = (
+    "The AI Horde answered something the bot did not expect, so this could not be followed. "
+    "Please try again in a few minutes."
+)
 ALL_LOST: Final = (
     "The AI Horde finished this, but none of its results could be downloaded. Please run it again."
 )
@@ -88,6 +92,9 @@ def describe_horde_error(error: AIHordeRequestError, *, anonymous: bool = False)
         return "The AI Horde did not accept your API key. Use /login again with your current key."
     if rc in (RC.AnonForbidden, RC.StylesAnonForbidden, RC.BetaAnonForbidden):
         return f"The AI Horde doesn't allow this anonymously. {LOGIN_HINT}."
+    if error.unexpected_answer:
+        # The Horde's answer did not fit the client's model: nothing the member chose was refused.
+        return UNEXPECTED_ANSWER
     if error.errors:
         fields = "; ".join(f"{name}: {reason}" for name, reason in error.errors.items())
         return f"The AI Horde rejected these settings: {fields}"
