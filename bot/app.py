@@ -57,6 +57,10 @@ DISTRIBUTION: Final = "horde-discord-bot"
 
 ShutdownHook = Callable[[], Awaitable[None]]
 
+# The share of ``shutdown_deadline_s`` kept, after the shutdown hooks, for disconnecting from Discord
+# and the AI Horde session's last DELETEs; the storage closes after them.
+CLOSING_RESERVE: Final = 0.1
+
 
 def app_version() -> str:
     try:
@@ -137,6 +141,9 @@ class HordeBot(commands.Bot):
         self.started_at: float | None = None
         self._shutdown_hooks: list[ShutdownHook] = []
         self._shutdown_task: asyncio.Task[None] | None = None
+        # The loop time by which the shutdown hooks must be done (set when close() begins).
+        self._hooks_deadline: float | None = None
+        self._deadline: float | None = None
         self._resume_task: asyncio.Task[None] | None = None
         self.add_shutdown_hook(self._shutdown_jobs)
         # Hooks run last-added first: results queued for their channel's turn go out before jobs end.
@@ -148,7 +155,7 @@ class HordeBot(commands.Bot):
         if owns_http_session:
             self._resources.push_async_callback(http_session.close)
         self._resources.push_async_callback(storage.close)
-        self._resources.push_async_exit(horde_session)
+        self._resources.push_async_callback(self._close_horde_session)
 
     @staticmethod
     def _client_options(settings: Settings) -> dict[str, Any]:
@@ -175,8 +182,18 @@ class HordeBot(commands.Bot):
             self._resume_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._resume_task
-        # A margin inside the shared deadline, so the journal is written before the hook is cut off.
-        await self.jobs.shutdown(self.settings.bot.shutdown_deadline_s * 0.9)
+        # A margin inside the hooks' deadline, so the journal is written before the hook is cut off.
+        await self.jobs.shutdown(self._seconds_left(self._hooks_deadline) * 0.9)
+
+    def _seconds_left(self, deadline: float | None) -> float:
+        if deadline is None:
+            return self.settings.bot.shutdown_deadline_s
+        return max(0.0, deadline - asyncio.get_running_loop().time())
+
+    async def _close_horde_session(self) -> None:
+        # Whatever the jobs left pending is DELETEd in the time left of the one deadline; a job
+        # whose DELETE did not go through was released by the jobs engine, for the next start.
+        await self.horde_session.close(cleanup_timeout=self._seconds_left(self._deadline))
 
     async def on_ready(self) -> None:
         # READY comes again after every new gateway session; the journal is read once per process.
@@ -216,11 +233,24 @@ class HordeBot(commands.Bot):
         await asyncio.shield(self._shutdown_task)
 
     async def _shutdown(self) -> None:
+        """Everything within ``shutdown_deadline_s``, one deadline for the whole exit.
+
+        The hooks (jobs DELETEd and journalled) get all of it but a reserve
+        (:data:`CLOSING_RESERVE`); Discord and the AI Horde session's own cleanup share the
+        reserve, each cut off at the deadline; then the storage and the HTTP session close.
+        """
         log.info("Shutting down")
-        await self._run_shutdown_hooks()
+        loop = asyncio.get_running_loop()
+        total = self.settings.bot.shutdown_deadline_s
+        self._deadline = loop.time() + total
+        self._hooks_deadline = self._deadline - total * CLOSING_RESERVE
+        await self._run_shutdown_hooks(self._hooks_deadline)
         try:
             # Services have wound down; stop taking new interactions before their resources go.
-            await super().close()
+            async with asyncio.timeout_at(max(self._deadline, loop.time())):
+                await super().close()
+        except TimeoutError:
+            log.warning("Disconnecting from Discord did not finish within the shutdown deadline")
         finally:
             try:
                 await self._resources.aclose()
@@ -228,8 +258,7 @@ class HordeBot(commands.Bot):
                 log.exception("Error while closing the bot's resources")
         log.info("Shut down")
 
-    async def _run_shutdown_hooks(self) -> None:
-        deadline = asyncio.get_running_loop().time() + self.settings.bot.shutdown_deadline_s
+    async def _run_shutdown_hooks(self, deadline: float) -> None:
         while self._shutdown_hooks:
             hook = self._shutdown_hooks.pop()
             try:

@@ -234,7 +234,8 @@ class JobManager:
         """Stop taking jobs, cancel every running one on the Horde, and record each end.
 
         Every job ends CANCELLED ("the bot was shut down") unless it finished first, and its
-        listener hears ``on_finished``. Jobs that don't wind down in time have their tasks
+        listener hears ``on_finished``; but a job whose DELETE did not go through in time is left
+        unfinished in the journal (the Horde still runs it) and resumed by the next start. Jobs that don't wind down in time have their tasks
         cancelled (the client still DELETEs); anything still unrecorded is journalled here.
         Returns within ``deadline_s`` unless the storage itself hangs.
         """
@@ -264,7 +265,7 @@ class JobManager:
         if pending:
             log.warning("%d job task(s) did not stop within %gs", len(pending), deadline_s)
         for job in jobs:
-            if not job.journalled:
+            if not job.journalled and not job.left_running and not self._runner.leave_running(job):
                 error = messages.CANCELLED[CancelReason.SHUTDOWN]
                 if await self._runner.journal(job.id, JobState.CANCELLED, error=error, kudos=job.kudos):
                     job.journalled = True

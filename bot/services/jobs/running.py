@@ -47,6 +47,9 @@ class RunningJob:
         self.task: asyncio.Task[None] | None = None
         self.outcome: JobOutcome | None = None
         self.journalled = False
+        # Shut down while the Horde still runs its request (the DELETE did not go through): left
+        # unfinished in the journal, so the next start follows it and delivers its result.
+        self.left_running = False
 
     @property
     def id(self) -> str:
@@ -252,7 +255,35 @@ class JobRunner:
             notes=run.notes() + ((note,) if note else ()),
         )
 
+    def still_on_horde(self, job: RunningJob) -> bool:
+        """Whether the Horde still runs ``job``'s request as far as this process knows: its
+        session tracks the id until a DELETE, a final status or a 404 answers for it."""
+        horde_id = job.record.horde_id
+        session = self.horde.horde_client_session
+        return horde_id is not None and session.pending_follow_up(horde_id) is not None
+
+    def leave_running(self, job: RunningJob) -> bool:
+        """At shutdown, leave a job whose request the Horde still runs unfinished in the journal.
+
+        Journalling it CANCELLED would be untrue (its kudos are being spent) and would lose the
+        result; left SUBMITTED, the next start polls it by its id and delivers. The session stops
+        tracking it, so its own close does not DELETE it either."""
+        if job.cancel_reason is not CancelReason.SHUTDOWN or job.journalled or not self.still_on_horde(job):
+            return False
+        assert job.record.horde_id is not None
+        self.horde.horde_client_session.release(job.record.horde_id)
+        job.left_running = True
+        log.warning(
+            "Job %s: AI Horde request %s could not be cancelled before the shutdown deadline; "
+            "left running, the next start will deliver it",
+            job.id,
+            job.record.horde_id,
+        )
+        return True
+
     async def _finish(self, job: RunningJob, run: JobRun, outcome: JobOutcome) -> None:
+        if outcome.state is not JobState.DONE and self.leave_running(job):
+            return
         job.outcome = outcome
         result = run.result_json()
         if outcome.notes:
