@@ -17,6 +17,7 @@ import datetime
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final
 
@@ -26,7 +27,13 @@ from discord.ext import commands
 
 from bot.config import Settings
 from bot.crypto import KeyRing
-from bot.horde import AIHordeAPIAsyncClientSession, AIHordeAPIAsyncSimpleClient, PollPolicy
+from bot.horde import (
+    AIHordeAPIAsyncClientSession,
+    AIHordeAPIAsyncSimpleClient,
+    HordeRateLimits,
+    PollPolicy,
+    RateLimit,
+)
 from bot.logging import SecretRedactor
 from bot.services.accounts import AccountService
 from bot.services.delivery.service import Delivery
@@ -317,6 +324,14 @@ async def create_bot(
         base_url=settings.horde.api_url,
         client_agent=settings.horde.client_agent,
         request_timeout=settings.horde.request_timeout_s,
+        # The process's own limiter holds the same per-IP budget as the bot's shared queue (a
+        # whitelisted IP's is looser), so it never waits on a turn the queue granted.
+        rate_limits=replace(
+            HordeRateLimits(),
+            generate_async_per_ip=tuple(
+                RateLimit(calls, period) for calls, period in settings.horde.submit_windows
+            ),
+        ),
     )
     horde = AIHordeAPIAsyncSimpleClient(
         horde_client_session=horde_session,

@@ -37,6 +37,7 @@ from bot.storage.base import (
     check_transition,
     utcnow,
 )
+from bot.storage.submit_queue import SQLSubmitQueue
 
 log = logging.getLogger(__name__)
 
@@ -665,6 +666,7 @@ class SQLStorage(Generic[_Db]):
         self._guild_settings = SQLGuildSettings(db, clock)
         self._jobs = SQLJobs(db, clock)
         self._sponsor_keys = SQLSponsorKeys(db, clock)
+        self._submit_queue = SQLSubmitQueue(db)
 
     @property
     def users(self) -> SQLUsers:
@@ -681,6 +683,10 @@ class SQLStorage(Generic[_Db]):
     @property
     def sponsor_keys(self) -> SQLSponsorKeys:
         return self._sponsor_keys
+
+    @property
+    def submit_queue(self) -> SQLSubmitQueue:
+        return self._submit_queue
 
     @property
     def encrypted_columns(self) -> tuple[EncryptedColumn, ...]:

@@ -20,6 +20,7 @@ from bot.services.jobs.kinds import JobKindHandler
 from bot.services.jobs.models import ActiveJob, CancelReason, JobListener, JobOutcome, JobsShuttingDownError
 from bot.services.jobs.resume import ListenerFactory, Resumption
 from bot.services.jobs.running import JobRunner, RunningJob
+from bot.services.jobs.turns import SubmitTurns
 from bot.storage import JobKind, JobRecord, JobState, KeyOwner, Storage, guild_shard
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class JobManager:
         no_worker_timeout_s: float = DEFAULT_NO_WORKER_TIMEOUT_S,
         delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
         redelivery_delays_s: tuple[float, ...] = REDELIVERY_DELAYS_S,
+        turns: SubmitTurns | None = None,
     ) -> None:
         if generation_timeout_s <= 0 or listener_timeout_s <= 0 or no_worker_timeout_s <= 0:
             raise ValueError("the generation, listener and no-worker timeouts must be positive")
@@ -92,7 +94,9 @@ class JobManager:
             clock=clock,
             listener_timeout_s=listener_timeout_s,
             no_worker_timeout_s=no_worker_timeout_s,
+            turns=turns,
         )
+        self._turns = turns
         self._listener_factories: dict[JobKind, ListenerFactory] = {}
         self._closing = False
 
@@ -113,6 +117,8 @@ class JobManager:
             no_worker_timeout_s=settings.horde.no_worker_timeout_s,
             shard_count=settings.bot.shard_count or 1,
             shard_ids=settings.bot.shard_ids,
+            # One fair queue and one budget for the whole bot, in its database.
+            turns=SubmitTurns(storage.submit_queue, settings.horde.submit_windows),
         )
 
     def __repr__(self) -> str:
@@ -235,12 +241,20 @@ class JobManager:
 
         Every job ends CANCELLED ("the bot was shut down") unless it finished first, and its
         listener hears ``on_finished``; but a job whose DELETE did not go through in time is left
-        unfinished in the journal (the Horde still runs it) and resumed by the next start. Jobs that don't wind down in time have their tasks
-        cancelled (the client still DELETEs); anything still unrecorded is journalled here.
+        unfinished in the journal (the Horde still runs it) and resumed by the next start. Jobs
+        that don't wind down in time have their tasks cancelled (the client still DELETEs);
+        anything still unrecorded is journalled here. This process's tickets leave the queue.
         Returns within ``deadline_s`` unless the storage itself hangs.
         """
         self._closing = True
         self._ends.stop()
+        try:
+            await self._cancel_jobs(deadline_s)
+        finally:
+            if self._turns is not None:
+                await self._turns.close()
+
+    async def _cancel_jobs(self, deadline_s: float) -> None:
         jobs = list(self._runner.jobs.values())
         if not jobs:
             return

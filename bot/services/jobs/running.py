@@ -23,6 +23,7 @@ from bot.services.jobs.models import (
     JobOutcome,
     JobProgress,
 )
+from bot.services.jobs.turns import SubmitTurns
 from bot.storage import DeliveryState, InvalidTransitionError, JobRecord, JobState, Storage
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ class RunningJob:
         # A Wakeup, not a plain Event: the poll waits then sleep on timers (see bot.horde Wakeup).
         self.cancel_event = Wakeup()
         self.cancel_reason: CancelReason | None = None
+        # Set while the job waits for its turn in the bot's queue, so a cancel wakes that wait.
+        self.turn_wakeup: Wakeup | None = None
         self.progress: JobProgress | None = None
         self.kudos = 0.0
         self.images_delivered = 0
@@ -59,6 +62,8 @@ class RunningJob:
         if self.cancel_reason is None:
             self.cancel_reason = reason
         self.cancel_event.set()
+        if self.turn_wakeup is not None:
+            self.turn_wakeup.set()
 
     def snapshot(self) -> ActiveJob:
         return ActiveJob(
@@ -134,8 +139,10 @@ class JobRunner:
         clock: Callable[[], datetime],
         listener_timeout_s: float,
         no_worker_timeout_s: float,
+        turns: SubmitTurns | None = None,
     ) -> None:
         self.storage = storage
+        self.turns = turns
         self.horde = horde
         self.ends = ends
         self.clock = clock
@@ -162,8 +169,34 @@ class JobRunner:
         if not task.cancelled() and task.exception() is not None:
             log.error("Job %s: its task failed", job_id, exc_info=task.exception())
 
+    async def _wait_turn(self, job: RunningJob) -> None:
+        """A new job waits for its turn in the bot's fair queue (with the Horde's budget),
+        seeing its place in it; a cancel ends the wait."""
+        if self.turns is None or job.record.horde_id is not None or job.cancel_reason is not None:
+            return
+        record = job.record
+
+        async def show_place(place: int) -> None:
+            progress = JobProgress.in_bot_queue(job.id, place, n=job.n, elapsed_s=self.elapsed(record))
+            job.progress = progress
+            await self.notify(job, "on_progress", lambda: job.listener.on_progress(job.record, progress))
+
+        job.turn_wakeup = Wakeup()
+        try:
+            await self.turns.turn(
+                job.id,
+                user_id=record.user_id,
+                guild_id=record.guild_id,
+                show_place=show_place,
+                wakeup=job.turn_wakeup,
+                cancelled=lambda: job.cancel_reason is not None,
+            )
+        finally:
+            job.turn_wakeup = None
+
     async def _run(self, job: RunningJob, run: JobRun) -> None:
         try:
+            await self._wait_turn(job)
             if job.cancel_reason is not None and job.record.horde_id is None:
                 # Cancelled before it was sent: nothing to ask the Horde.
                 outcome = self._outcome(job, run, JobState.CANCELLED)

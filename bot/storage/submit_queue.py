@@ -1,0 +1,161 @@
+"""The bot's one queue for the AI Horde's ``generate/async`` budget, in the database every process
+of the bot shares (migration 7).
+
+Each job waiting to be sent has a ticket, owned by the process holding its request (only that
+process can send it). :meth:`SQLSubmitQueue.claim` hands out one turn at a time, in one
+transaction, to whichever ticket is next in the *fair* order, when the budget's sliding windows
+have room:
+
+* round-robin across servers (a member's DMs are a "server" of their own), the one served least
+  recently first;
+* within a server, round-robin across its members, the one served least recently first;
+* a member's own tickets in the order they came.
+
+So one member's backlog never delays anyone else: every other member and server with a ticket
+is served before that member's second one. Times are the host's monotonic clock
+(``bot.clock.monotonic``), which all processes of one host share; a process that stops claiming
+for ``OWNER_TTL_S`` is taken for dead and its tickets are dropped (its jobs end at its restart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+if TYPE_CHECKING:
+    from bot.storage.sql import Database
+
+Window = tuple[int, float]
+"""``(calls, period_s)``: at most ``calls`` grants in any ``period_s`` seconds."""
+
+OWNER_TTL_S: Final = 30.0
+# A row stamped this far ahead of now was written before the host's clock restarted (a reboot).
+_CLOCK_SKEW_S: Final = 5.0
+# Served times older than this order like "never served", so they are forgotten.
+_SERVED_TTL_S: Final = 3600.0
+
+_FAIR_ORDER: Final = """
+    FROM submit_tickets t
+    LEFT JOIN submit_served g ON g.scope = t.grp
+    LEFT JOIN submit_served m ON m.scope = t.member
+    ORDER BY COALESCE(g.last_served, -1), COALESCE(m.last_served, -1), t.seq
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What :meth:`SQLSubmitQueue.claim` found: the job whose turn it is (``None``: none of this
+    process's), or how long until the budget has room again (``wait_s``; 0 when it has room)."""
+
+    job_id: str | None
+    wait_s: float
+
+
+def member_scope(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+def group_scope(guild_id: int | None, user_id: int) -> str:
+    return f"guild:{guild_id}" if guild_id is not None else f"dm:{user_id}"
+
+
+class SubmitQueue(Protocol):
+    async def enqueue(self, job_id: str, *, owner: str, user_id: int, guild_id: int | None) -> None: ...
+
+    async def remove(self, job_id: str) -> None: ...
+
+    async def claim(
+        self, owner: str, limits: Sequence[Window], *, now: float, margin: float = 0.05
+    ) -> Claim: ...
+
+    async def positions(self, owner: str) -> dict[str, int]: ...
+
+    async def leave(self, owner: str) -> None: ...
+
+
+class SQLSubmitQueue:
+    def __init__(self, db: Database[Any]) -> None:
+        self._db = db
+
+    async def enqueue(self, job_id: str, *, owner: str, user_id: int, guild_id: int | None) -> None:
+        async with self._db.transaction():
+            rows = await self._db.execute_returning(
+                "UPDATE submit_lock SET n = n + 1 WHERE id = 1 RETURNING n"
+            )
+            await self._db.execute(
+                "INSERT INTO submit_tickets (job_id, owner, member, grp, seq) VALUES ($1, $2, $3, $4, $5)",
+                (job_id, owner, member_scope(user_id), group_scope(guild_id, user_id), int(rows[0]["n"])),
+            )
+
+    async def remove(self, job_id: str) -> None:
+        await self._db.execute("DELETE FROM submit_tickets WHERE job_id = $1", (job_id,))
+
+    async def claim(self, owner: str, limits: Sequence[Window], *, now: float, margin: float = 0.05) -> Claim:
+        """Grant the next turn if it is ``owner``'s and the budget allows it; see the module."""
+        async with self._db.transaction():
+            # The first write takes the lock every claimer takes (a row lock on PostgreSQL, the
+            # database's write lock on SQLite), so two processes never grant the same slot.
+            await self._db.execute("UPDATE submit_lock SET n = n WHERE id = 1")
+            await self._forget(owner, now, max((period for _, period in limits), default=0.0))
+            wait = await self._budget_wait(limits, now, margin)
+            if wait > 0:
+                return Claim(None, wait)
+            head = await self._db.fetchone(f"SELECT t.job_id, t.owner, t.member, t.grp {_FAIR_ORDER} LIMIT 1")
+            if head is None or head["owner"] != owner:
+                return Claim(None, 0.0)
+            await self._db.execute("DELETE FROM submit_tickets WHERE job_id = $1", (head["job_id"],))
+            await self._db.execute("INSERT INTO submit_grants (at) VALUES ($1)", (now,))
+            for scope in (head["grp"], head["member"]):
+                await self._db.execute(
+                    "INSERT INTO submit_served (scope, last_served) VALUES ($1, $2) "
+                    "ON CONFLICT (scope) DO UPDATE SET last_served = excluded.last_served",
+                    (scope, now),
+                )
+            return Claim(str(head["job_id"]), 0.0)
+
+    async def positions(self, owner: str) -> dict[str, int]:
+        """Each of ``owner``'s tickets and its place (1 = next) in the fair order of the whole bot."""
+        rows = await self._db.fetch(f"SELECT t.job_id, t.owner {_FAIR_ORDER}")
+        return {str(row["job_id"]): place for place, row in enumerate(rows, 1) if row["owner"] == owner}
+
+    async def leave(self, owner: str) -> None:
+        """A process that stops: its tickets go (its jobs are journalled as they end)."""
+        async with self._db.transaction():
+            await self._db.execute("DELETE FROM submit_tickets WHERE owner = $1", (owner,))
+            await self._db.execute("DELETE FROM submit_owners WHERE owner = $1", (owner,))
+
+    async def _forget(self, owner: str, now: float, longest_period: float) -> None:
+        await self._db.execute(
+            "INSERT INTO submit_owners (owner, seen_at) VALUES ($1, $2) "
+            "ON CONFLICT (owner) DO UPDATE SET seen_at = excluded.seen_at",
+            (owner, now),
+        )
+        stale = (now - OWNER_TTL_S, now + _CLOCK_SKEW_S)
+        await self._db.execute(
+            "DELETE FROM submit_tickets WHERE owner IN "
+            "(SELECT owner FROM submit_owners WHERE seen_at < $1 OR seen_at > $2)",
+            stale,
+        )
+        await self._db.execute("DELETE FROM submit_owners WHERE seen_at < $1 OR seen_at > $2", stale)
+        await self._db.execute(
+            "DELETE FROM submit_grants WHERE at < $1 OR at > $2",
+            (now - longest_period - 1.0, now + _CLOCK_SKEW_S),
+        )
+        await self._db.execute(
+            "DELETE FROM submit_served WHERE last_served < $1 OR last_served > $2",
+            (now - _SERVED_TTL_S, now + _CLOCK_SKEW_S),
+        )
+
+    async def _budget_wait(self, limits: Sequence[Window], now: float, margin: float) -> float:
+        if not limits:
+            return 0.0
+        most = max(calls for calls, _ in limits)
+        rows = await self._db.fetch("SELECT at FROM submit_grants ORDER BY at DESC LIMIT $1", (most,))
+        latest = [float(row["at"]) for row in rows]
+        wait = 0.0
+        for calls, period in limits:
+            if len(latest) >= calls:
+                # The window holds ``calls`` grants: the next may start a period after the oldest.
+                wait = max(wait, latest[calls - 1] + period + margin - now)
+        return wait
