@@ -19,7 +19,9 @@ for ``OWNER_TTL_S`` is taken for dead and its tickets are dropped (its jobs end 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import heapq
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -115,9 +117,17 @@ class SQLSubmitQueue:
             return Claim(str(head["job_id"]), 0.0)
 
     async def positions(self, owner: str) -> dict[str, int]:
-        """Each of ``owner``'s tickets and its place (1 = next) in the fair order of the whole bot."""
-        rows = await self._db.fetch(f"SELECT t.job_id, t.owner {_FAIR_ORDER}")
-        return {str(row["job_id"]): place for place, row in enumerate(rows, 1) if row["owner"] == owner}
+        """Each of ``owner``'s tickets and its place (1 = next) in the fair order of the whole bot,
+        if the queue were served from now on with no more tickets coming."""
+        rows = await self._db.fetch(
+            "SELECT t.job_id, t.owner, t.member, t.grp, t.seq, "
+            f"g.last_served AS g_last, m.last_served AS m_last {_FAIR_ORDER}"
+        )
+        return {
+            job_id: place
+            for place, (job_id, its_owner) in enumerate(fair_order(rows), 1)
+            if its_owner == owner
+        }
 
     async def leave(self, owner: str) -> None:
         """A process that stops: its tickets go (its jobs are journalled as they end)."""
@@ -159,3 +169,41 @@ class SQLSubmitQueue:
                 # The window holds ``calls`` grants: the next may start a period after the oldest.
                 wait = max(wait, latest[calls - 1] + period + margin - now)
         return wait
+
+
+def fair_order(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """``(job_id, owner)`` of every ticket in the order :meth:`SQLSubmitQueue.claim` would grant
+    them: its ORDER BY played forward, each grant making its server and member the most recently
+    served. A heap of lanes (a member's tickets in one server), re-keyed lazily: keys only grow."""
+    lanes: dict[tuple[str, str], deque[tuple[int, str, str]]] = {}
+    group_last: dict[str, float] = {}
+    member_last: dict[str, float] = {}
+    for row in rows:
+        group, member = str(row["grp"]), str(row["member"])
+        lanes.setdefault((group, member), deque()).append(
+            (int(row["seq"]), str(row["job_id"]), str(row["owner"]))
+        )
+        group_last[group] = -1.0 if row["g_last"] is None else float(row["g_last"])
+        member_last[member] = -1.0 if row["m_last"] is None else float(row["m_last"])
+    # Rows come in the claim's ORDER BY, so each lane's tickets are in ``seq`` order already.
+    clock = max([0.0, *group_last.values(), *member_last.values()])
+
+    def key(lane: tuple[str, str]) -> tuple[float, float, int]:
+        return group_last[lane[0]], member_last[lane[1]], lanes[lane][0][0]
+
+    heap = [(*key(lane), lane) for lane in lanes]
+    heapq.heapify(heap)
+    order = []
+    while heap:
+        group_at, member_at, seq, lane = heapq.heappop(heap)
+        current = key(lane)
+        if current != (group_at, member_at, seq):
+            heapq.heappush(heap, (*current, lane))
+            continue
+        _, job_id, owner = lanes[lane].popleft()
+        order.append((job_id, owner))
+        clock += 1.0
+        group_last[lane[0]] = member_last[lane[1]] = clock
+        if lanes[lane]:
+            heapq.heappush(heap, (*key(lane), lane))
+    return order
