@@ -117,10 +117,11 @@ class HangingDeletes:
             await self.released.wait()
             return web.json_response({"message": "gone"}, status=503)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        body = await request.read()
         async with (
             aiohttp.ClientSession() as session,
             session.request(
-                request.method, self.upstream + str(request.rel_url), headers=headers, data=await request.read()
+                request.method, self.upstream + str(request.rel_url), headers=headers, data=body
             ) as answer,
         ):
             body = await answer.read()
