@@ -168,7 +168,7 @@ class JobManager:
         running = RunningJob(
             record, job["listener"], n=keyed.get_number_of_results_expected(), timeout_s=self._timeout_s
         )
-        self._runner.launch(running, lambda ctx: handler.submit(ctx, keyed))
+        await self._runner.launch_in_turn(running, lambda ctx: handler.submit(ctx, keyed))
         return record
 
     def _refuse_if_closing(self) -> None:
@@ -219,8 +219,10 @@ class JobManager:
     async def wait(self, job_id: str) -> JobOutcome | None:
         """Wait for a running job to end and return how it ended; ``None`` if it is not running."""
         job = self._runner.jobs.get(job_id)
-        if job is None or job.task is None:
+        if job is None:
             return None
+        await job.started.wait()  # a job waiting for its turn in the bot's queue has no task yet
+        assert job.task is not None
         await asyncio.wait({job.task})
         return job.outcome
 

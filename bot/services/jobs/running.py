@@ -40,8 +40,10 @@ class RunningJob:
         # A Wakeup, not a plain Event: the poll waits then sleep on timers (see bot.horde Wakeup).
         self.cancel_event = Wakeup()
         self.cancel_reason: CancelReason | None = None
-        # Set while the job waits for its turn in the bot's queue, so a cancel wakes that wait.
-        self.turn_wakeup: Wakeup | None = None
+        # Set while the job waits for its turn in the bot's queue (it has no task yet): a cancel
+        # takes it out of the queue and starts it, to end at once.
+        self.withdraw: Callable[[], None] | None = None
+        self.started = Wakeup()  # set once the job has its task
         self.progress: JobProgress | None = None
         self.kudos = 0.0
         self.images_delivered = 0
@@ -62,8 +64,8 @@ class RunningJob:
         if self.cancel_reason is None:
             self.cancel_reason = reason
         self.cancel_event.set()
-        if self.turn_wakeup is not None:
-            self.turn_wakeup.set()
+        if self.withdraw is not None:
+            self.withdraw()
 
     def snapshot(self) -> ActiveJob:
         return ActiveJob(
@@ -158,9 +160,49 @@ class JobRunner:
         run = make_run(self.context(job))
         self.spawn(job, self._run(job, run), f"horde-job-{job.id}")
 
+    async def launch_in_turn(self, job: RunningJob, make_run: Callable[[JobContext], JobRun]) -> None:
+        """Start a new ``job`` on its turn in the bot's fair queue (at once without one).
+
+        Until then it is listed, with no task, and its listener is shown its place in the queue.
+        """
+        turns = self.turns
+        if turns is None:
+            self.launch(job, make_run)
+            return
+        run = make_run(self.context(job))
+
+        async def show_place(place: int) -> None:
+            progress = JobProgress.in_bot_queue(job.id, place, n=job.n, elapsed_s=self.elapsed(job.record))
+            job.progress = progress
+            await self.notify(job, "on_progress", lambda: job.listener.on_progress(job.record, progress))
+
+        def start() -> None:
+            job.withdraw = None
+            self.spawn(job, self._run(job, run), f"horde-job-{job.id}")
+
+        self.jobs[job.id] = job
+        try:
+            await turns.enqueue(
+                job.id,
+                user_id=job.record.user_id,
+                guild_id=job.record.guild_id,
+                start=start,
+                show_place=show_place,
+            )
+        except Exception:
+            # Without the queue (its database failing) the job still goes: the Horde's answer, a
+            # 429 the transport waits out at worst, beats dropping it.
+            log.exception("Job %s: could not join the bot's submit queue; sending it now", job.id)
+            start()
+            return
+        job.withdraw = lambda: turns.withdraw(job.id)
+        if job.cancel_reason is not None:  # cancelled while it was being queued
+            turns.withdraw(job.id)
+
     def spawn(self, job: RunningJob, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run ``work`` as ``job``'s task; the job is listed until it ends."""
         job.task = asyncio.create_task(work, name=name)
+        job.started.set()
         self.jobs[job.id] = job
         job.task.add_done_callback(functools.partial(self._forget, job.id))
 
@@ -169,34 +211,8 @@ class JobRunner:
         if not task.cancelled() and task.exception() is not None:
             log.error("Job %s: its task failed", job_id, exc_info=task.exception())
 
-    async def _wait_turn(self, job: RunningJob) -> None:
-        """A new job waits for its turn in the bot's fair queue (with the Horde's budget),
-        seeing its place in it; a cancel ends the wait."""
-        if self.turns is None or job.record.horde_id is not None or job.cancel_reason is not None:
-            return
-        record = job.record
-
-        async def show_place(place: int) -> None:
-            progress = JobProgress.in_bot_queue(job.id, place, n=job.n, elapsed_s=self.elapsed(record))
-            job.progress = progress
-            await self.notify(job, "on_progress", lambda: job.listener.on_progress(job.record, progress))
-
-        job.turn_wakeup = Wakeup()
-        try:
-            await self.turns.turn(
-                job.id,
-                user_id=record.user_id,
-                guild_id=record.guild_id,
-                show_place=show_place,
-                wakeup=job.turn_wakeup,
-                cancelled=lambda: job.cancel_reason is not None,
-            )
-        finally:
-            job.turn_wakeup = None
-
     async def _run(self, job: RunningJob, run: JobRun) -> None:
         try:
-            await self._wait_turn(job)
             if job.cancel_reason is not None and job.record.horde_id is None:
                 # Cancelled before it was sent: nothing to ask the Horde.
                 outcome = self._outcome(job, run, JobState.CANCELLED)

@@ -2,7 +2,9 @@
 
 The queue and the budget live in the database (``bot/storage/submit_queue.py``), shared by every
 process of the bot; here one task per process claims turns for the jobs this process holds and
-tells each waiting job its place in the bot's queue.
+tells each waiting job its place in the bot's queue. A waiting job has no task of its own (a
+thousand waiting jobs cost a dict entry each, not a task and a timer): its ``start`` is called
+when its turn comes, or at once when it is withdrawn (cancelled, shut down).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from bot.clock import monotonic
@@ -23,6 +25,10 @@ log = logging.getLogger(__name__)
 
 # How often a process looks again when the next turn is another process's (or the database failed).
 DEFAULT_POLL_S: Final = 0.25
+# Places are shown again at most this often (a job new to the queue is shown its place at once):
+# each grant moves every waiting job's place, and a message edit per job per grant would spend
+# the channels' edit budgets on it.
+DEFAULT_PLACE_INTERVAL_S: Final = 15.0
 
 ShowPlace = Callable[[int], Coroutine[Any, Any, None]]
 """Shows a waiting job its place in the bot's queue (1 = next)."""
@@ -30,16 +36,14 @@ ShowPlace = Callable[[int], Coroutine[Any, Any, None]]
 
 @dataclass(slots=True)
 class _Waiter:
-    wakeup: Wakeup
+    start: Callable[[], None]
     show_place: ShowPlace
-    granted: bool = False
     shown: int | None = None
-    showing: asyncio.Task[None] | None = field(default=None)
 
 
 class SubmitTurns:
-    """Hands out turns to send a generation: ``await turns.turn(job_id, ...)`` returns when it is
-    the job's turn in the bot's fair queue and the Horde's ``generate/async`` budget has room."""
+    """Hands out turns to send a generation: :meth:`enqueue` a job with the ``start`` to call on
+    its turn in the bot's fair queue, once the Horde's ``generate/async`` budget has room."""
 
     def __init__(
         self,
@@ -48,15 +52,20 @@ class SubmitTurns:
         *,
         clock: Callable[[], float] = monotonic,
         poll_s: float = DEFAULT_POLL_S,
+        place_interval_s: float = DEFAULT_PLACE_INTERVAL_S,
     ) -> None:
         self._queue = queue
         self._windows = tuple(windows)
         self._clock = clock
         self._poll_s = poll_s
+        self._place_interval_s = place_interval_s
         # One per process: the tickets this process can send.
         self.owner: Final = uuid.uuid4().hex
         self._waiting: dict[str, _Waiter] = {}
+        self._withdrawn: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        self._showing: set[asyncio.Task[None]] = set()
+        self._places_shown_at: float | None = None
         self._arrived = Wakeup()
         self._used = False
 
@@ -64,44 +73,39 @@ class SubmitTurns:
     def waiting(self) -> int:
         return len(self._waiting)
 
-    async def turn(
+    async def enqueue(
         self,
         job_id: str,
         *,
         user_id: int,
         guild_id: int | None,
+        start: Callable[[], None],
         show_place: ShowPlace,
-        wakeup: Wakeup,
-        cancelled: Callable[[], bool],
-    ) -> bool:
-        """Wait for ``job_id``'s turn; ``False`` when ``cancelled()`` became true first (whoever
-        makes it true sets ``wakeup``). A job that does not get its turn leaves the queue."""
+    ) -> None:
+        """Queue ``job_id``; ``start()`` is called (once) on its turn or when it is withdrawn."""
         self._used = True
         await self._queue.enqueue(job_id, owner=self.owner, user_id=user_id, guild_id=guild_id)
-        waiter = _Waiter(wakeup, show_place)
-        self._waiting[job_id] = waiter
-        self._arrived.set()
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._dispatch(), name="SubmitTurns.dispatch")
-        try:
-            while not waiter.granted and not cancelled():
-                await wakeup.wait()
-                wakeup.clear()
-            return waiter.granted
-        finally:
-            del self._waiting[job_id]
-            if waiter.showing is not None:
-                waiter.showing.cancel()
-            if not waiter.granted:
-                await self._remove(job_id)
+        self._waiting[job_id] = _Waiter(start, show_place)
+        self._wake()
+
+    def withdraw(self, job_id: str) -> None:
+        """Take a waiting job out of the queue and start it now (it will see why: a cancel)."""
+        waiter = self._waiting.pop(job_id, None)
+        if waiter is None:
+            return
+        self._withdrawn.add(job_id)
+        self._wake()
+        waiter.start()
 
     async def close(self) -> None:
-        """Stop claiming; this process's tickets leave the queue."""
+        """Stop claiming; this process's tickets leave the queue (withdraw every job first)."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for showing in list(self._showing):
+            showing.cancel()
         if not self._used:
             return  # nothing of this process's was ever queued (the storage may not even be open)
         try:
@@ -109,43 +113,59 @@ class SubmitTurns:
         except Exception:
             log.exception("Could not take this process's tickets out of the submit queue")
 
+    def _wake(self) -> None:
+        self._arrived.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._dispatch(), name="SubmitTurns.dispatch")
+
     async def _dispatch(self) -> None:
-        while self._waiting:
+        while self._waiting or self._withdrawn:
             self._arrived.clear()
             try:
+                await self._forget_withdrawn()
+                if not self._waiting:
+                    break
                 claim = await self._queue.claim(self.owner, self._windows, now=self._clock())
             except Exception:
                 log.exception("Could not claim a turn in the submit queue")
                 await asyncio.sleep(self._poll_s)
                 continue
             if claim.job_id is not None:
-                waiter = self._waiting.get(claim.job_id)
+                waiter = self._waiting.pop(claim.job_id, None)
                 if waiter is not None:
-                    waiter.granted = True
-                    waiter.wakeup.set()
+                    waiter.start()
                 continue
             await self._show_places()
             delay = claim.wait_s if claim.wait_s > 0 else self._poll_s
             # A new ticket may be next at once (an idle budget, a member not served yet).
             await self._arrived.sleep(delay)
 
+    async def _forget_withdrawn(self) -> None:
+        while self._withdrawn:
+            job_id = self._withdrawn.pop()
+            try:
+                await self._queue.remove(job_id)
+            except Exception:
+                self._withdrawn.add(job_id)
+                raise
+
     async def _show_places(self) -> None:
+        now = self._clock()
+        due = self._places_shown_at is None or now - self._places_shown_at >= self._place_interval_s
+        if not due and all(waiter.shown is not None for waiter in self._waiting.values()):
+            return
         try:
             places = await self._queue.positions(self.owner)
         except Exception:
             log.exception("Could not read the places in the submit queue")
             return
+        if due:
+            self._places_shown_at = now
         for job_id, place in places.items():
             waiter = self._waiting.get(job_id)
-            if waiter is None or waiter.shown == place:
+            if waiter is None or waiter.shown == place or (waiter.shown is not None and not due):
                 continue
-            if waiter.showing is not None and not waiter.showing.done():
-                continue  # still showing the last place; the next round shows the new one
             waiter.shown = place
-            waiter.showing = asyncio.create_task(waiter.show_place(place), name=f"SubmitTurns.show-{job_id}")
-
-    async def _remove(self, job_id: str) -> None:
-        try:
-            await self._queue.remove(job_id)
-        except Exception:
-            log.exception("Could not take job %s out of the submit queue", job_id)
+            showing = asyncio.create_task(waiter.show_place(place), name=f"SubmitTurns.show-{job_id}")
+            self._showing.add(showing)
+            showing.add_done_callback(self._showing.discard)
