@@ -8,12 +8,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.bot.services.jobs.test_engine import ALICE_KEY, BOB_KEY, MakeManager, Recorder, image_request
-
 from bot.horde.simulator import Simulator
 from bot.services.jobs import CancelReason, JobManager
 from bot.services.jobs.turns import SubmitTurns
 from bot.storage import JobRecord, JobState, Storage
+from tests.bot.services.jobs.test_engine import ALICE_KEY, BOB_KEY, MakeManager, Recorder, image_request
 
 pytest_plugins = ("tests.bot.services.jobs.test_engine",)
 
