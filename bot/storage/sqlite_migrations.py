@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 from bot.storage.sql import Migration
+from bot.storage.submit_queue import SUBMIT_QUEUE_SCHEMA
 
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
@@ -149,30 +150,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             CHECK (profile_shared IN (0, 1));
         """,
     ),
-    Migration(
-        7,
-        "submit_queue",
-        # The bot's one queue for the AI Horde's generate/async budget, shared by its processes:
-        # a ticket per job waiting for its turn (owned by the process that holds its request),
-        # when each server and member was last served (round-robin), the grants of the last
-        # minute (the budget's sliding windows) and the processes alive. Times are the host's
-        # monotonic clock, which every process of one host shares.
-        """
-        CREATE TABLE submit_tickets (
-            job_id TEXT PRIMARY KEY,
-            owner TEXT NOT NULL,
-            member TEXT NOT NULL,
-            grp TEXT NOT NULL,
-            seq INTEGER NOT NULL
-        );
-        CREATE TABLE submit_served (scope TEXT PRIMARY KEY, last_served REAL NOT NULL);
-        CREATE TABLE submit_grants (at REAL NOT NULL);
-        CREATE INDEX submit_grants_at ON submit_grants (at);
-        CREATE TABLE submit_owners (owner TEXT PRIMARY KEY, seen_at REAL NOT NULL);
-        CREATE TABLE submit_lock (id INTEGER PRIMARY KEY, n INTEGER NOT NULL);
-        INSERT INTO submit_lock (id, n) VALUES (1, 0);
-        """,
-    ),
+    # SQLite reads the same types (double precision: REAL affinity; bigint: INTEGER).
+    Migration(7, "submit_queue", SUBMIT_QUEUE_SCHEMA),
 )
 
 __all__ = ["MIGRATIONS", "Migration"]

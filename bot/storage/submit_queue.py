@@ -31,6 +31,25 @@ if TYPE_CHECKING:
 Window = tuple[int, float]
 """``(calls, period_s)``: at most ``calls`` grants in any ``period_s`` seconds."""
 
+# Migration 7, the same for SQLite and PostgreSQL. A ticket per job waiting for its turn (owned by
+# the process that holds its request), when each server and member was last served (round-robin),
+# the grants of the last minute (the budget's sliding windows), the processes alive, and the one
+# row every claim locks first. Times are the host's monotonic clock.
+SUBMIT_QUEUE_SCHEMA: Final = """
+    CREATE TABLE submit_tickets (
+        job_id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        member TEXT NOT NULL,
+        grp TEXT NOT NULL,
+        seq bigint NOT NULL
+    );
+    CREATE TABLE submit_served (scope TEXT PRIMARY KEY, last_served double precision NOT NULL);
+    CREATE TABLE submit_grants (at double precision NOT NULL);
+    CREATE INDEX submit_grants_at ON submit_grants (at);
+    CREATE TABLE submit_owners (owner TEXT PRIMARY KEY, seen_at double precision NOT NULL);
+    CREATE TABLE submit_lock (id INTEGER PRIMARY KEY, n bigint NOT NULL);
+    INSERT INTO submit_lock (id, n) VALUES (1, 0);
+"""
 OWNER_TTL_S: Final = 30.0
 # A row stamped this far ahead of now was written before the host's clock restarted (a reboot).
 _CLOCK_SKEW_S: Final = 5.0

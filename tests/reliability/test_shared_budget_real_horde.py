@@ -18,14 +18,12 @@ import asyncio
 import json
 import os
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
 
-import asyncpg
 import pytest
-from conftest import with_search_path
+from bot_process_driver import fresh_schema
 
 REPO: Final = Path(__file__).resolve().parents[2]
 SCRIPT: Final = Path(__file__).with_name("budget_process.py")
@@ -46,14 +44,8 @@ def read_keys(path: str) -> dict[str, str]:
 
 @pytest.fixture
 async def database_url(postgres_server: str) -> AsyncIterator[str]:
-    schema = f"budget_{uuid.uuid4().hex}"
-    admin = await asyncpg.connect(postgres_server)
-    try:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-        yield with_search_path(postgres_server, schema)
-    finally:
-        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await admin.close()
+    async with fresh_schema(postgres_server, "budget") as url:
+        yield url
 
 
 class Process:
