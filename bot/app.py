@@ -67,6 +67,8 @@ ShutdownHook = Callable[[], Awaitable[None]]
 # The share of ``shutdown_deadline_s`` kept, after the shutdown hooks, for disconnecting from Discord
 # and the AI Horde session's last DELETEs; the storage closes after them.
 CLOSING_RESERVE: Final = 0.1
+# The storage is given at least this long to close, even once the deadline has passed.
+STORAGE_CLOSE_FLOOR_S: Final = 0.25
 
 
 def app_version() -> str:
@@ -161,7 +163,7 @@ class HordeBot(commands.Bot):
         self._resources = contextlib.AsyncExitStack()
         if owns_http_session:
             self._resources.push_async_callback(http_session.close)
-        self._resources.push_async_callback(storage.close)
+        self._resources.push_async_callback(self._close_storage)
         self._resources.push_async_callback(self._close_horde_session)
 
     @staticmethod
@@ -200,7 +202,18 @@ class HordeBot(commands.Bot):
     async def _close_horde_session(self) -> None:
         # Whatever the jobs left pending is DELETEd in the time left of the one deadline; a job
         # whose DELETE did not go through was released by the jobs engine, for the next start.
-        await self.horde_session.close(cleanup_timeout=self._seconds_left(self._deadline))
+        # Half of what is left: the storage closes after it.
+        await self.horde_session.close(cleanup_timeout=self._seconds_left(self._deadline) / 2)
+
+    async def _close_storage(self) -> None:
+        # Everything is journalled by now (each write committed); closing only lets go of the
+        # connections, so a hung close is cut at the deadline, with a last short chance.
+        left = max(self._seconds_left(self._deadline), STORAGE_CLOSE_FLOOR_S)
+        try:
+            async with asyncio.timeout(left):
+                await self.storage.close()
+        except TimeoutError:
+            log.warning("Closing the storage did not finish within the shutdown deadline")
 
     async def on_ready(self) -> None:
         # READY comes again after every new gateway session; the journal is read once per process.
