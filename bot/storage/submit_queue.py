@@ -14,7 +14,8 @@ have room:
 So one member's backlog never delays anyone else: every other member and server with a ticket
 is served before that member's second one. Times are the host's monotonic clock
 (``bot.clock.monotonic``), which all processes of one host share; a process that stops claiming
-for ``OWNER_TTL_S`` is taken for dead and its tickets are dropped (its jobs end at its restart).
+for ``OWNER_TTL_S`` is taken for dead and its tickets are dropped; a ticket whose job is no longer
+PENDING in the journal (a restart failed it: it was never sent) is skipped and dropped at once.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ _FAIR_ORDER: Final = """
     FROM submit_tickets t
     LEFT JOIN submit_served g ON g.scope = t.grp
     LEFT JOIN submit_served m ON m.scope = t.member
+    LEFT JOIN jobs j ON j.id = t.job_id
+    WHERE j.id IS NULL OR j.state = 'pending'
     ORDER BY COALESCE(g.last_served, -1), COALESCE(m.last_served, -1), t.seq
 """
 
@@ -167,6 +170,10 @@ class SQLSubmitQueue:
             stale,
         )
         await self._db.execute("DELETE FROM submit_owners WHERE seen_at < $1 OR seen_at > $2", stale)
+        # A job that ended without its turn (its process died and the next start failed it).
+        await self._db.execute(
+            "DELETE FROM submit_tickets WHERE job_id IN (SELECT id FROM jobs WHERE state <> 'pending')"
+        )
         await self._db.execute(
             "DELETE FROM submit_grants WHERE at < $1 OR at > $2",
             (now - longest_period - 1.0, now + _CLOCK_SKEW_S),

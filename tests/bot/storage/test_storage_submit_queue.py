@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from test_storage_jobs import job
+
+from bot.storage import JobState
 from bot.storage.sql import SQLStorage
 from bot.storage.submit_queue import OWNER_TTL_S
 
@@ -110,3 +113,15 @@ async def test_grants_stamped_by_a_clock_that_restarted_are_forgotten(storage: S
     assert (await queue.claim("p", ((1, 3600.0),), now=50_000.0)).job_id == "p-0"
     # The host rebooted: its monotonic clock starts again near zero.
     assert (await queue.claim("p", ((1, 3600.0),), now=10.0)).job_id == "p-1"
+
+
+async def test_a_ticket_whose_job_ended_unsent_is_skipped_and_dropped(storage: SQLStorage[Any]) -> None:
+    # A process died with this job waiting; its next start failed the job (never sent).
+    dead = await storage.jobs.create(job(user_id=1, guild_id=1))
+    queue = storage.submit_queue
+    await queue.enqueue(dead.id, owner="gone", user_id=1, guild_id=1)
+    await queue.enqueue("fresh", owner="p", user_id=2, guild_id=2)
+    assert (await queue.claim("p", OPEN, now=1.0)).job_id is None  # still pending: its turn first
+    await storage.jobs.update(dead.id, state=JobState.FAILED, error="restarted")
+    assert (await queue.claim("p", OPEN, now=1.1)).job_id == "fresh"
+    assert await queue.positions("gone") == {}
