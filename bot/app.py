@@ -17,6 +17,7 @@ import datetime
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final
 
@@ -26,7 +27,13 @@ from discord.ext import commands
 
 from bot.config import Settings
 from bot.crypto import KeyRing
-from bot.horde import AIHordeAPIAsyncClientSession, AIHordeAPIAsyncSimpleClient, PollPolicy
+from bot.horde import (
+    AIHordeAPIAsyncClientSession,
+    AIHordeAPIAsyncSimpleClient,
+    HordeRateLimits,
+    PollPolicy,
+    RateLimit,
+)
 from bot.logging import SecretRedactor
 from bot.services.accounts import AccountService
 from bot.services.delivery.service import Delivery
@@ -59,6 +66,12 @@ EXTENSIONS: Final[tuple[str, ...]] = (
 DISTRIBUTION: Final = "horde-discord-bot"
 
 ShutdownHook = Callable[[], Awaitable[None]]
+
+# The share of ``shutdown_deadline_s`` kept, after the shutdown hooks, for disconnecting from Discord
+# and the AI Horde session's last DELETEs; the storage closes after them.
+CLOSING_RESERVE: Final = 0.1
+# The storage is given at least this long to close, even once the deadline has passed.
+STORAGE_CLOSE_FLOOR_S: Final = 0.25
 
 
 def app_version() -> str:
@@ -141,6 +154,9 @@ class HordeBot(commands.Bot):
         self.started_at: float | None = None
         self._shutdown_hooks: list[ShutdownHook] = []
         self._shutdown_task: asyncio.Task[None] | None = None
+        # The loop time by which the shutdown hooks must be done (set when close() begins).
+        self._hooks_deadline: float | None = None
+        self._deadline: float | None = None
         self._resume_task: asyncio.Task[None] | None = None
         self.add_shutdown_hook(self._shutdown_jobs)
         # Hooks run last-added first: results queued for their channel's turn go out before jobs end.
@@ -151,8 +167,8 @@ class HordeBot(commands.Bot):
         self._resources = contextlib.AsyncExitStack()
         if owns_http_session:
             self._resources.push_async_callback(http_session.close)
-        self._resources.push_async_callback(storage.close)
-        self._resources.push_async_exit(horde_session)
+        self._resources.push_async_callback(self._close_storage)
+        self._resources.push_async_callback(self._close_horde_session)
 
     @staticmethod
     def _client_options(settings: Settings) -> dict[str, Any]:
@@ -179,8 +195,29 @@ class HordeBot(commands.Bot):
             self._resume_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._resume_task
-        # A margin inside the shared deadline, so the journal is written before the hook is cut off.
-        await self.jobs.shutdown(self.settings.bot.shutdown_deadline_s * 0.9)
+        # A margin inside the hooks' deadline, so the journal is written before the hook is cut off.
+        await self.jobs.shutdown(self._seconds_left(self._hooks_deadline) * 0.9)
+
+    def _seconds_left(self, deadline: float | None) -> float:
+        if deadline is None:
+            return self.settings.bot.shutdown_deadline_s
+        return max(0.0, deadline - asyncio.get_running_loop().time())
+
+    async def _close_horde_session(self) -> None:
+        # Whatever the jobs left pending is DELETEd in the time left of the one deadline; a job
+        # whose DELETE did not go through was released by the jobs engine, for the next start.
+        # Half of what is left: the storage closes after it.
+        await self.horde_session.close(cleanup_timeout=self._seconds_left(self._deadline) / 2)
+
+    async def _close_storage(self) -> None:
+        # Everything is journalled by now (each write committed); closing only lets go of the
+        # connections, so a hung close is cut at the deadline, with a last short chance.
+        left = max(self._seconds_left(self._deadline), STORAGE_CLOSE_FLOOR_S)
+        try:
+            async with asyncio.timeout(left):
+                await self.storage.close()
+        except TimeoutError:
+            log.warning("Closing the storage did not finish within the shutdown deadline")
 
     async def on_ready(self) -> None:
         # READY comes again after every new gateway session; the journal is read once per process.
@@ -220,11 +257,24 @@ class HordeBot(commands.Bot):
         await asyncio.shield(self._shutdown_task)
 
     async def _shutdown(self) -> None:
+        """Everything within ``shutdown_deadline_s``, one deadline for the whole exit.
+
+        The hooks (jobs DELETEd and journalled) get all of it but a reserve
+        (:data:`CLOSING_RESERVE`); Discord and the AI Horde session's own cleanup share the
+        reserve, each cut off at the deadline; then the storage and the HTTP session close.
+        """
         log.info("Shutting down")
-        await self._run_shutdown_hooks()
+        loop = asyncio.get_running_loop()
+        total = self.settings.bot.shutdown_deadline_s
+        self._deadline = loop.time() + total
+        self._hooks_deadline = self._deadline - total * CLOSING_RESERVE
+        await self._run_shutdown_hooks(self._hooks_deadline)
         try:
             # Services have wound down; stop taking new interactions before their resources go.
-            await super().close()
+            async with asyncio.timeout_at(max(self._deadline, loop.time())):
+                await super().close()
+        except TimeoutError:
+            log.warning("Disconnecting from Discord did not finish within the shutdown deadline")
         finally:
             try:
                 await self._resources.aclose()
@@ -232,8 +282,7 @@ class HordeBot(commands.Bot):
                 log.exception("Error while closing the bot's resources")
         log.info("Shut down")
 
-    async def _run_shutdown_hooks(self) -> None:
-        deadline = asyncio.get_running_loop().time() + self.settings.bot.shutdown_deadline_s
+    async def _run_shutdown_hooks(self, deadline: float) -> None:
         while self._shutdown_hooks:
             hook = self._shutdown_hooks.pop()
             try:
@@ -292,6 +341,14 @@ async def create_bot(
         base_url=settings.horde.api_url,
         client_agent=settings.horde.client_agent,
         request_timeout=settings.horde.request_timeout_s,
+        # The process's own limiter holds the same per-IP budget as the bot's shared queue (a
+        # whitelisted IP's is looser), so it never waits on a turn the queue granted.
+        rate_limits=replace(
+            HordeRateLimits(),
+            generate_async_per_ip=tuple(
+                RateLimit(calls, period) for calls, period in settings.horde.submit_windows
+            ),
+        ),
     )
     horde = AIHordeAPIAsyncSimpleClient(
         horde_client_session=horde_session,

@@ -122,6 +122,15 @@ class HordeSettings(_Section):
     generation_timeout_s: float = Field(default=float(GENERATION_MAX_LIFE), gt=0, le=GENERATION_MAX_LIFE)
     no_worker_timeout_s: float = Field(default=120.0, gt=0, le=GENERATION_MAX_LIFE)
     models_cache_ttl_s: float = Field(default=60.0, ge=0, le=86_400)
+    # The Horde's generate/async limit per IP (2/s, 90/min; 10/s, 300/min for a whitelisted IP):
+    # one budget for every process of the bot, kept in its database (bot/services/jobs/turns.py).
+    submits_per_second: int = Field(default=2, ge=1, le=100)
+    submits_per_minute: int = Field(default=90, ge=1, le=6_000)
+
+    @property
+    def submit_windows(self) -> tuple[tuple[int, float], tuple[int, float]]:
+        """The budget's sliding windows, ``(calls, period_s)``."""
+        return ((self.submits_per_second, 1.0), (self.submits_per_minute, 60.0))
 
     @field_validator("api_url")
     @classmethod

@@ -10,7 +10,7 @@ import sys
 import tomllib
 from pathlib import Path, PurePosixPath
 
-from bot.config import load_settings
+from bot.config import BotSettings, load_settings
 from bot.storage import SQLiteURL, parse_database_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,3 +91,12 @@ def test_the_readmes_docker_section_publishes_the_commands() -> None:
 
     assert any(shlex.split(line.split("#", 1)[0])[-1] == "sync" for line in commands)
     assert any(shlex.split(line)[-1] == "horde-bot" for line in commands)  # then the bot itself
+
+
+def test_the_default_shutdown_deadline_fits_the_composes_stop_grace_period() -> None:
+    # The whole exit holds shutdown_deadline_s (bot/app.py); Docker kills at stop_grace_period.
+    grace = re.search(r"stop_grace_period:\s*(\d+)s", (ROOT / "docker-compose.yml").read_text("utf-8"))
+    assert grace is not None
+    example = tomllib.loads((ROOT / "config.example.toml").read_text("utf-8"))
+    for deadline in (BotSettings().shutdown_deadline_s, example["bot"]["shutdown_deadline_s"]):
+        assert deadline + 5 <= int(grace.group(1)), deadline  # 5 s for the interpreter's own exit

@@ -30,6 +30,7 @@ from bot.storage.base import (
 )
 from bot.storage.postgres import PostgresStorage
 from bot.storage.sqlite import SQLiteStorage
+from bot.storage.submit_queue import Claim, SubmitQueue, Window
 from bot.storage.url import DatabaseURL, DatabaseURLError, PostgresURL, SQLiteURL, parse_database_url
 
 
@@ -47,6 +48,7 @@ def open_storage(url: str) -> Storage:
 
 
 __all__ = [
+    "Claim",
     "DatabaseURL",
     "DatabaseURLError",
     "DeliveryState",
@@ -73,8 +75,10 @@ __all__ = [
     "SchemaError",
     "Storage",
     "StorageError",
+    "SubmitQueue",
     "UserRecord",
     "UserRepository",
+    "Window",
     "guild_shard",
     "new_job_id",
     "open_storage",

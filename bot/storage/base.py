@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol, TypeAlias, TypedDict, Unpack
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bot.crypto import is_encrypted_token
+from bot.storage.submit_queue import SubmitQueue
 
 
 class StorageError(Exception):
@@ -377,6 +378,9 @@ class Storage(Protocol):
 
     @property
     def member_settings(self) -> MemberSettingsRepository: ...
+
+    @property
+    def submit_queue(self) -> SubmitQueue: ...
 
     @property
     def encrypted_columns(self) -> Sequence[EncryptedColumn]: ...

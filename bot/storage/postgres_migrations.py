@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Final
 
 from bot.storage.sql import Migration
+from bot.storage.submit_queue import SUBMIT_QUEUE_SCHEMA
 
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
@@ -159,6 +160,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         );
         """,
     ),
+    # SQLite reads the same types (double precision: REAL affinity; bigint: INTEGER).
+    Migration(8, "submit_queue", SUBMIT_QUEUE_SCHEMA),
 )
 
 __all__ = ["MIGRATIONS", "Migration"]

@@ -38,6 +38,7 @@ from bot.storage.base import (
     utcnow,
 )
 from bot.storage.member_settings import SQLMemberSettings
+from bot.storage.submit_queue import SQLSubmitQueue
 
 log = logging.getLogger(__name__)
 
@@ -667,6 +668,7 @@ class SQLStorage(Generic[_Db]):
         self._jobs = SQLJobs(db, clock)
         self._sponsor_keys = SQLSponsorKeys(db, clock)
         self._member_settings = SQLMemberSettings(db, clock)
+        self._submit_queue = SQLSubmitQueue(db)
 
     @property
     def users(self) -> SQLUsers:
@@ -687,6 +689,10 @@ class SQLStorage(Generic[_Db]):
     @property
     def member_settings(self) -> SQLMemberSettings:
         return self._member_settings
+
+    @property
+    def submit_queue(self) -> SQLSubmitQueue:
+        return self._submit_queue
 
     @property
     def encrypted_columns(self) -> tuple[EncryptedColumn, ...]:

@@ -14,13 +14,15 @@ import json
 import os
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import asyncpg
 from bot_process import load_discord_state, summarize_message
-from conftest import FAKE_DISCORD_TOKEN, TEST_CLIENT_AGENT
+from conftest import FAKE_DISCORD_TOKEN, TEST_CLIENT_AGENT, with_search_path
 
 from bot.config import DISCORD_TOKEN_ENV_VAR
 from bot.crypto import ENV_VAR as SECRET_KEYS_ENV_VAR
@@ -220,6 +222,20 @@ async def journal(storage: Storage, messages: Sequence[tuple[int, int]]) -> list
         assert record is not None, f"no job journalled for message {message_id}"
         records.append(record)
     return records
+
+
+@contextlib.asynccontextmanager
+async def fresh_schema(postgres_server: str, prefix: str) -> AsyncIterator[str]:
+    """A fresh schema of the test's own, named in the URL (asyncpg sends ``search_path`` as a
+    server setting); dropped at the end."""
+    schema = f"{prefix}_{uuid.uuid4().hex}"
+    admin = await asyncpg.connect(postgres_server)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+        yield with_search_path(postgres_server, schema)
+    finally:
+        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await admin.close()
 
 
 @contextlib.asynccontextmanager

@@ -8,13 +8,16 @@ when the test moves that clock, so jobs stay in flight for as long as the test n
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
 
+import aiohttp
 import pytest
+from aiohttp import web
 from bot_process_driver import (
     BotProcess,
     BotProcesses,
@@ -63,12 +66,12 @@ async def processes(tmp_path: Path) -> AsyncIterator[BotProcesses]:
 class Deployment:
     """One bot's config, database and virtual Discord; every process of it starts the same way."""
 
-    def __init__(self, processes: BotProcesses, horde_sim: Simulator, tmp_path: Path) -> None:
+    def __init__(self, processes: BotProcesses, api_url: str, tmp_path: Path) -> None:
         self.processes = processes
         self.database_url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
         self.config = write_config(
             tmp_path / "config.toml",
-            api_url=horde_sim.base_url,
+            api_url=api_url,
             database_url=self.database_url,
             shutdown_deadline_s=SHUTDOWN_DEADLINE_S,
         )
@@ -93,9 +96,55 @@ class Deployment:
 async def deployment(
     processes: BotProcesses, horde_sim: Simulator, tmp_path: Path
 ) -> AsyncIterator[Deployment]:
-    deployment = Deployment(processes, horde_sim, tmp_path)
+    deployment = Deployment(processes, horde_sim.base_url, tmp_path)
     async with deployment.resources:
         yield deployment
+
+
+class HangingDeletes:
+    """A loopback stub in front of the simulator whose DELETEs never answer (until the test ends);
+    every other request is passed through as it is."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.deletes = 0
+        self.released = asyncio.Event()
+        self.base_url = ""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "DELETE":
+            self.deletes += 1
+            await self.released.wait()
+            return web.json_response({"message": "gone"}, status=503)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        body = await request.read()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                request.method, self.upstream + str(request.rel_url), headers=headers, data=body
+            ) as answer,
+        ):
+            body = await answer.read()
+            kept = {k: v for k, v in answer.headers.items() if k.lower() in ("content-type", "retry-after")}
+            return web.Response(status=answer.status, body=body, headers=kept)
+
+
+@pytest.fixture
+async def hanging_deletes(horde_sim: Simulator) -> AsyncIterator[HangingDeletes]:
+    stub = HangingDeletes(horde_sim.root_url)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", stub.handle)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    stub.base_url = f"http://127.0.0.1:{port}/api/"
+    try:
+        yield stub
+    finally:
+        stub.released.set()
+        await runner.cleanup()
 
 
 async def imagine_everyone(bot: BotProcess) -> tuple[int, list[dict[str, Any]]]:
@@ -207,3 +256,52 @@ async def test_sigterm_with_jobs_in_flight_cancels_every_one_on_the_horde_within
         shown = saved_message(deployment.discord_state, channel_id, message["id"])
         assert shown["content"].startswith("🛑 **Cancelled**"), shown
         assert "Cancelled because the bot was shut down. Please run it again." in shown["content"]
+
+
+async def test_sigterm_while_the_hordes_delete_hangs_holds_the_deadline_and_the_next_start_delivers(
+    processes: BotProcesses,
+    hanging_deletes: HangingDeletes,
+    horde_sim: Simulator,
+    sim_clock: ManualClock,
+    tmp_path: Path,
+) -> None:
+    deployment = Deployment(processes, hanging_deletes.base_url, tmp_path)
+    async with deployment.resources:
+        first = await deployment.start("first")
+        channel_id, messages = await imagine_everyone(first)
+        sim_clock.advance(JOB_S / 2)
+        await shown_progress(first, channel_id, messages)
+        await first.request("snapshot")
+
+        started = time.monotonic()
+        status = await first.terminate(SHUTDOWN_DEADLINE_S * 8)
+        took = time.monotonic() - started
+
+        assert status == 0, first.log()[-4000:]
+        # The whole exit holds the one deadline (hooks, Discord, the session's own cleanup, storage),
+        # with a margin for the process's own exit.
+        assert took < SHUTDOWN_DEADLINE_S + 1.5, took
+        assert hanging_deletes.deletes >= 1  # it did try
+        left = await deployment.jobs(channel_id, messages)
+        # Not "Cancelled because the bot was shut down": the Horde still runs every one of them.
+        assert [job.state for job in left] == [JobState.SUBMITTED] * N, [(j.state, j.error) for j in left]
+        assert not any(request.cancelled for request in horde_sim.state.requests.values())
+
+        sim_clock.advance(JOB_S)
+        second = await deployment.start("second")
+
+        async def all_ended() -> bool:
+            return all(job.state in TERMINAL for job in await deployment.jobs(channel_id, messages))
+
+        await eventually(all_ended, step=second.advance, tries=4)
+        await second.advance()
+        ended = await deployment.jobs(channel_id, messages)
+        assert [job.state for job in ended] == [JobState.DONE] * N
+        assert [job.horde_id for job in ended] == [job.horde_id for job in left]
+        for index, message in enumerate(messages):
+            shown = await second.message(channel_id, message["id"])
+            assert shown["content"].startswith("✅ **Done** — 1 image"), shown
+            assert shown["embeds"][0]["description"] == f"fox number {index}"
+        assert horde_sim.counters.calls("generate_async") == N  # resumed, never submitted again
+        await second.assert_no_errors()
+        assert await second.terminate(SHUTDOWN_DEADLINE_S * 2) == 0

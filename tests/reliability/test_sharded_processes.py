@@ -11,23 +11,21 @@ this module; each test gets a fresh schema. Without PostgreSQL the tests are ski
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
 
-import asyncpg
 import pytest
 from bot_process_driver import (
     BotProcess,
     BotProcesses,
     bot_processes,
     eventually,
+    fresh_schema,
     journal,
     reading_journal,
     write_config,
 )
-from conftest import with_search_path
 
 from bot.crypto import generate_key_value
 from bot.horde.simulator import Knobs, ManualClock, RateLimits, Simulator, SimulatorConfig
@@ -72,16 +70,8 @@ async def journal_storage(database_url: str) -> AsyncIterator[Storage]:
 
 @pytest.fixture
 async def database_url(postgres_server: str) -> AsyncIterator[str]:
-    """A fresh schema of this test's own, named in the URL (asyncpg sends ``search_path`` as a
-    server setting)."""
-    schema = f"sharded_{uuid.uuid4().hex}"
-    admin = await asyncpg.connect(postgres_server)
-    try:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-        yield with_search_path(postgres_server, schema)
-    finally:
-        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await admin.close()
+    async with fresh_schema(postgres_server, "sharded") as url:
+        yield url
 
 
 # -- the simulator and the processes -----------------------------------------------------------------

@@ -90,6 +90,11 @@ class AIHordeAPIAsyncClientSession(AIHordeAPIAsyncManualClient):
     def pending_follow_up(self, gen_id: str) -> PendingFollowUp | None:
         return self._pending.get(gen_id)
 
+    def release(self, gen_id: str) -> None:
+        """Stop tracking ``gen_id``: it is left running on the Horde on purpose (a later process
+        follows it), so :meth:`close` must not DELETE it."""
+        self._pending.pop(gen_id, None)
+
     async def submit_request(
         self, request: HordeRequest, expected_response_type: type[R]
     ) -> R | RequestErrorResponse:
@@ -105,30 +110,34 @@ class AIHordeAPIAsyncClientSession(AIHordeAPIAsyncManualClient):
         cleanup = follow_up.cleanup_request
         return await self.submit_request(cleanup, cleanup.get_default_success_response_type())
 
-    async def cancel_all_pending(self) -> None:
-        """DELETE every pending generation concurrently and wait (bounded) for the answers."""
+    async def cancel_all_pending(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """DELETE every pending generation concurrently and wait for the answers, at most
+        ``timeout`` seconds (``cleanup_timeout`` when not given, never more)."""
         gen_ids = self.pending
         if not gen_ids:
             return
+        limit = self.cleanup_timeout if timeout is None else max(0.0, min(timeout, self.cleanup_timeout))
         logger.info("Cancelling %d unfinished AI Horde request(s)", len(gen_ids))
         cleanup = asyncio.ensure_future(
             asyncio.gather(*(self.cancel(gen_id) for gen_id in gen_ids), return_exceptions=True)
         )
         try:
             # Shielded, so a second cancellation of the caller does not abort the DELETEs.
-            results = await asyncio.wait_for(asyncio.shield(cleanup), self.cleanup_timeout)
+            results = await asyncio.wait_for(asyncio.shield(cleanup), limit)
         except TimeoutError:
-            logger.warning("Cancelling AI Horde requests took longer than %.0fs", self.cleanup_timeout)
+            logger.warning("Cancelling AI Horde requests took longer than %.1fs; left running", limit)
+            cleanup.cancel()  # the connection pool closes next: nothing will answer them
             return
         for gen_id, result in zip(gen_ids, results, strict=True):
             if isinstance(result, BaseException | RequestErrorResponse):
                 logger.warning("Could not cancel AI Horde request %s: %s", gen_id, _describe(result))
 
-    async def close(self) -> None:
-        """Cancel every pending generation, stop polling, then close the connection pool if this
+    async def close(self, *, cleanup_timeout: float | None = None) -> None:
+        """Cancel every pending generation (waiting at most ``cleanup_timeout`` seconds, the
+        session's own when not given), stop polling, then close the connection pool if this
         session owns it."""
         try:
-            await self.cancel_all_pending()
+            await self.cancel_all_pending(cleanup_timeout)
         finally:
             scheduler, self._scheduler = self._scheduler, None
             try:

@@ -12,7 +12,14 @@ import discord
 
 from bot.horde.consts import KNOWN_ALCHEMY_TYPES
 from bot.services.alchemy.request import AlchemyParams, operation_label
-from bot.services.delivery.render import END_LABELS, LOGIN_HINT, end_reason, progress_bar, progress_fraction
+from bot.services.delivery.render import (
+    END_LABELS,
+    LOGIN_HINT,
+    end_reason,
+    progress_bar,
+    progress_fraction,
+    progress_status_lines,
+)
 from bot.services.formatting import format_duration, format_kudos
 from bot.services.jobs import JobOutcome, JobProgress
 
@@ -30,6 +37,9 @@ def render_alchemy_progress(
     if progress is None:
         lines.append("📨 Sending the image to the AI Horde…")
         lines.append(f"`{progress_bar(0.0, bar_width)}`")
+    elif progress.state == "in_bot_queue":
+        lines.append("🕒 Waiting for its turn to be sent to the AI Horde")
+        lines += progress_status_lines(progress)
     else:
         working = progress.processing > 0 or progress.finished > 0
         lines.append("⚗️ Working on it" if working else "⏳ Waiting for a worker")

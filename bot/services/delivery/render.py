@@ -60,6 +60,9 @@ def prompt_preview(prompt: str, limit: int = PROMPT_PREVIEW_CHARS) -> str:
 
 def progress_status_lines(progress: JobProgress) -> list[str]:
     """Queue position, ETA, kudos and elapsed time; and a warning while no worker can serve it."""
+    if progress.state == "in_bot_queue":
+        place = f"Place in the bot's queue: {progress.queue_position}"
+        return [f"{place} · {format_duration(progress.elapsed_s)} elapsed"]
     status = []
     if progress.state == "queued":
         status.append(f"Queue position {progress.queue_position}")

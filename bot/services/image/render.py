@@ -37,6 +37,7 @@ NO_ATTACH_PERMISSION: Final = (
 CENSORED_NOTE: Final = "censored by the AI Horde's safety filter"
 
 _STATE_LABELS: Final = {
+    "in_bot_queue": "🕒 Waiting for its turn to be sent to the AI Horde",
     "queued": "⏳ Waiting for a worker",
     "processing": "🎨 Generating",
     "finishing": "📥 Collecting the images",

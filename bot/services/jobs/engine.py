@@ -20,6 +20,7 @@ from bot.services.jobs.kinds import JobKindHandler
 from bot.services.jobs.models import ActiveJob, CancelReason, JobListener, JobOutcome, JobsShuttingDownError
 from bot.services.jobs.resume import ListenerFactory, Resumption
 from bot.services.jobs.running import JobRunner, RunningJob
+from bot.services.jobs.turns import SubmitTurns
 from bot.storage import JobKind, JobRecord, JobState, KeyOwner, Storage, guild_shard
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class JobManager:
         no_worker_timeout_s: float = DEFAULT_NO_WORKER_TIMEOUT_S,
         delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
         redelivery_delays_s: tuple[float, ...] = REDELIVERY_DELAYS_S,
+        turns: SubmitTurns | None = None,
     ) -> None:
         if generation_timeout_s <= 0 or listener_timeout_s <= 0 or no_worker_timeout_s <= 0:
             raise ValueError("the generation, listener and no-worker timeouts must be positive")
@@ -92,7 +94,9 @@ class JobManager:
             clock=clock,
             listener_timeout_s=listener_timeout_s,
             no_worker_timeout_s=no_worker_timeout_s,
+            turns=turns,
         )
+        self._turns = turns
         self._listener_factories: dict[JobKind, ListenerFactory] = {}
         self._closing = False
 
@@ -113,6 +117,8 @@ class JobManager:
             no_worker_timeout_s=settings.horde.no_worker_timeout_s,
             shard_count=settings.bot.shard_count or 1,
             shard_ids=settings.bot.shard_ids,
+            # One fair queue and one budget for the whole bot, in its database.
+            turns=SubmitTurns(storage.submit_queue, settings.horde.submit_windows),
         )
 
     def __repr__(self) -> str:
@@ -162,7 +168,7 @@ class JobManager:
         running = RunningJob(
             record, job["listener"], n=keyed.get_number_of_results_expected(), timeout_s=self._timeout_s
         )
-        self._runner.launch(running, lambda ctx: handler.submit(ctx, keyed))
+        await self._runner.launch_in_turn(running, lambda ctx: handler.submit(ctx, keyed))
         return record
 
     def _refuse_if_closing(self) -> None:
@@ -213,8 +219,10 @@ class JobManager:
     async def wait(self, job_id: str) -> JobOutcome | None:
         """Wait for a running job to end and return how it ended; ``None`` if it is not running."""
         job = self._runner.jobs.get(job_id)
-        if job is None or job.task is None:
+        if job is None:
             return None
+        await job.started.wait()  # a job waiting for its turn in the bot's queue has no task yet
+        assert job.task is not None
         await asyncio.wait({job.task})
         return job.outcome
 
@@ -234,12 +242,21 @@ class JobManager:
         """Stop taking jobs, cancel every running one on the Horde, and record each end.
 
         Every job ends CANCELLED ("the bot was shut down") unless it finished first, and its
-        listener hears ``on_finished``. Jobs that don't wind down in time have their tasks
-        cancelled (the client still DELETEs); anything still unrecorded is journalled here.
+        listener hears ``on_finished``; but a job whose DELETE did not go through in time is left
+        unfinished in the journal (the Horde still runs it) and resumed by the next start. Jobs
+        that don't wind down in time have their tasks cancelled (the client still DELETEs);
+        anything still unrecorded is journalled here. This process's tickets leave the queue.
         Returns within ``deadline_s`` unless the storage itself hangs.
         """
         self._closing = True
         self._ends.stop()
+        try:
+            await self._cancel_jobs(deadline_s)
+        finally:
+            if self._turns is not None:
+                await self._turns.close()
+
+    async def _cancel_jobs(self, deadline_s: float) -> None:
         jobs = list(self._runner.jobs.values())
         if not jobs:
             return
@@ -264,7 +281,7 @@ class JobManager:
         if pending:
             log.warning("%d job task(s) did not stop within %gs", len(pending), deadline_s)
         for job in jobs:
-            if not job.journalled:
+            if not job.journalled and not job.left_running and not self._runner.leave_running(job):
                 error = messages.CANCELLED[CancelReason.SHUTDOWN]
                 if await self._runner.journal(job.id, JobState.CANCELLED, error=error, kudos=job.kudos):
                     job.journalled = True

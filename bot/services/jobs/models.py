@@ -12,7 +12,9 @@ from bot.errors import BotError
 from bot.horde import BaseGenerationProgressResponse
 from bot.storage import JobRecord, JobState
 
-ProgressState = Literal["queued", "processing", "finishing"]
+ProgressState = Literal["in_bot_queue", "queued", "processing", "finishing"]
+"""``in_bot_queue``: waiting for its turn in the bot's own queue, not yet sent (``queue_position``
+is its place there); the others are the Horde's view of it."""
 """``queued``: nothing is with a worker yet; ``processing``: workers are on it; ``finishing``:
 every result is in (or the Horde says done) and the bot is collecting them."""
 
@@ -38,6 +40,23 @@ class JobProgress:
 
     def changed_from(self, other: JobProgress | None) -> bool:
         return other is None or self != other
+
+    @classmethod
+    def in_bot_queue(cls, job_id: str, place: int, *, n: int, elapsed_s: float) -> JobProgress:
+        return cls(
+            job_id=job_id,
+            state="in_bot_queue",
+            queue_position=place,
+            wait_time=0,
+            finished=0,
+            processing=0,
+            waiting=n,
+            restarted=0,
+            n=n,
+            kudos=0.0,
+            elapsed_s=elapsed_s,
+            is_possible=True,
+        )
 
     @classmethod
     def from_response(

@@ -23,6 +23,7 @@ from bot.services.jobs.models import (
     JobOutcome,
     JobProgress,
 )
+from bot.services.jobs.turns import SubmitTurns
 from bot.storage import DeliveryState, InvalidTransitionError, JobRecord, JobState, Storage
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,10 @@ class RunningJob:
         # A Wakeup, not a plain Event: the poll waits then sleep on timers (see bot.horde Wakeup).
         self.cancel_event = Wakeup()
         self.cancel_reason: CancelReason | None = None
+        # Set while the job waits for its turn in the bot's queue (it has no task yet): a cancel
+        # takes it out of the queue and starts it, to end at once.
+        self.withdraw: Callable[[], None] | None = None
+        self.started = Wakeup()  # set once the job has its task
         self.progress: JobProgress | None = None
         self.kudos = 0.0
         self.images_delivered = 0
@@ -47,6 +52,9 @@ class RunningJob:
         self.task: asyncio.Task[None] | None = None
         self.outcome: JobOutcome | None = None
         self.journalled = False
+        # Shut down while the Horde still runs its request (the DELETE did not go through): left
+        # unfinished in the journal, so the next start follows it and delivers its result.
+        self.left_running = False
 
     @property
     def id(self) -> str:
@@ -56,6 +64,8 @@ class RunningJob:
         if self.cancel_reason is None:
             self.cancel_reason = reason
         self.cancel_event.set()
+        if self.withdraw is not None:
+            self.withdraw()
 
     def snapshot(self) -> ActiveJob:
         return ActiveJob(
@@ -131,8 +141,10 @@ class JobRunner:
         clock: Callable[[], datetime],
         listener_timeout_s: float,
         no_worker_timeout_s: float,
+        turns: SubmitTurns | None = None,
     ) -> None:
         self.storage = storage
+        self.turns = turns
         self.horde = horde
         self.ends = ends
         self.clock = clock
@@ -148,9 +160,49 @@ class JobRunner:
         run = make_run(self.context(job))
         self.spawn(job, self._run(job, run), f"horde-job-{job.id}")
 
+    async def launch_in_turn(self, job: RunningJob, make_run: Callable[[JobContext], JobRun]) -> None:
+        """Start a new ``job`` on its turn in the bot's fair queue (at once without one).
+
+        Until then it is listed, with no task, and its listener is shown its place in the queue.
+        """
+        turns = self.turns
+        if turns is None:
+            self.launch(job, make_run)
+            return
+        run = make_run(self.context(job))
+
+        async def show_place(place: int) -> None:
+            progress = JobProgress.in_bot_queue(job.id, place, n=job.n, elapsed_s=self.elapsed(job.record))
+            job.progress = progress
+            await self.notify(job, "on_progress", lambda: job.listener.on_progress(job.record, progress))
+
+        def start() -> None:
+            job.withdraw = None
+            self.spawn(job, self._run(job, run), f"horde-job-{job.id}")
+
+        self.jobs[job.id] = job
+        try:
+            await turns.enqueue(
+                job.id,
+                user_id=job.record.user_id,
+                guild_id=job.record.guild_id,
+                start=start,
+                show_place=show_place,
+            )
+        except Exception:
+            # Without the queue (its database failing) the job still goes: the Horde's answer, a
+            # 429 the transport waits out at worst, beats dropping it.
+            log.exception("Job %s: could not join the bot's submit queue; sending it now", job.id)
+            start()
+            return
+        job.withdraw = lambda: turns.withdraw(job.id)
+        if job.cancel_reason is not None:  # cancelled while it was being queued
+            turns.withdraw(job.id)
+
     def spawn(self, job: RunningJob, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run ``work`` as ``job``'s task; the job is listed until it ends."""
         job.task = asyncio.create_task(work, name=name)
+        job.started.set()
         self.jobs[job.id] = job
         job.task.add_done_callback(functools.partial(self._forget, job.id))
 
@@ -252,7 +304,35 @@ class JobRunner:
             notes=run.notes() + ((note,) if note else ()),
         )
 
+    def still_on_horde(self, job: RunningJob) -> bool:
+        """Whether the Horde still runs ``job``'s request as far as this process knows: its
+        session tracks the id until a DELETE, a final status or a 404 answers for it."""
+        horde_id = job.record.horde_id
+        session = self.horde.horde_client_session
+        return horde_id is not None and session.pending_follow_up(horde_id) is not None
+
+    def leave_running(self, job: RunningJob) -> bool:
+        """At shutdown, leave a job whose request the Horde still runs unfinished in the journal.
+
+        Journalling it CANCELLED would be untrue (its kudos are being spent) and would lose the
+        result; left SUBMITTED, the next start polls it by its id and delivers. The session stops
+        tracking it, so its own close does not DELETE it either."""
+        if job.cancel_reason is not CancelReason.SHUTDOWN or job.journalled or not self.still_on_horde(job):
+            return False
+        assert job.record.horde_id is not None
+        self.horde.horde_client_session.release(job.record.horde_id)
+        job.left_running = True
+        log.warning(
+            "Job %s: AI Horde request %s could not be cancelled before the shutdown deadline; "
+            "left running, the next start will deliver it",
+            job.id,
+            job.record.horde_id,
+        )
+        return True
+
     async def _finish(self, job: RunningJob, run: JobRun, outcome: JobOutcome) -> None:
+        if outcome.state is not JobState.DONE and self.leave_running(job):
+            return
         job.outcome = outcome
         result = run.result_json()
         if outcome.notes:

@@ -29,6 +29,7 @@ CENSORED_NOTE: Final = "⚠️ The AI Horde's filter censored this text."
 CONTINUE_HINT: Final = "Continue extends this text with the same settings."
 
 _STATE_LABELS: Final = {
+    "in_bot_queue": "🕒 Waiting for its turn to be sent to the AI Horde",
     "queued": "⏳ Waiting for a worker",
     "processing": "✍️ Writing",
     "finishing": "📥 Collecting the text",

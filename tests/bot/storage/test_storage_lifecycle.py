@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 pytest_plugins = ("storage_fixtures",)
 
 TABLES = {"users", "guild_settings", "guild_settings_audit", "jobs", "guild_sponsor_keys", "member_settings"}
+TABLES |= {f"submit_{name}" for name in ("tickets", "served", "grants", "owners", "lock")}
 # Valid SQL on both backends; the second statement fails.
 BROKEN_SQL = "CREATE TABLE extra (x INTEGER);\nINSERT INTO no_such_table VALUES (1);\n"
 

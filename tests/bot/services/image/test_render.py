@@ -151,6 +151,15 @@ def test_a_queued_job_shows_its_queue_position() -> None:
     assert "Queue position 3 · ETA 12 s" in text
 
 
+def test_a_job_waiting_in_the_bots_queue_shows_its_place_there() -> None:
+    waiting = JobProgress.in_bot_queue("job", 7, n=4, elapsed_s=12.0)
+    text = render_progress(PARAMS, waiting, bar_width=4, anonymous=False)
+
+    assert "🕒 Waiting for its turn to be sent to the AI Horde" in text
+    assert "Place in the bot's queue: 7 · 12 s elapsed" in text
+    assert "ETA" not in text
+
+
 def test_an_impossible_request_says_so() -> None:
     text = render_progress(PARAMS, progress(is_possible=False), bar_width=10, anonymous=False)
 

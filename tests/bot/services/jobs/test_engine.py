@@ -72,11 +72,16 @@ class Recorder:
     finished_record: JobRecord | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     submitted: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by the first progress, the bot's own queue included."""
+    submitted_to_horde: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by the first progress the Horde gave (the job was sent)."""
 
     async def on_progress(self, job: JobRecord, progress: JobProgress) -> None:
         self.calls.append(("progress", job.state))
         self.progress.append(progress)
         self.submitted.set()
+        if progress.state != "in_bot_queue":
+            self.submitted_to_horde.set()
         self._fail("on_progress")
         if self.block_progress:
             await asyncio.Event().wait()
