@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from bot.app import HordeBot
 from bot.errors import BotError, HordeUnavailableError, PermissionDeniedError, UserInputError
 from bot.horde import AIHordeRequestError, BaseAsyncRequest
+from bot.services.alchemy.request import ImageOrigin
 from bot.services.delivery.service import JobMessage, journalled_params
 from bot.services.delivery.targets import MessageTarget
 from bot.services.formatting import format_kudos
@@ -105,7 +106,11 @@ class ImageOperations(Protocol):
     each other): start ``form`` on an image, public or private as the server says."""
 
     async def run(
-        self, interaction: discord.Interaction[Any], attachment: discord.Attachment, form: str
+        self,
+        interaction: discord.Interaction[Any],
+        attachment: discord.Attachment,
+        form: str,
+        origin: ImageOrigin | None = None,
     ) -> None: ...
 
 

@@ -21,6 +21,7 @@ from bot.services.alchemy.request import (
     DESCRIBE_FORM,
     UPSCALE_FORM,
     AlchemyParams,
+    ImageOrigin,
     alchemy_choices,
     build_alchemy_request,
     first_image,
@@ -29,6 +30,7 @@ from bot.services.delivery.targets import MessageTarget
 from bot.services.image.source import check_source_attachment, prepare_source_image
 from bot.services.jobs import JobListener
 from bot.storage import JobKind
+from cogs._image_actions import upscaled_view
 from cogs._jobs import (
     ALCHEMY_COG,
     CANCEL,
@@ -58,17 +60,29 @@ class AlchemyViews:
     def progress(self, job_id: str) -> discord.ui.View:
         return job_view(AlchemyButton(CANCEL, job_id))
 
-    def result(self, job_id: str, *, private: bool = False) -> None:
+    def result(self, job_id: str, *, private: bool = False) -> discord.ui.View | None:
         return None
 
 
 VIEWS: Final = AlchemyViews()
 
 
+class UpscaledViews(AlchemyViews):
+    """The reply to Upscale #n of an /imagine result: that image's buttons (Vary, Zoom out, Pan,
+    Details), handled by /imagine."""
+
+    def __init__(self, origin: ImageOrigin) -> None:
+        self._origin = origin
+
+    def result(self, job_id: str, *, private: bool = False) -> discord.ui.View | None:
+        return upscaled_view(self._origin.job_id, self._origin.number)
+
+
 def _listener(
     bot: HordeBot, target: MessageTarget, params: AlchemyParams, *, anonymous: bool, private: bool
 ) -> JobListener:
-    return alchemy_listener(bot.delivery, target, params, anonymous=anonymous, views=VIEWS)
+    views = VIEWS if params.origin is None else UpscaledViews(params.origin)
+    return alchemy_listener(bot.delivery, target, params, anonymous=anonymous, views=views)
 
 
 ALCHEMY = JobUI("alchemy", AlchemyButton, AlchemyParams.from_json, render_alchemy_progress, _listener)
@@ -109,13 +123,18 @@ class Alchemy(commands.Cog, name=COG_NAME):
         await self.run(interaction, first_image(message.attachments), UPSCALE_FORM)
 
     async def run(
-        self, interaction: discord.Interaction[Any], attachment: discord.Attachment, form: str
+        self,
+        interaction: discord.Interaction[Any],
+        attachment: discord.Attachment,
+        form: str,
+        origin: ImageOrigin | None = None,
     ) -> None:
         """Start ``form`` on ``attachment`` through the server's policy, in a new message, public or
-        private as the server says (also for /imagine's Upscale button)."""
+        private as the server says (also for /imagine's Upscale buttons: ``origin`` says which
+        image of which job, and its reply gets that image's buttons)."""
         # What needs no download is checked before anything is posted publicly.
         check_source_attachment(attachment.filename, attachment.content_type, attachment.size)
-        params = AlchemyParams(form=form, filename=attachment.filename)
+        params = AlchemyParams(form=form, filename=attachment.filename, origin=origin)
 
         async def prepare() -> Launch:
             # A file that can't be read is the member's business: said privately, nothing public.

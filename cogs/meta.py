@@ -14,10 +14,12 @@ from discord.ext import commands
 from bot.app import HordeBot
 from bot.horde import AIHordeRequestError
 from bot.services.controls import (
+    IMAGE_BUTTONS,
     MESSAGE_MENUS,
     RESULT_BUTTONS,
     RUNNING_BUTTONS,
     TEXT_BUTTONS,
+    UPSCALED_BUTTONS,
     Control,
     reactions,
 )
@@ -78,7 +80,9 @@ class Meta(commands.Cog):
         )
         embed = discord.Embed(title="Commands", description="\n".join(lines))
         embed.add_field(name="Buttons while it runs", value=_lines(RUNNING_BUTTONS), inline=False)
+        embed.add_field(name="Buttons under the images", value=_lines(IMAGE_BUTTONS), inline=False)
         embed.add_field(name="Buttons on an image result", value=_lines(RESULT_BUTTONS), inline=False)
+        embed.add_field(name="Buttons on an upscaled image", value=_lines(UPSCALED_BUTTONS), inline=False)
         embed.add_field(name="Buttons on a text result", value=_lines(TEXT_BUTTONS), inline=False)
         if interaction.guild_id is None:
             embed.add_field(name="Reactions on an image result", value=NO_REACTIONS_IN_DMS, inline=False)

@@ -52,8 +52,8 @@ POLL_S = 30.0
 POLL = PollPolicy(
     min_interval=POLL_S, max_interval=POLL_S, processing_max_interval=POLL_S, unknown_wait_interval=POLL_S
 )
-# One worker: after the first image, one is processing and one waits in the queue.
-IMAGES = 3
+# One worker: after the first image, one is processing and two wait in the queue.
+IMAGES = 4
 MAX_WIDTH = 900
 # Tall enough for a whole message with its images; the empty rest is cropped away.
 VIEWPORT_HEIGHT = 2000
@@ -161,6 +161,10 @@ async def scenes(env: simcord.Env, bot: HordeBot, sim: Simulator, clock: ManualC
     assert started.response.content.startswith("✅")
     await shoot(env, channel, alice, started, out / "imagine-result.png")
 
+    upscaled = await alice.click(started.response, label="U2")
+    await until_done(env, clock, upscaled)
+    await shoot(env, channel, alice, upscaled, out / "imagine-upscaled.png")
+
     if "config" in {command.name for command in bot.tree.get_commands()}:
         config = await admin.slash(channel, "config show")
         await shoot(env, channel, admin, config, out / "config-show.png")
@@ -169,15 +173,19 @@ async def scenes(env: simcord.Env, bot: HordeBot, sim: Simulator, clock: ManualC
         written = await alice.slash(
             channel, "write", prompt="Write a haiku about volunteers sharing their GPUs."
         )
-        for _ in range(10):
-            clock.advance(JOB_S)
-            await asyncio.sleep(0.1)  # the simulated worker answers in real time
-            await env.advance_time(POLL_S)
-            if written.response is not None and "✅" in written.response.content:
-                break
-        else:
-            raise RuntimeError("/write did not finish")
+        await until_done(env, clock, written)
         await shoot(env, channel, alice, written, out / "write.png")
+
+
+async def until_done(env: simcord.Env, clock: ManualClock, result: simcord.InteractionResult) -> None:
+    """Let the simulated workers and the bot run until ``result``'s message says it is done."""
+    for _ in range(10):
+        clock.advance(JOB_S)
+        await asyncio.sleep(0.1)  # the simulated worker answers in real time
+        await env.advance_time(POLL_S)
+        if result.response is not None and "✅" in result.response.content:
+            return
+    raise RuntimeError("the job did not finish")
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ from bot.services.policy import GenerationContext, Origin
 from bot.services.settings.config import GuildConfig
 from bot.services.styles import StylesCache
 from bot.storage import JobRecord
+from cogs._image_actions import DYNAMIC_ITEMS
 from cogs._jobs import (
     ALCHEMY_COG,
     NO_MENTIONS,
@@ -52,6 +53,7 @@ from cogs._jobs import (
 )
 from cogs.imagine._advanced import AdvancedModal, AdvancedOptions
 from cogs.imagine._launch import IMAGE, launch_admitted
+from cogs.imagine._per_image import PerImageActions
 from cogs.imagine._views import COG_NAME, Action, EditModal, UpscalePicker
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,7 @@ def _choices(values: Sequence[str]) -> list[app_commands.Choice[str]]:
     return [app_commands.Choice(name=value, value=value) for value in values]
 
 
-class Imagine(commands.Cog, name=COG_NAME):
+class Imagine(PerImageActions, commands.Cog, name=COG_NAME):
     def __init__(self, bot: HordeBot) -> None:
         self.bot = bot
         self.models = ModelsCache(self._fetch_models, ttl_s=bot.settings.horde.models_cache_ttl_s)
@@ -79,9 +81,11 @@ class Imagine(commands.Cog, name=COG_NAME):
 
     async def cog_load(self) -> None:
         IMAGE.load(self.bot)
+        self.bot.add_dynamic_items(*DYNAMIC_ITEMS)
 
     async def cog_unload(self) -> None:
         IMAGE.unload(self.bot)
+        self.bot.remove_dynamic_items(*DYNAMIC_ITEMS)
         await self.models.close()
         await self.styles.close()
 

@@ -1,7 +1,9 @@
-"""The buttons on /imagine messages: Cancel while it runs; Rerun, Same seed, Edit, Upscale, Details and
-Delete after; the Edit modal and the Upscale image picker.
+"""The buttons on /imagine messages: Cancel while it runs; after, a row of Upscale (U1 …) and a
+row of Vary (V1 …) for its images (:mod:`cogs._image_actions`) and a row for the whole result
+(Rerun, Same seed, Edit, Details, Delete); the Edit modal, and the Upscale image picker of results
+posted before the per-image buttons.
 
-Every button is one persistent :class:`ImagineButton` (``imagine:rerun:<job id>``; see
+Every whole-result button is one persistent :class:`ImagineButton` (``imagine:rerun:<job id>``; see
 :class:`cogs._jobs.JobButton`): Cancel is handled there, the rest by the ``Imagine`` cog.
 """
 
@@ -16,9 +18,10 @@ import discord
 
 from bot.storage import JobKind
 from bot.tree import report_interaction_error
+from cogs._image_actions import IMAGINE_COG, image_rows
 from cogs._jobs import CANCEL, CANCEL_LOOK, JobButton, job_view
 
-COG_NAME: Final = "Imagine"
+COG_NAME: Final = IMAGINE_COG
 
 
 class Action(StrEnum):
@@ -27,6 +30,7 @@ class Action(StrEnum):
     same_seed = "seed"
     edit = "edit"
     upscale = "upscale"
+    """Only on results posted before the per-image buttons (U1 …): still answered."""
     details = "details"
     delete = "delete"
 
@@ -55,13 +59,19 @@ class ImagineViews:
     def progress(self, job_id: str) -> discord.ui.View:
         return job_view(ImagineButton(Action.cancel, job_id))
 
-    def result(self, job_id: str, *, private: bool = False) -> discord.ui.View:
-        """A ``private`` (ephemeral) reply has no Delete: the channel endpoint can't delete it, and
+    def result(self, job_id: str, *, private: bool = False, images: Sequence[int] = ()) -> discord.ui.View:
+        """U and V for each of ``images`` (their 1-based numbers), then the whole result's row. A
+        ``private`` (ephemeral) reply has no Delete: the channel endpoint can't delete it, and
         Discord lets its member dismiss it."""
-        actions = [Action.rerun, Action.same_seed, Action.edit, Action.upscale, Action.details]
+        actions = [Action.rerun, Action.same_seed, Action.edit, Action.details]
         if not private:
             actions.append(Action.delete)
-        return job_view(*(ImagineButton(action, job_id) for action in actions))
+        whole = []
+        for action in actions:
+            button = ImagineButton(action, job_id)
+            button.row = 2
+            whole.append(button)
+        return job_view(*image_rows(job_id, images), *whole)
 
 
 VIEWS: Final = ImagineViews()

@@ -37,7 +37,13 @@ if TYPE_CHECKING:
     from conftest import Server
 
 ALICE_KEY = "sim-alice-key-00000001"
-RESULT_BUTTONS = ["rerun", "seed", "edit", "upscale", "details", "delete"]
+RESULT_BUTTONS = ["rerun", "seed", "edit", "details", "delete"]
+
+
+def result_ids(job_id: str, images: int) -> list[str]:
+    """The custom ids under a result of ``images`` images: U1 …, V1 …, then the whole result's."""
+    per_image = [f"image:{action}:{n}:{job_id}" for action in "uv" for n in range(1, images + 1)]
+    return per_image + [f"imagine:{action}:{job_id}" for action in RESULT_BUTTONS]
 
 
 @pytest.fixture
@@ -87,7 +93,7 @@ async def test_one_message_shows_the_progress_then_the_images(server: Server, ho
     assert all("`" in content and "kudos" in content and "elapsed" in content for content in progress)
     # The Cancel button is on the progress message, the result buttons on the final one.
     assert any(f"imagine:cancel:{job.id}" in json.dumps(payload(edit)) for edit in edits[:-1])
-    assert custom_ids(message) == [f"imagine:{action}:{job.id}" for action in RESULT_BUTTONS]
+    assert custom_ids(message) == result_ids(job.id, 3)
     assert message.content.startswith("✅ **Done** — 3 images")
     # Every image as the worker made it: webp, byte for byte.
     result = json.loads(job.result_json or "{}")
@@ -484,6 +490,6 @@ async def test_a_job_left_running_by_a_crash_is_delivered_after_the_restart(
     assert resumed.state is JobState.DONE
     assert message.content.startswith("✅ **Done** — 2 images")
     assert message.embeds[0].description == "a fox after the crash"
-    assert custom_ids(message) == [f"imagine:{action}:{crashed.id}" for action in RESULT_BUTTONS]
+    assert custom_ids(message) == result_ids(crashed.id, 2)
     assert len(message.attachments) == 2
     assert horde_sim.counters.calls("generate_async") == 2  # nothing was submitted again

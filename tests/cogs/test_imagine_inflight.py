@@ -114,8 +114,11 @@ async def test_cancel_keeps_the_finished_images(
     assert len(message.attachments) == 1
     [image] = json.loads(cancelled.result_json or "{}")["images"]
     assert message.attachments[0].filename == f"imagine_1_{image['seed']}.webp"
+    # U1 and V1 for the image kept, then the whole result's buttons.
     assert custom_ids(message) == [
-        f"imagine:{action}:{job.id}" for action in ("rerun", "seed", "edit", "upscale", "details", "delete")
+        f"image:u:1:{job.id}",
+        f"image:v:1:{job.id}",
+        *(f"imagine:{action}:{job.id}" for action in ("rerun", "seed", "edit", "details", "delete")),
     ]
 
 

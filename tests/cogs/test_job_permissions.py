@@ -30,7 +30,7 @@ from bot.horde import PollPolicy
 from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
 from bot.storage import JobRecord, JobState
 from cogs.accounts import APIKEY_INPUT_ID
-from cogs.imagine._views import NEGATIVE_INPUT_ID, PROMPT_INPUT_ID, UPSCALE_SELECT_ID
+from cogs.imagine._views import NEGATIVE_INPUT_ID, PROMPT_INPUT_ID
 
 if TYPE_CHECKING:
     from conftest import Server
@@ -191,8 +191,7 @@ async def _edit(server: Server, member: simcord.MemberActor, message: simcord.Re
 
 
 async def _upscale(server: Server, member: simcord.MemberActor, message: simcord.ResponseMessage) -> None:
-    picker = await member.click(message, label="Upscale")
-    await member.select(response_of(picker), ["0"], custom_id=UPSCALE_SELECT_ID)
+    await member.click(message, label="U1")
 
 
 def _react(emoji: str) -> Callable[[Server, simcord.MemberActor, simcord.ResponseMessage], Awaitable[None]]:

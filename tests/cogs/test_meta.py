@@ -99,7 +99,13 @@ async def test_help_shows_what_each_member_may_use(server: Server) -> None:
 async def test_help_explains_every_button_and_this_servers_reactions(server: Server) -> None:
     default = _help_embed(await server.alice.slash(server.channel, "help"))
     buttons = _fields(default)["Buttons on an image result"] or ""
-    assert [line.split(" ")[0] for line in buttons.splitlines()] == ["🔁", "🌱", "✏️", "🔍", "ℹ️", "🗑️"]
+    assert [line.split(" ")[0] for line in buttons.splitlines()] == ["🔁", "🌱", "✏️", "ℹ️", "🗑️"]
+    per_image = _fields(default)["Buttons under the images"] or ""
+    assert [line.split(" ")[0] for line in per_image.splitlines()] == ["🔍", "🎨"]
+    upscaled = _fields(default)["Buttons on an upscaled image"] or ""
+    assert "**Zoom out 2×**" in upscaled
+    assert "⬅️ **Pan**" in upscaled
+    assert "**Vary (Subtle)**" in upscaled
     assert "✖️ **Cancel**" in (_fields(default)["Buttons while it runs"] or "")
     assert "➡️ **Continue**" in (_fields(default)["Buttons on a text result"] or "")
     assert "**Describe image**" in (_fields(default)["Message menus"] or "")

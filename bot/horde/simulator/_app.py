@@ -195,6 +195,7 @@ class SimulatorApp:
         per_image, required = build.price_image(state, user, body, params, models)
         if body.get("dry_run"):
             return json_response({"kudos": float(round(required))}, 200)
+        build.check_activation(body)
         record = build.new_request(state, "image", user, body, params, models, per_image)
         state.add_request(record)
         state.charge(record, kudos.IMAGE_SUBMIT_TAX)

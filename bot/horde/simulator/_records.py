@@ -75,6 +75,7 @@ class GenRequest:
     r2: bool = True
     slow_workers: bool = True
     source_image: bool = False
+    source_processing: str = "img2img"
     disable_batching: bool = False
     proxied_account: str | None = None
     queued_at: float = 0.0

@@ -11,6 +11,7 @@ from bot.horde.apimodels.styles import image_style_prompt, text_style_prompt
 from bot.horde.simulator import _errors as err
 from bot.horde.simulator import _images
 from bot.horde.simulator import _kudos as kudos
+from bot.horde.simulator import _painting as painting
 from bot.horde.simulator._records import GenRequest, Kind
 from bot.horde.simulator._schema import KNOWN_POST_PROCESSORS, KNOWN_UPSCALERS
 from bot.horde.simulator._state import State
@@ -94,6 +95,7 @@ def check_image_request(
         )
     if "control_type" in params and not body.get("source_image"):
         raise err.bad_request("Controlnet Requires a source image.", "ControlNetSourceMissing")
+    painting.check_submit(body, params)
     if "control_type" in params and any(marker in m for m in models for marker in _NO_CONTROLNET):
         raise err.bad_request(
             "ControlNet does not work with this model family currently.", "ControlNetMismatch"
@@ -268,12 +270,20 @@ def new_request(
         slow_workers=bool(body.get("slow_workers", True)),
         source_image=bool(body.get("source_image")),
         proxied_account=str(body["proxied_account"]) if body.get("proxied_account") else None,
+        source_processing=painting.processing_of(body),
         queued_at=now,
         disable_batching=bool(body.get("disable_batching", False)),
         # The anonymous account's kudos are deeply negative on the real Horde: it comes last.
         priority=ANONYMOUS_PRIORITY if user.is_anon else user.kudos,
         seq=state.next_seq(),
     )
+
+
+def check_activation(body: Mapping[str, Any]) -> None:
+    """What the server checks once the request is priced, as it stores the source image."""
+    source = body.get("source_image")
+    inline = isinstance(source, str) and not source.startswith(("http://", "https://"))
+    painting.check_activation(body, decode_base64(source) if inline and isinstance(source, str) else None)
 
 
 def decode_base64(data: str) -> bytes:

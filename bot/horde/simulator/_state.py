@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bot.horde.simulator import _kudos as kudos
+from bot.horde.simulator import _painting as painting
 from bot.horde.simulator import _queue as queue
 from bot.horde.simulator._faults import FaultPlan
 from bot.horde.simulator._records import (
@@ -272,6 +273,8 @@ class State:
             if not self.allowed_workers(request):
                 return False
             served = self.served_models(request.kind)
+            if request.kind == "image" and not painting.worker_can_take(request.source_processing, served):
+                return False
             return bool(served) if not request.models else any(m in served for m in request.models)
 
     def pick_model(self, request: GenRequest) -> str:

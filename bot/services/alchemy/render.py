@@ -13,7 +13,7 @@ import discord
 from bot.horde.consts import KNOWN_ALCHEMY_TYPES
 from bot.services.alchemy.request import AlchemyParams, operation_label
 from bot.services.delivery.render import END_LABELS, LOGIN_HINT, end_reason, progress_bar, progress_fraction
-from bot.services.formatting import format_duration
+from bot.services.formatting import format_duration, format_kudos
 from bot.services.jobs import JobOutcome, JobProgress
 
 MAX_TAGS: Final = 25
@@ -73,7 +73,9 @@ def render_alchemy_result(
     anonymous: bool,
 ) -> tuple[str, discord.Embed | None]:
     """The final content and embed: captions and tags as text, the first image shown in the embed."""
-    lines = [_headline(params), END_LABELS.get(outcome.state, str(outcome.state))]
+    # What it cost, as /imagine says it (alchemy is free: 0).
+    kudos = f"{format_kudos(outcome.kudos)} kudos"
+    lines = [_headline(params), END_LABELS.get(outcome.state, str(outcome.state)), kudos]
     if reason := end_reason(outcome):
         lines.append(reason)
     lines += outcome.notes

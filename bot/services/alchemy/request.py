@@ -54,6 +54,15 @@ def operation_label(form: str) -> str:
     return _LABELS.get(form, form)
 
 
+class ImageOrigin(BaseModel):
+    """The /imagine image an alchemy job works on (Upscale #n): its job and number (1-based)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: str
+    number: int
+
+
 class AlchemyParams(BaseModel):
     """An alchemy job's options as journalled (``params_json``)."""
 
@@ -61,6 +70,8 @@ class AlchemyParams(BaseModel):
 
     form: str
     filename: str
+    origin: ImageOrigin | None = None
+    """Set for Upscale #n of an /imagine result: its reply gets that image's buttons."""
 
     @classmethod
     def from_json(cls, text: str) -> AlchemyParams:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Final, Protocol
 
 import discord
 
 from bot.clock import monotonic
 from bot.services.delivery.budget import EditThrottle
-from bot.services.delivery.listener import JobViews
 from bot.services.delivery.service import Delivery
 from bot.services.delivery.targets import NO_MENTIONS, Fields, MessageTarget, edit_job_message, with_line
 from bot.services.image.render import NO_ATTACH_PERMISSION, render_progress, render_result
@@ -39,6 +38,18 @@ def too_many_files(count: int) -> str:
     )
 
 
+class ImageViews(Protocol):
+    """/imagine's buttons (its cog makes and handles them): Cancel while the job runs; on its
+    result, buttons for each of the ``images`` attached (their 1-based numbers) and the whole
+    result's. A ``private`` (ephemeral) reply can't be deleted by the bot."""
+
+    def progress(self, job_id: str) -> discord.ui.View: ...
+
+    def result(
+        self, job_id: str, *, private: bool = False, images: Sequence[int] = ()
+    ) -> discord.ui.View: ...
+
+
 class ImagineListener(JobListener):
     """Edits one message: progress (only when it changed, at most once per edit interval, when the
     channel has a turn free), each image with the next edit the channel has a turn for (the last
@@ -54,7 +65,7 @@ class ImagineListener(JobListener):
         *,
         params: ImagineParams,
         anonymous: bool,
-        views: JobViews,
+        views: ImageViews,
         private: bool = False,
         clock: Callable[[], float] = monotonic,
     ) -> None:
@@ -106,12 +117,13 @@ class ImagineListener(JobListener):
             # A private reply has no Delete (Discord lets its member dismiss it); a channel message,
             # also one the job moved to, has.
             private = self._private and self._target.message_id is None
+            numbers = self._attached_numbers()
             await self._edit(
                 job,
                 content=result.content,
                 embed=result.embed,
-                view=self._views.result(job.id, private=private),
-                fresh_view=self._views.result(job.id),
+                view=self._views.result(job.id, private=private, images=numbers),
+                fresh_view=self._views.result(job.id, images=numbers),
                 final=True,
             )
 
@@ -122,6 +134,12 @@ class ImagineListener(JobListener):
             if image.generation_id not in self._seen:
                 self._seen.add(image.generation_id)
                 self._images.append(image)
+
+    def _attached_numbers(self) -> list[int]:
+        """The numbers (#1 …) of the images the result message carries, for their buttons."""
+        if not self._can_attach:
+            return []
+        return sorted(image.index + 1 for image in self._images[:MAX_ATTACHMENTS])
 
     def _left_out(self) -> int:
         return max(0, len(self._images) - MAX_ATTACHMENTS) if self._can_attach else 0

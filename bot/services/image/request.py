@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -200,6 +200,8 @@ class ImagineParams(BaseModel):
     source_image: str | None = None
     """The uploaded file's name, for img2img."""
     denoising_strength: float | None = None
+    source_processing: Literal["img2img", "outpainting"] | None = None
+    """Set by Vary (img2img) and Zoom out / Pan (outpainting) on an image of a result."""
     nsfw: bool = False
     clip_skip: int | None = None
     seed_variation: int | None = None

@@ -207,8 +207,10 @@ async def test_images_go_up_at_once_and_the_final_edit_always_goes_out() -> None
     final = message.edits[-1]
     assert final["content"].startswith("✅ **Done**")
     assert isinstance(final["embed"], discord.Embed)
+    # U and V for each image attached (censored ones too: a spoiler is still the image), then the result's.
     assert [item.custom_id for item in final["view"].children] == [
-        f"imagine:{action}:{JOB.id}" for action in ("rerun", "seed", "edit", "upscale", "details", "delete")
+        *(f"image:{action}:{n}:{JOB.id}" for action in "uv" for n in (1, 2, 3)),
+        *(f"imagine:{action}:{JOB.id}" for action in ("rerun", "seed", "edit", "details", "delete")),
     ]
     # Files already up are kept by reference; only the new one is uploaded.
     kept, new = final["attachments"][:2], final["attachments"][2:]
