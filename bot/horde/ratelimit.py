@@ -31,14 +31,19 @@ from bot.horde.consts import (
 
 
 @dataclass(slots=True)
-class _Window:
+class SlidingWindow:
+    """At most ``limit.calls`` starts in any ``limit.period_s`` seconds: a sliding window over the
+    latest starts, which may lie in the future (a reserved turn), so each reservation queues
+    behind the ones before it. The Horde's limits here and Discord's per-channel edit budget
+    (``bot.services.delivery.budget``) both count with it."""
+
     limit: RateLimit
     # Start times of the latest ``limit.calls`` calls, oldest first; some may lie in the future.
     starts: deque[float] = field(default_factory=deque)
     # The server refused a call in this window: nothing starts before then (see RateLimiter.block).
     blocked_until: float = float("-inf")
 
-    def earliest(self, now: float, margin: float) -> float:
+    def earliest(self, now: float, margin: float = 0.0) -> float:
         start = max(now, self.blocked_until, self.starts[-1] if self.starts else now)
         if len(self.starts) >= self.limit.calls:
             start = max(start, self.starts[0] + self.limit.period_s + margin)
@@ -49,7 +54,12 @@ class _Window:
         if len(self.starts) > self.limit.calls:
             self.starts.popleft()
 
+    def used(self, now: float) -> int:
+        """Starts counted against a call made now (those of the last period, reserved ones too)."""
+        return sum(1 for at in self.starts if at > now - self.limit.period_s)
+
     def idle(self, now: float) -> bool:
+        """Whether the window constrains nothing any more (forgetting it is free)."""
         if self.blocked_until > now:
             return False
         return not self.starts or self.starts[-1] + self.limit.period_s <= now
@@ -88,7 +98,7 @@ class RateLimiter:
         # one, is seen: the windows must count the same seconds the sleeps last.
         self._clock = clock or (lambda: time.monotonic())
         self._sleep = sleep
-        self._windows: OrderedDict[tuple[str, str], _Window] = OrderedDict()
+        self._windows: OrderedDict[tuple[str, str], SlidingWindow] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._windows)
@@ -118,10 +128,10 @@ class RateLimiter:
             window = self._window(bucket, key, limit)
             window.blocked_until = max(window.blocked_until, until)
 
-    def _window(self, bucket: str, key: str, limit: RateLimit) -> _Window:
+    def _window(self, bucket: str, key: str, limit: RateLimit) -> SlidingWindow:
         window = self._windows.get((bucket, key))
         if window is None or window.limit != limit:
-            window = _Window(limit)
+            window = SlidingWindow(limit)
             self._windows[(bucket, key)] = window
         self._windows.move_to_end((bucket, key))
         return window

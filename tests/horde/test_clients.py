@@ -53,7 +53,8 @@ from bot.horde import (
     TextGenerateStatusResponse,
     download_image_from_generation,
 )
-from bot.horde.clients import PollEnd, poll_until
+from bot.horde._clients.polling import PollEnd
+from bot.horde._clients.scheduler import poll_until
 from bot.horde.simulator import Fault, Knobs, Simulator, SimulatorConfig, run_simulator
 
 API_KEY = "abcdefghijklmnopqrstuv"
@@ -1109,7 +1110,7 @@ def test_every_model_constant_and_client_is_exported() -> None:
     import inspect
 
     import bot.horde
-    from bot.horde import apimodels, clients, consts
+    from bot.horde import _clients, apimodels, consts
 
     defined_in_consts = [
         name
@@ -1118,7 +1119,13 @@ def test_every_model_constant_and_client_is_exported() -> None:
         and (name.isupper() or (inspect.isclass(value) and value.__module__ == consts.__name__))
     ]
     models = [name for name in apimodels.__all__ if hasattr(apimodels, name)]
-    expected = {*models, *defined_in_consts, *clients.__all__} - {"PollEnd", "PollOutcome"}
-    expected -= {"is_final_status", "poll_until"}
+    clients = [
+        name
+        for module in (_clients.manual, _clients.session, _clients.simple, _clients.sync)
+        for name, value in vars(module).items()
+        if name.startswith("AIHordeAPI") and inspect.isclass(value) and value.__module__ == module.__name__
+    ]
+    assert len(clients) == 6
+    expected = {*models, *defined_in_consts, *clients}
     assert expected <= set(bot.horde.__all__)
     assert all(hasattr(bot.horde, name) for name in bot.horde.__all__)

@@ -1,1 +1,1 @@
-"""Implementation of bot.horde.clients; import from there."""
+"""The clients, one module per kind; `bot.horde` is where they are imported from."""

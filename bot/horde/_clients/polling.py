@@ -1,10 +1,10 @@
-"""When to poll next, and the poll loop itself, with no HTTP in sight."""
+"""When to poll next, with no HTTP in sight (the loop that polls is the scheduler's)."""
 
 from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
@@ -12,7 +12,6 @@ from bot.horde._clients.wakeup import sleep_or_until_set
 
 if TYPE_CHECKING:
     from bot.horde._clients.estimate import QueueEstimate
-    from bot.horde._clients.scheduler import PollScheduler
 
 S = TypeVar("S")
 
@@ -300,43 +299,6 @@ class PollEnd(enum.Enum):
 class PollOutcome(Generic[S]):
     end: PollEnd
     last: S | None
-
-
-async def poll_until(
-    fetch: Callable[[], Awaitable[S]],
-    *,
-    is_final: Callable[[S], bool],
-    next_delay: Callable[[S], float],
-    time_limit: float,
-    progress_callback: Callable[[S], Awaitable[object]] | None = None,
-    cancel_event: asyncio.Event | None = None,
-    clock: Callable[[], float] | None = None,
-    scheduler: PollScheduler | None = None,
-    error_delay: Callable[[Exception, int, float], float | None] | None = None,
-) -> PollOutcome[S]:
-    """Fetch until ``is_final``, ``cancel_event`` is set, or ``time_limit`` seconds pass.
-
-    The first fetch is made at once; after the deadline one more fetch is made, so a job
-    finishing right at the end still counts. Runs on ``scheduler`` (see
-    :class:`~bot.horde._clients.scheduler.PollScheduler`), else on a private one;
-    ``error_delay`` is :meth:`PollScheduler.poll`'s.
-    """
-    from bot.horde._clients.scheduler import PollScheduler  # the scheduler imports this module
-
-    runner = scheduler or PollScheduler(clock=clock)
-    try:
-        return await runner.poll(
-            fetch,
-            is_final=is_final,
-            next_delay=next_delay,
-            time_limit=time_limit,
-            progress_callback=progress_callback,
-            cancel_event=cancel_event,
-            error_delay=error_delay,
-        )
-    finally:
-        if scheduler is None:
-            await runner.close()
 
 
 async def pause(delay: float, cancel_event: asyncio.Event | None) -> None:

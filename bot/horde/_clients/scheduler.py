@@ -382,3 +382,38 @@ class PollScheduler:
     def _next_due(self, job: _Job[Any], delay: float) -> float:
         due = min(self.now() + max(0.0, delay), job.deadline)
         return max(due, job.last_fetch + job.min_gap)
+
+
+async def poll_until(
+    fetch: Callable[[], Awaitable[S]],
+    *,
+    is_final: Callable[[S], bool],
+    next_delay: Callable[[S], float],
+    time_limit: float,
+    progress_callback: Callable[[S], Awaitable[object]] | None = None,
+    cancel_event: asyncio.Event | None = None,
+    clock: Callable[[], float] | None = None,
+    scheduler: PollScheduler | None = None,
+    error_delay: Callable[[Exception, int, float], float | None] | None = None,
+) -> PollOutcome[S]:
+    """Fetch until ``is_final``, ``cancel_event`` is set, or ``time_limit`` seconds pass.
+
+    The first fetch is made at once; after the deadline one more fetch is made, so a job
+    finishing right at the end still counts. Runs on ``scheduler`` (see
+    :class:`PollScheduler`), else on a private one;
+    ``error_delay`` is :meth:`PollScheduler.poll`'s.
+    """
+    runner = scheduler or PollScheduler(clock=clock)
+    try:
+        return await runner.poll(
+            fetch,
+            is_final=is_final,
+            next_delay=next_delay,
+            time_limit=time_limit,
+            progress_callback=progress_callback,
+            cancel_event=cancel_event,
+            error_delay=error_delay,
+        )
+    finally:
+        if scheduler is None:
+            await runner.close()

@@ -4,12 +4,12 @@ most once an interval)."""
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Final
 
 from bot.clock import monotonic
-from bot.horde import Wakeup
+from bot.horde import RateLimit, Wakeup
+from bot.horde.ratelimit import SlidingWindow
 
 CHANNEL_EDITS: Final = 5
 CHANNEL_WINDOW_S: Final = 5.0
@@ -48,9 +48,10 @@ class ChannelEditBudget:
         self._sleep = sleep
         self._stopped = Wakeup()
         self._max_channels = max_channels
-        # Channel id -> the times of its last `edits` edits, ascending; a time in the future is
-        # the turn a result is waiting for.
-        self._turns: dict[int, deque[float]] = {}
+        self._limit = RateLimit(edits, window_s)
+        # Channel id -> its window over the times of its last `edits` edits; a time in the future
+        # is the turn a result is waiting for.
+        self._turns: dict[int, SlidingWindow] = {}
 
     def __repr__(self) -> str:
         return f"ChannelEditBudget({self.edits}/{self.window_s:g}s, channels={len(self._turns)})"
@@ -58,10 +59,12 @@ class ChannelEditBudget:
     def available(self, channel_id: int) -> int:
         """Edits the channel could make now without waiting (0 while anything waits)."""
         now = self._clock()
-        turns = self._turns.get(channel_id, ())
-        if turns and turns[-1] > now:
-            return 0
-        return self.edits - sum(1 for at in turns if at > now - self.window_s)
+        window = self._turns.get(channel_id)
+        if window is None:
+            return self.edits
+        if window.starts and window.starts[-1] > now:
+            return 0  # a result is waiting for its turn
+        return self.edits - window.used(now)
 
     def try_spend(self, channel_id: int) -> bool:
         """Take the channel's next turn for a progress edit if it is now; ``False`` (nothing taken)
@@ -103,22 +106,16 @@ class ChannelEditBudget:
     def next_turn(self, channel_id: int, now: float) -> float:
         """The earliest time the channel's next edit may go out: after every reserved turn, and a
         whole window after the edit ``edits`` back."""
-        turns = self._turns.get(channel_id)
-        if not turns:
-            return now
-        turn = max(now, turns[-1])
-        if len(turns) >= self.edits:
-            turn = max(turn, turns[0] + self.window_s)
-        return turn
+        window = self._turns.get(channel_id)
+        return now if window is None else window.earliest(now)
 
     def _take(self, channel_id: int, turn: float, now: float) -> None:
-        turns = self._turns.get(channel_id)
-        if turns is None:
-            turns = self._turns[channel_id] = deque(maxlen=self.edits)
-        turns.append(turn)
+        window = self._turns.get(channel_id)
+        if window is None:
+            window = self._turns[channel_id] = SlidingWindow(self._limit)
+        window.record(turn)
         if len(self._turns) > self._max_channels:
-            # A channel whose last edit is a window old constrains nothing: forgetting it is free.
-            for key in [key for key, kept in self._turns.items() if kept[-1] <= now - self.window_s]:
+            for key in [key for key, kept in self._turns.items() if kept.idle(now)]:
                 del self._turns[key]
 
 
