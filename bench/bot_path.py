@@ -58,7 +58,7 @@ from pydantic import SecretStr  # noqa: E402
 from bot.app import create_bot  # noqa: E402
 from bot.config import DatabaseSettings, HordeSettings, Settings  # noqa: E402
 from bot.crypto import KeyRing, generate_key_value  # noqa: E402
-from bot.horde.simulator import Knobs, SimulatorConfig, run_simulator  # noqa: E402
+from horde_simulator import Knobs, SimulatorConfig, run_simulator  # noqa: E402
 
 sys.path.insert(0, str(REPO / "tests"))  # the Discord rate-limit model is the tests' own
 from discord_limits import install  # noqa: E402

@@ -206,7 +206,7 @@ BURST_TEXT = """### Reading the numbers
   2–30 s (seeded, `bench/sim_burst.py`) and each job lasts its worker's speed ± 10 %
   (`--worker-speeds … --speed-jitter 0.1`): the job's countdown starts from its worker's speed,
   as on the real server.
-- Each run starts a fresh simulator process (`python -m bot.horde.simulator`), configured over
+- Each run starts a fresh simulator process (`python -m horde_simulator`), configured over
   `POST /_sim/config` and `POST /_sim/users`; the client runs in a worker process of its own
   (`bench/worker_ours.py`, `bench/worker_sdk.py`), so neither's CPU counts against the other.
 - Horde calls per job come from the simulator's counters (`GET /_sim/counters`), divided by N;

@@ -1,6 +1,6 @@
 """The simulator for benchmarks, and the burst workload (N jobs at once, submission limits lifted).
 
-Each case starts a fresh simulator process (``python -m bot.horde.simulator``), so its CPU is not
+Each case starts a fresh simulator process (``python -m horde_simulator``), so its CPU is not
 the client's; N generations are submitted at once by a client worker process, each waited for
 until its final status is in hand; then the simulator's counters and per-request ``finished_at``
 times give the calls per job and the delivery lag.
@@ -88,7 +88,7 @@ def simulator(*, options: dict[str, str], log: Path, lift_submit_limits: bool) -
     """A fresh simulator process with these command-line ``options`` (``--speed``, ``--threads``…)."""
     port = _free_port()
     command = [
-        sys.executable, "-m", "bot.horde.simulator", "--port", str(port), "--seed", str(SEED),
+        sys.executable, "-m", "horde_simulator", "--port", str(port), "--seed", str(SEED),
         "--log-level", "WARNING", *(part for pair in options.items() for part in pair),
     ]  # fmt: skip
     with log.open("w") as out:

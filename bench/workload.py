@@ -9,7 +9,7 @@ background user (``bench/background.py``) keeps the difference in flight, so the
 than the workers are many at every N.
 
 The same workload runs on the real AI Horde (fake workers: ``bench/fake_workers.py``, each with
-its own job duration and slots) or on the simulator (``python -m bot.horde.simulator``, whose
+its own job duration and slots) or on the simulator (``python -m horde_simulator``, whose
 workers draw each job's duration from the workers' range: see ``sim_knobs``).
 """
 

@@ -42,7 +42,7 @@ from bot.app import HordeBot  # noqa: E402
 from bot.config import DatabaseSettings, HordeSettings, Settings  # noqa: E402
 from bot.crypto import KeyRing, generate_key_value  # noqa: E402
 from bot.horde import PollPolicy  # noqa: E402
-from bot.horde.simulator import Knobs, ManualClock, RateLimits, Simulator, SimulatorConfig, run_simulator  # noqa: E402
+from horde_simulator import Knobs, ManualClock, RateLimits, Simulator, SimulatorConfig, run_simulator  # noqa: E402
 from cogs.accounts import APIKEY_INPUT_ID  # noqa: E402
 
 ALICE_KEY = "sim-alice-key-00000001"

@@ -31,8 +31,8 @@ from bot.app import EXTENSIONS, HordeBot, create_bot
 from bot.config import DatabaseSettings, HordeSettings, ProgressSettings, Settings
 from bot.crypto import KeyRing, generate_key_value
 from bot.horde import PollPolicy
-from bot.horde.simulator import Knobs, Simulator, SimulatorConfig, run_simulator
 from bot.tree import is_expected_error
+from horde_simulator import Knobs, Simulator, SimulatorConfig, run_simulator
 
 # CI must not fail on an example no local run has seen: there, hypothesis draws the same examples
 # every run (locally it keeps exploring, and prints how to reproduce what it finds).
@@ -42,7 +42,7 @@ if os.environ.get("CI"):
 
 ALLOW_UNHANDLED_ERRORS = "allow_unhandled_errors"
 # Loggers whose ERROR-with-traceback records mean an exception nobody handled.
-WATCHED_LOGGERS = ("bot", "cogs", "discord", "asyncio")
+WATCHED_LOGGERS = ("bot", "cogs", "horde_simulator", "discord", "asyncio")
 # Shaped like a real bot token, so log-redaction tests can look for it; Discord never issued it.
 FAKE_DISCORD_TOKEN = "MTA5ODc2NTQzMjEwOTg3NjU0Mw.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"
 TEST_CLIENT_AGENT = "horde-discord-bot-tests:0:tests@example.invalid"

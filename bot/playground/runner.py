@@ -33,13 +33,13 @@ from bot.app import HordeBot, create_bot
 from bot.config import DatabaseSettings, HordeSettings, Settings, load_settings
 from bot.crypto import KeyRing, generate_key_value
 from bot.horde import PollPolicy
-from bot.horde.simulator import Knobs, SimulatorConfig, default_users, run_simulator
 from bot.logging import SecretRedactor
 from bot.playground._simcord_live import name_the_bot, republish, start_clock_now, verify
 from bot.playground.horde_waits import declaring_response_class
 from bot.playground.live import LiveSync
 from bot.playground.server import BadRequest, PlaygroundServer, Upstream
 from bot.playground.world import World, build_world, mark_age_restricted, post_welcome, welcome_text
+from horde_simulator import Knobs, SimulatorConfig, default_users, run_simulator
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from bot.app import EXTENSIONS, HordeBot, bot_intents, create_bot
 from bot.config import BotSettings, ConfigError, Settings
 from bot.horde import AIHordeAPIAsyncManualClient, ImageGenerateAsyncRequest, ImageGenerateAsyncResponse
 from bot.horde.consts import ANON_API_KEY
-from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
 from bot.logging import REDACTED, SecretRedactor
 from bot.storage import JobRecord, JobState, SQLiteStorage, StorageError, open_storage, parse_database_url
+from horde_simulator import Knobs, Simulator, SimulatorConfig
 
 
 @pytest.fixture

@@ -21,11 +21,11 @@ from bot.horde import (
     AIHordeAPIAsyncSimpleClient,
     ImageGenerateAsyncResponse,
 )
-from bot.horde.simulator import Simulator
 from bot.services.image.request import ImagineOptions, build_request
 from bot.services.jobs import DeliveredImage, JobManager, JobOutcome, JobProgress
 from bot.services.kinds import job_kinds
 from bot.storage import JobRecord, JobState, Storage, guild_shard, new_job_id, open_storage
+from horde_simulator import Simulator
 
 
 def sharded(settings: Settings, count: int, ids: Sequence[int] | None) -> Settings:

@@ -27,10 +27,10 @@ from conftest import FAKE_DISCORD_TOKEN
 from bot.__main__ import EXIT_FAILURE, main
 from bot.config import Settings
 from bot.crypto import ENV_VAR, KeyRing, binding, generate_key_value
-from bot.horde.simulator import Simulator
 from bot.storage import UserRecord, open_storage
 from bot.storage.keys_at_rest import WrongSecretError, check_keyring, rotate_all
 from cogs.accounts import APIKEY_INPUT_ID
+from horde_simulator import Simulator
 
 if TYPE_CHECKING:
     import simcord

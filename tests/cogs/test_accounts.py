@@ -15,7 +15,6 @@ from test_horde_workers import FIXTURES, assert_within_embed_limits
 
 from bot.crypto import binding
 from bot.horde import UserDetailsResponse
-from bot.horde.simulator import Simulator
 from bot.services.accounts import (
     ANONYMOUS_KEY_MESSAGE,
     INVALID_KEY_MESSAGE,
@@ -46,6 +45,7 @@ from cogs.accounts import (
     SHARED_STATE,
     member_embed,
 )
+from horde_simulator import Simulator
 
 if TYPE_CHECKING:
     from conftest import Server

@@ -11,9 +11,9 @@ import pytest
 import simcord
 from test_imagine_support import phone_photo, response_of
 
-from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
 from bot.services.alchemy.request import NO_IMAGE
 from bot.storage import JobState
+from horde_simulator import Knobs, Simulator, SimulatorConfig
 
 if TYPE_CHECKING:
     from conftest import Server

@@ -22,10 +22,10 @@ import pytest
 import simcord
 from test_imagine_support import NO_MENTIONS_JSON, payload, response_of
 
-from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
 from bot.services.alchemy.request import NO_IMAGE
 from bot.services.image.source import SOURCE_IMAGE_MAX_BYTES
 from cogs.accounts import APIKEY_INPUT_ID
+from horde_simulator import Knobs, Simulator, SimulatorConfig
 
 if TYPE_CHECKING:
     from conftest import Server

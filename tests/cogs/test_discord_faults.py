@@ -26,7 +26,6 @@ from test_imagine_support import message_edits, payload, response_of, until
 from bot.app import HordeBot
 from bot.config import Settings
 from bot.horde import AIHordeAPIAsyncManualClient, ImageGenerateAsyncResponse, PollPolicy
-from bot.horde.simulator import Knobs, RateLimits, Simulator, SimulatorConfig
 from bot.services.delivery.budget import ChannelEditBudget
 from bot.services.delivery.listener import NO_FILES
 from bot.services.delivery.service import DISCORD_TROUBLE
@@ -35,6 +34,7 @@ from bot.services.image.render import NO_ATTACH_PERMISSION
 from bot.services.image.request import ImagineOptions, build_request
 from bot.storage import DeliveryState, JobRecord, JobState
 from cogs._jobs import PRIVATE_CHANNEL
+from horde_simulator import Knobs, RateLimits, Simulator, SimulatorConfig
 
 if TYPE_CHECKING:
     from conftest import Server

@@ -11,9 +11,9 @@ from test_imagine_support import response_of
 
 from bot.errors import HordeUnavailableError
 from bot.horde import HordeModesResponse, Newspiece, NewsResponse
-from bot.horde.simulator import Fault, Knobs, Simulator, SimulatorConfig
-from bot.horde.simulator import _serialize as sim_serialize
 from cogs.horde_info import MODE_OFF, MODE_ON, MODE_UNKNOWN, NEWS_PER_PAGE, NewsPager, modes_embed
+from horde_simulator import Fault, Knobs, Simulator, SimulatorConfig
+from horde_simulator import _serialize as sim_serialize
 
 if TYPE_CHECKING:
     from conftest import Server

@@ -15,12 +15,12 @@ from test_imagine_support import response_of
 
 from bot.errors import HordeUnavailableError
 from bot.horde import AllWorkersDetailsResponse, WorkerDetailsResponse
-from bot.horde.simulator import Fault, Simulator
-from bot.horde.simulator._records import SimWorker
-from bot.horde.simulator._teams import form_team
 from bot.services.delivery.limits import fit_embed
 from bot.services.horde_workers import WorkerSearch
 from cogs.horde_workers import WorkerPager, WorkersPager, worker_embed, worker_line
+from horde_simulator import Fault, Simulator
+from horde_simulator._records import SimWorker
+from horde_simulator._teams import form_team
 
 if TYPE_CHECKING:
     from conftest import Server

@@ -18,10 +18,10 @@ from test_imagine_support import (  # noqa: F401 - fixtures are used by name
     settings,
 )
 
-from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
 from bot.services.image.actions import VARY_STRONG, VARY_SUBTLE
 from bot.services.image.inpainting import NO_INPAINTING_WORKER
 from bot.storage import JobRecord
+from horde_simulator import Knobs, Simulator, SimulatorConfig
 
 if TYPE_CHECKING:
     from conftest import Server

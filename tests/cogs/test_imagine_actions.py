@@ -14,9 +14,9 @@ from test_imagine_support import (  # noqa: F401 - fixtures are used by name
     settings,
 )
 
-from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
 from bot.storage import JobState
 from cogs.imagine._views import NEGATIVE_INPUT_ID, PROMPT_INPUT_ID
+from horde_simulator import Knobs, Simulator, SimulatorConfig
 
 if TYPE_CHECKING:
     from conftest import Server

@@ -26,12 +26,12 @@ from test_imagine_support import (  # noqa: F401 - fixtures are used by name
 )
 
 from bot.horde import AIHordeAPIAsyncManualClient, ImageGenerateAsyncResponse
-from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
 from bot.services.delivery.render import LOGIN_HINT
 from bot.services.image.render import CENSORED_NOTE
 from bot.services.image.request import ImagineOptions, build_request
 from bot.storage import JobRecord, JobState
 from cogs.accounts import APIKEY_INPUT_ID
+from horde_simulator import Knobs, Simulator, SimulatorConfig
 
 if TYPE_CHECKING:
     from conftest import Server

@@ -27,10 +27,10 @@ from test_imagine_support import (  # noqa: F401 - fixtures are used by name
 from bot.app import HordeBot
 from bot.config import Settings
 from bot.horde import AIHordeAPIAsyncManualClient, ImageGenerateAsyncResponse, PollPolicy
-from bot.horde.simulator import Knobs, ManualClock, RateLimits, Simulator, SimulatorConfig
 from bot.services.image.render import NO_ATTACH_PERMISSION
 from bot.services.image.request import ImagineOptions, build_request
 from bot.storage import JobRecord, JobState, new_job_id, open_storage
+from horde_simulator import Knobs, ManualClock, RateLimits, Simulator, SimulatorConfig
 
 if TYPE_CHECKING:
     from conftest import Server

@@ -15,10 +15,10 @@ from test_imagine_support import only_job, response_of, until
 from test_imagine_support import settings as support_settings  # noqa: F401 - a fixture, used by name
 
 from bot.config import Settings
-from bot.horde.simulator import Knobs, RateLimits, Simulator, SimulatorConfig
 from bot.services.jobs import CancelReason
 from bot.services.jobs.messages import CANCELLED
 from bot.storage import JobState
+from horde_simulator import Knobs, RateLimits, Simulator, SimulatorConfig
 
 if TYPE_CHECKING:
     from conftest import Server

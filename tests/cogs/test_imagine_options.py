@@ -15,10 +15,10 @@ from test_imagine_support import (  # noqa: F401 - fixtures are used by name
     settings,
 )
 
-from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
 from bot.storage import JobState
 from cogs.imagine._advanced import CLIP_SKIP_INPUT_ID, SEED_VARIATION_INPUT_ID, SHARE_INPUT_ID
 from cogs.imagine._views import PROMPT_INPUT_ID
+from horde_simulator import Knobs, Simulator, SimulatorConfig
 
 if TYPE_CHECKING:
     from conftest import Server

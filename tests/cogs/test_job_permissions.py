@@ -27,10 +27,10 @@ from test_imagine_support import journal_of, response_of
 from bot.app import HordeBot
 from bot.config import Settings
 from bot.horde import PollPolicy
-from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
 from bot.storage import JobRecord, JobState
 from cogs.accounts import APIKEY_INPUT_ID
 from cogs.imagine._views import NEGATIVE_INPUT_ID, PROMPT_INPUT_ID
+from horde_simulator import Knobs, Simulator, SimulatorConfig
 
 if TYPE_CHECKING:
     from conftest import Server

@@ -9,10 +9,10 @@ from test_accounts import login
 from test_imagine_support import response_of, settings  # noqa: F401 - a fixture, used by name
 from test_reactions import configure, imagine
 
-from bot.horde.simulator import Simulator
 from bot.services.kudos import GIVER_NOT_LOGGED_IN, HORDE_USER_CACHE_S
 from cogs.accounts import BALANCE_LAG
 from cogs.kudos import BALANCE_LAG_NOTE
+from horde_simulator import Simulator
 
 if TYPE_CHECKING:
     from conftest import Server

@@ -14,10 +14,10 @@ from test_imagine_support import (  # noqa: F401 - fixtures are used by name
     settings,
 )
 
-from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
 from bot.services.member_settings import MemberSettings, MemberSettingsService
 from bot.services.reposts import EXPIRED
 from cogs.member_jobs import DM_SENT_NOWHERE
+from horde_simulator import Knobs, Simulator, SimulatorConfig
 
 if TYPE_CHECKING:
     import discord

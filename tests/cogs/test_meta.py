@@ -13,9 +13,9 @@ from simcord import InteractionResult
 from test_horde_workers import assert_within_embed_limits
 
 from bot.app import app_version
-from bot.horde.simulator import Fault, Simulator
 from bot.services.controls import BUTTONS, MESSAGE_MENUS, reactions
 from cogs.meta import NO_REACTIONS_IN_DMS, _leaves, format_duration
+from horde_simulator import Fault, Simulator
 
 if TYPE_CHECKING:
     from conftest import Server

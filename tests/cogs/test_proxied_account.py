@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 import pytest
 from test_imagine_support import only_job, response_of, settings  # noqa: F401 - fixtures are used by name
 
-from bot.horde.simulator import Knobs, Simulator, SimulatorConfig, SimUser
-from bot.horde.simulator.config import default_users
 from cogs.accounts import APIKEY_INPUT_ID
+from horde_simulator import Knobs, Simulator, SimulatorConfig, SimUser
+from horde_simulator.config import default_users
 
 if TYPE_CHECKING:
     from conftest import Server

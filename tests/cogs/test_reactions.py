@@ -17,8 +17,8 @@ from test_imagine_support import (  # noqa: F401 - fixtures are used by name
     settings,
 )
 
-from bot.horde.simulator import Knobs, RateLimits, Simulator, SimulatorConfig
 from bot.storage import JobState
+from horde_simulator import Knobs, RateLimits, Simulator, SimulatorConfig
 
 if TYPE_CHECKING:
     from conftest import Server

@@ -24,8 +24,8 @@ from bot.horde import (
     TextGenerateAsyncRequest,
     TextGenerateAsyncResponse,
 )
-from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
 from bot.storage import JobRecord, JobState, new_job_id
+from horde_simulator import Knobs, Simulator, SimulatorConfig
 
 if TYPE_CHECKING:
     import simcord

@@ -10,9 +10,9 @@ import pytest
 import simcord
 from test_imagine_support import settings  # noqa: F401 - fixture used by name
 
-from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
 from bot.storage import JobState
 from cogs.config import LOG_CHANNEL_ELSEWHERE, LOG_CHANNEL_NO_ACCESS, LOG_CHANNEL_NOT_HERE
+from horde_simulator import Knobs, Simulator, SimulatorConfig
 
 if TYPE_CHECKING:
     from conftest import Server

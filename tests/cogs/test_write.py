@@ -22,10 +22,10 @@ from test_imagine_support import (
 from bot.app import HordeBot
 from bot.config import Settings
 from bot.horde import PollPolicy
-from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
 from bot.services.jobs import JobsShuttingDownError
 from bot.services.text.render import TEXT_FILENAME
 from bot.storage import JobRecord, JobState
+from horde_simulator import Knobs, Simulator, SimulatorConfig
 
 if TYPE_CHECKING:
     from conftest import Server

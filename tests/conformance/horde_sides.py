@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.horde.simulator import Knobs, Simulator, SimulatorConfig, SimUser, run_simulator
+from horde_simulator import Knobs, Simulator, SimulatorConfig, SimUser, run_simulator
 
 KEYS_ENV = "REAL_HORDE_KEYS"
 WORKER_ENV = "REAL_HORDE_WORKER"

@@ -19,7 +19,7 @@ from horde_sides import (
     sides_fixture,  # noqa: F401 - the fixture `sides`
 )
 
-from bot.horde.simulator import _kudos
+from horde_simulator import _kudos
 
 UNKNOWN_ID = "00000000-0000-0000-0000-000000000001"
 IMAGE = {"prompt": "a red square", "params": {"steps": 10}}

@@ -29,7 +29,7 @@ from horde_sides import (
     sim_config,
 )
 
-from bot.horde.simulator import run_simulator
+from horde_simulator import run_simulator
 
 pytestmark = needs_real_horde
 

@@ -1,6 +1,6 @@
 """What a request's checks say over its life, on the real AI Horde and on the simulator.
 
-The rules both must follow (AI-Horde 5.1.5, see bot/horde/simulator/_queue.py):
+The rules both must follow (AI-Horde 5.1.5, see horde_simulator/_queue.py):
 
 - queued → processing → done, never back;
 - while queued: ``queue_position`` counts down to 1 and ``wait_time`` is the estimate for the

@@ -55,7 +55,7 @@ from bot.horde import (
 )
 from bot.horde._clients.polling import PollEnd
 from bot.horde._clients.scheduler import poll_until
-from bot.horde.simulator import Fault, Knobs, Simulator, SimulatorConfig, run_simulator
+from horde_simulator import Fault, Knobs, Simulator, SimulatorConfig, run_simulator
 
 API_KEY = "abcdefghijklmnopqrstuv"
 # Checks as fast as the limits allow (the status fetched in place of a check, and the first

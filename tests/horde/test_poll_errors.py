@@ -30,7 +30,7 @@ from bot.horde import (
 )
 from bot.horde._clients.polling import PollEnd
 from bot.horde._clients.scheduler import PollScheduler
-from bot.horde.simulator import Fault, Knobs, Simulator, SimulatorConfig, run_simulator
+from horde_simulator import Fault, Knobs, Simulator, SimulatorConfig, run_simulator
 
 # -- the policy ------------------------------------------------------------------------------
 

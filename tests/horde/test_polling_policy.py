@@ -25,7 +25,7 @@ from bot.horde import (
 )
 from bot.horde._clients.estimate import QueueEstimate
 from bot.horde._clients.polling import Phase, ProgressDelay, phase
-from bot.horde.simulator import Knobs, SimulatorConfig, run_simulator
+from horde_simulator import Knobs, SimulatorConfig, run_simulator
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from bot.horde._clients.polling import PollEnd, ProgressDelay
 from bot.horde._clients.scheduler import PollScheduler, PollSchedulerClosedError
 from bot.horde.consts import RateLimit
 from bot.horde.ratelimit import DEFAULT_RATE_LIMITS
-from bot.horde.simulator import Knobs, RateLimits, SimulatorConfig, SimUser, run_simulator
+from horde_simulator import Knobs, RateLimits, SimulatorConfig, SimUser, run_simulator
 
 BENCH_KEY = "sched-bench-key-000001"
 

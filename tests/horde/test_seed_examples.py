@@ -24,7 +24,7 @@ from bot.horde import (
     ImageGenerateAsyncRequest,
     ImageGenerateAsyncResponse,
 )
-from bot.horde.simulator import Knobs, SimulatorConfig, SimulatorThread
+from horde_simulator import Knobs, SimulatorConfig, SimulatorThread
 
 # Copied from ../shared/seed (origin in tests/fixtures/README.md).
 SEED_DOCUMENT = Path(__file__).resolve().parents[1] / "fixtures" / "seed" / "horde-sdk-getting-started.txt"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from playground_page import PlaygroundPage, browser_page, playground, start_playground, unavailable
 
-from bot.horde.simulator import Fault, Knobs, SimulatorConfig, SimulatorThread
+from horde_simulator import Fault, Knobs, SimulatorConfig, SimulatorThread
 
 ALICE_KEY = "sim-alice-key-00000001"
 SCREENSHOT_ENV = "PLAYGROUND_SCREENSHOT_DIR"

@@ -10,8 +10,8 @@ import pytest
 import simcord
 
 from bot.config import Settings
-from bot.horde.simulator import Fault, Knobs, SimulatorConfig
 from bot.playground.horde_waits import declaring_response_class
+from horde_simulator import Fault, Knobs, SimulatorConfig
 
 SLOW_S = 1.5
 SETTLE_S = 0.5

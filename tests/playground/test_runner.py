@@ -11,9 +11,9 @@ from pathlib import Path
 import discord
 import pytest
 
-from bot.horde.simulator import Knobs, Simulator, SimulatorConfig, run_simulator
 from bot.playground.runner import Playground, PlaygroundError, PlaygroundOptions, demo_key
 from bot.playground.server import BadRequest
+from horde_simulator import Knobs, Simulator, SimulatorConfig, run_simulator
 
 ALICE_KEY = "sim-alice-key-00000001"
 

@@ -21,8 +21,8 @@ from test_load import VirtualClock, slash_together
 from bot.app import HordeBot
 from bot.config import ProgressSettings, Settings
 from bot.horde import ANON_API_KEY, PollPolicy
-from bot.horde.simulator import Knobs, Simulator, SimulatorConfig, SimUser, default_users
 from bot.storage import JobState
+from horde_simulator import Knobs, Simulator, SimulatorConfig, SimUser, default_users
 
 if TYPE_CHECKING:
     from conftest import Server

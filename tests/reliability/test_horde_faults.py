@@ -48,7 +48,6 @@ from bot.horde import (
     RetryPolicy,
     TextGenerateAsyncRequest,
 )
-from bot.horde.simulator import Fault, Knobs, Simulator, SimulatorConfig
 from bot.services.jobs import (
     DeliveredImage,
     ImageDeliverySettings,
@@ -59,6 +58,7 @@ from bot.services.jobs import (
 )
 from bot.services.kinds import job_kinds
 from bot.storage import JobRecord, JobState, Storage, open_storage
+from horde_simulator import Fault, Knobs, Simulator, SimulatorConfig
 
 if TYPE_CHECKING:
     from conftest import Server

@@ -48,8 +48,8 @@ from bot.horde.consts import (
     IMAGE_STATUS_RATE_LIMIT_PER_ID,
     RateLimit,
 )
-from bot.horde.simulator import Knobs, Simulator, SimulatorConfig
 from bot.storage import JobState
+from horde_simulator import Knobs, Simulator, SimulatorConfig
 
 if TYPE_CHECKING:
     from conftest import Server

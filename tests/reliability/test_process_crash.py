@@ -30,8 +30,8 @@ from bot_process_driver import (
 )
 
 from bot.crypto import generate_key_value
-from bot.horde.simulator import Knobs, ManualClock, RateLimits, Simulator, SimulatorConfig
 from bot.storage import JobRecord, JobState, Storage
+from horde_simulator import Knobs, ManualClock, RateLimits, Simulator, SimulatorConfig
 
 N: Final = 8
 JOB_S: Final = 10.0

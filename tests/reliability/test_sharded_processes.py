@@ -28,8 +28,8 @@ from bot_process_driver import (
 )
 
 from bot.crypto import generate_key_value
-from bot.horde.simulator import Knobs, ManualClock, RateLimits, Simulator, SimulatorConfig
 from bot.storage import JobRecord, JobState, Storage
+from horde_simulator import Knobs, ManualClock, RateLimits, Simulator, SimulatorConfig
 
 SHARD_COUNT: Final = 2
 JOBS_PER_SHARD: Final = 3

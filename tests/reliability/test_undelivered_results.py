@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 import pytest
 from discord_limits import LimitedDiscord
 
-from bot.horde.simulator import Fault, Simulator
 from bot.services.jobs.messages import RESULT_EXPIRED
 from bot.storage import DeliveryState, JobRecord, JobState
+from horde_simulator import Fault, Simulator
 
 if TYPE_CHECKING:
     from conftest import Server

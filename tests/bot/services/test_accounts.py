@@ -21,7 +21,6 @@ from bot.horde import (
     RetryPolicy,
     UserDetailsResponse,
 )
-from bot.horde.simulator import Fault, Simulator
 from bot.logging import REDACTED, SecretRedactor
 from bot.services.accounts import (
     ANONYMOUS_KEY_MESSAGE,
@@ -37,6 +36,7 @@ from bot.services.accounts import (
 from bot.services.keys import ResolvedKey
 from bot.storage import SQLiteStorage, SQLiteURL, UserRecord
 from bot.storage.sqlite_migrations import MIGRATIONS
+from horde_simulator import Fault, Simulator
 
 ALICE_KEY = "sim-alice-key-00000001"
 BOB_KEY = "sim-bob-key-0000000002"

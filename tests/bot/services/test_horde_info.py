@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bot.horde import ActiveModel, AIHordeAPIAsyncClientSession, AIHordeAPIAsyncSimpleClient
 from bot.horde.consts import MODEL_TYPE
-from bot.horde.simulator import Simulator
 from bot.services.horde_info import ModelSort, fetch_styles, horde_status, models_page, sort_models
+from horde_simulator import Simulator
 
 
 def model(name: str, workers: int, queued: float) -> ActiveModel:

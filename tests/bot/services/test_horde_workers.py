@@ -9,9 +9,9 @@ import pytest
 from bot.errors import UserInputError
 from bot.horde import AIHordeAPIAsyncClientSession, AIHordeAPIAsyncSimpleClient
 from bot.horde.consts import WORKER_TYPE
-from bot.horde.simulator import Simulator
-from bot.horde.simulator._teams import form_team
 from bot.services.horde_workers import find_team, find_workers, list_teams, match_name
+from horde_simulator import Simulator
+from horde_simulator._teams import form_team
 
 
 @pytest.fixture

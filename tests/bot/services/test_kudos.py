@@ -10,10 +10,10 @@ import pytest
 from bot.crypto import KeyRing
 from bot.errors import NotLoggedInError, UserInputError
 from bot.horde import AIHordeAPIAsyncClientSession, AIHordeAPIAsyncSimpleClient
-from bot.horde.simulator import Simulator
 from bot.services.accounts import AccountService
 from bot.services.kudos import HORDE_USER_CACHE_S, KudosService, RecentTransfers, idempotency_key
 from bot.storage import open_storage
+from horde_simulator import Simulator
 
 ALICE, BOB, CAROL = 11, 22, 33
 

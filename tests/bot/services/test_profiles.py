@@ -10,9 +10,9 @@ import pytest
 from bot.crypto import KeyRing, binding
 from bot.errors import HordeUnavailableError, NotLoggedInError, UserInputError
 from bot.horde import AIHordeAPIAsyncClientSession, AIHordeAPIAsyncSimpleClient
-from bot.horde.simulator import Fault, Simulator
 from bot.services.profiles import ACCOUNT_GONE, NOT_SHARED, SHARING_NEEDS_LOGIN, ProfileService
 from bot.storage import UserRecord, open_storage
+from horde_simulator import Fault, Simulator
 
 ALICE, BOB, CAROL = 11, 22, 33
 

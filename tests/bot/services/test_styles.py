@@ -7,9 +7,9 @@ import pytest
 
 from bot.errors import UserInputError
 from bot.horde import AIHordeAPIAsyncClientSession, AIHordeAPIAsyncSimpleClient
-from bot.horde.simulator import Simulator
-from bot.horde.simulator._records import SimStyle
 from bot.services.styles import StylesCache, image_style_prompt, text_style_prompt
+from horde_simulator import Simulator
+from horde_simulator._records import SimStyle
 
 
 async def test_finding_styles_by_name_uses_the_cached_list_then_asks_by_name(horde_sim: Simulator) -> None:

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 from bot.errors import UserInputError
 from bot.generation_limits import MAX_SIDE, SIDE_STEP
 from bot.horde import ActiveModel
-from bot.horde.simulator._painting import REFERENCE_INPAINTING_MODELS
 from bot.services.image.actions import Move, outpaint_layout
 from bot.services.image.inpainting import NO_INPAINTING_WORKER, is_inpainting_model, pick_inpainting_model
+from horde_simulator._painting import REFERENCE_INPAINTING_MODELS
 
 SIDES = st.integers(1, 48).map(lambda n: n * SIDE_STEP)
 

@@ -28,7 +28,6 @@ from bot.horde import (
     ImageGenerationInputPayload,
     RetryPolicy,
 )
-from bot.horde.simulator import Fault, Simulator
 from bot.services.jobs import (
     CancelReason,
     DeliveredImage,
@@ -43,6 +42,7 @@ from bot.services.jobs import (
 )
 from bot.services.kinds import job_kinds
 from bot.storage import JobRecord, JobState, KeyOwner, Storage, open_storage
+from horde_simulator import Fault, Simulator
 
 ALICE_KEY = "sim-alice-key-00000001"
 BOB_KEY = "sim-bob-key-0000000002"

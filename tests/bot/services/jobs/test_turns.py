@@ -9,10 +9,10 @@ import asyncio
 import itertools
 import time
 
-from bot.horde.simulator import Simulator
 from bot.services.jobs import CancelReason, JobManager
 from bot.services.jobs.turns import SubmitTurns
 from bot.storage import JobRecord, JobState, Storage
+from horde_simulator import Simulator
 from tests.bot.services.jobs.test_engine import ALICE_KEY, BOB_KEY, MakeManager, Recorder, image_request
 
 pytest_plugins = ("tests.bot.services.jobs.test_engine",)

@@ -11,9 +11,9 @@ import pytest
 from bot.config import GenerationDefaults
 from bot.crypto import KeyRing
 from bot.horde import AIHordeAPIAsyncClientSession, AIHordeAPIAsyncSimpleClient
-from bot.horde.simulator import Simulator
 from bot.services.settings.service import GuildSettingsService
 from bot.storage import SQLiteStorage, SQLiteURL
+from horde_simulator import Simulator
 
 
 @pytest.fixture

@@ -6,12 +6,12 @@ import pytest
 
 from bot.crypto import KeyRing, binding, generate_key_value
 from bot.horde import ANON_API_KEY
-from bot.horde.simulator import Simulator
 from bot.services.settings.registry import SPONSOR_KEY, SettingValueError
 from bot.services.settings.service import GuildSettingsService
 from bot.services.settings.sponsor import SPONSOR_NOT_BOUND_MESSAGE, SponsorKeyUnreadableError
 from bot.storage import SQLiteStorage
 from bot.storage.keys_at_rest import rotate_all
+from horde_simulator import Simulator
 
 GUILD = 111
 ADMIN = 7

@@ -9,7 +9,6 @@ import pytest
 from bot.config import GenerationDefaults
 from bot.errors import UserInputError
 from bot.horde import AIHordeAPIAsyncClientSession, AIHordeAPIAsyncSimpleClient
-from bot.horde.simulator import Simulator
 from bot.services.estimates import estimate_text_cost
 from bot.services.jobs import JobOutcome
 from bot.services.text.render import EMBED_TEXT_CHARS, render_text_result
@@ -23,6 +22,7 @@ from bot.services.text.request import (
     text_result,
 )
 from bot.storage import JobState
+from horde_simulator import Simulator
 
 DEFAULTS = GenerationDefaults()
 JOB_ID = "a" * 32

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.horde.consts import ANON_API_KEY
-from bot.horde.simulator._faults import FaultPlan
+from horde_simulator._faults import FaultPlan
 
 Speed = float | tuple[float, float]
 

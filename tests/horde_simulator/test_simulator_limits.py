@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from test_simulator_faults import ALICE, BOB, call, clock_fixture, http_fixture  # noqa: F401 - the fixtures clock and http
 
-from bot.horde.simulator import (
+from horde_simulator import (
     Knobs,
     ManualClock,
     Simulator,

@@ -14,10 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.horde.simulator import _errors as err
-from bot.horde.simulator._records import Kind, SimWorker
-from bot.horde.simulator._state import State
-from bot.horde.simulator._web import Route, json_response
+from horde_simulator import _errors as err
+from horde_simulator._records import Kind, SimWorker
+from horde_simulator._state import State
+from horde_simulator._web import Route, json_response
 
 TEAM_CREATOR = "db0#1"
 

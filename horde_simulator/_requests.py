@@ -8,14 +8,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot.horde.apimodels.styles import image_style_prompt, text_style_prompt
-from bot.horde.simulator import _errors as err
-from bot.horde.simulator import _images
-from bot.horde.simulator import _kudos as kudos
-from bot.horde.simulator import _painting as painting
-from bot.horde.simulator._records import GenRequest, Kind
-from bot.horde.simulator._schema import KNOWN_POST_PROCESSORS, KNOWN_UPSCALERS
-from bot.horde.simulator._state import State
-from bot.horde.simulator.config import SimUser
+from horde_simulator import _errors as err
+from horde_simulator import _images
+from horde_simulator import _kudos as kudos
+from horde_simulator import _painting as painting
+from horde_simulator._records import GenRequest, Kind
+from horde_simulator._schema import KNOWN_POST_PROCESSORS, KNOWN_UPSCALERS
+from horde_simulator._state import State
+from horde_simulator.config import SimUser
 
 IMAGE_DEFAULTS: dict[str, Any] = {
     "n": 1,

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.horde.simulator import (
+from horde_simulator import (
     Fault,
     FaultPlan,
     Knobs,
@@ -30,7 +30,7 @@ from bot.horde.simulator import (
     load_users_file,
     run_simulator,
 )
-from bot.horde.simulator.__main__ import build_parser, config_from_args
+from horde_simulator.__main__ import build_parser, config_from_args
 
 REPO = Path(__file__).resolve().parents[2]
 ALICE = {"apikey": "sim-alice-key-00000001"}
@@ -68,7 +68,7 @@ def test_cli_serves_until_terminated(tmp_path: Path) -> None:
     log = tmp_path / "simulator.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bot.horde.simulator", "--host", "127.0.0.1", "--port", str(port),
+            [sys.executable, "-m", "horde_simulator", "--host", "127.0.0.1", "--port", str(port),
              "--speed", "0.01", "--users-file", str(users)],
             cwd=REPO,
             stdout=out,
@@ -313,7 +313,7 @@ def test_cli_port_in_use_is_one_line(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "bot.horde.simulator", "--port", str(port)],
+            [sys.executable, "-m", "horde_simulator", "--port", str(port)],
             cwd=REPO,
             capture_output=True,
             text=True,

@@ -15,18 +15,18 @@ import aiohttp
 from aiohttp import web
 
 from bot.horde.consts import ANON_API_KEY
-from bot.horde.simulator import _errors as err
-from bot.horde.simulator import _forms, _images
-from bot.horde.simulator import _kudos as kudos
-from bot.horde.simulator import _requests as build
-from bot.horde.simulator import _serialize as ser
-from bot.horde.simulator._control import ControlRoutes
-from bot.horde.simulator._counters import Counters
-from bot.horde.simulator._faults import Fault
-from bot.horde.simulator._info import InfoRoutes
-from bot.horde.simulator._ratelimit import RateLimiter, Verdict
-from bot.horde.simulator._records import Form, GenRequest, Interrogation, Kind
-from bot.horde.simulator._schema import (
+from horde_simulator import _errors as err
+from horde_simulator import _forms, _images
+from horde_simulator import _kudos as kudos
+from horde_simulator import _requests as build
+from horde_simulator import _serialize as ser
+from horde_simulator._control import ControlRoutes
+from horde_simulator._counters import Counters
+from horde_simulator._faults import Fault
+from horde_simulator._info import InfoRoutes
+from horde_simulator._ratelimit import RateLimiter, Verdict
+from horde_simulator._records import Form, GenRequest, Interrogation, Kind
+from horde_simulator._schema import (
     IMAGE_REQUEST,
     INTERROGATE_REQUEST,
     KNOWN_POST_PROCESSORS,
@@ -34,11 +34,11 @@ from bot.horde.simulator._schema import (
     Schema,
     validate,
 )
-from bot.horde.simulator._state import State
-from bot.horde.simulator._teams import TeamRoutes
-from bot.horde.simulator._users import transfer_kudos
-from bot.horde.simulator._web import Handler, PlainError, Route, json_body, json_response, origin
-from bot.horde.simulator.config import Limit, SimUser
+from horde_simulator._state import State
+from horde_simulator._teams import TeamRoutes
+from horde_simulator._users import transfer_kudos
+from horde_simulator._web import Handler, PlainError, Route, json_body, json_response, origin
+from horde_simulator.config import Limit, SimUser
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, Literal
 
-from bot.horde.simulator import _content, _forms, _images
-from bot.horde.simulator import _kudos as kudos
-from bot.horde.simulator._records import Form, Generation, GenRequest, Interrogation, Job
-from bot.horde.simulator._schema import KNOWN_POST_PROCESSORS
-from bot.horde.simulator._state import State
+from horde_simulator import _content, _forms, _images
+from horde_simulator import _kudos as kudos
+from horde_simulator._records import Form, Generation, GenRequest, Interrogation, Job
+from horde_simulator._schema import KNOWN_POST_PROCESSORS
+from horde_simulator._state import State
 
 log = logging.getLogger(__name__)
 Lane = Literal["image", "text", "interrogation"]

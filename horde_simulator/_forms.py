@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.horde.simulator._records import Form, Interrogation, SimWorker
-from bot.horde.simulator._state import State
-from bot.horde.simulator.config import SimUser
+from horde_simulator._records import Form, Interrogation, SimWorker
+from horde_simulator._state import State
+from horde_simulator.config import SimUser
 
 
 def queued_forms(state: State) -> int:

@@ -1,4 +1,4 @@
-"""``python -m bot.horde.simulator`` (or ``horde-simulator``): serve a local AI Horde until stopped.
+"""``python -m horde_simulator`` (or ``horde-simulator``): serve a local AI Horde until stopped.
 
 It accepts the API keys of its users: by default alice (sim-alice-key-00000001, 5000 kudos),
 bob (sim-bob-key-0000000002, 100 kudos) and poor (sim-poor-key-000000003, 0 kudos), plus the
@@ -16,11 +16,11 @@ import signal
 from collections.abc import Sequence
 from typing import Final
 
-from bot.horde.simulator._faults import ANY_ENDPOINT, Fault
-from bot.horde.simulator._server import run_simulator
-from bot.horde.simulator.config import Knobs, RateLimits, SimulatorConfig, default_users, load_users_file
+from horde_simulator._faults import ANY_ENDPOINT, Fault
+from horde_simulator._server import run_simulator
+from horde_simulator.config import Knobs, RateLimits, SimulatorConfig, default_users, load_users_file
 
-log = logging.getLogger("bot.horde.simulator")
+log = logging.getLogger("horde_simulator")
 
 # Not 7001: that is the real AI Horde server's development port, so both can run side by side.
 DEFAULT_PORT: Final = 8765

@@ -16,7 +16,7 @@ import aiohttp
 import PIL.Image
 import pytest
 
-from bot.horde.simulator import (
+from horde_simulator import (
     Knobs,
     ManualClock,
     RateLimits,

@@ -16,7 +16,7 @@ import PIL.Image
 import pytest
 from multidict import CIMultiDict
 
-from bot.horde.simulator import (
+from horde_simulator import (
     Fault,
     Knobs,
     ManualClock,

@@ -16,11 +16,11 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bot.horde.simulator import _kudos as kudos
-from bot.horde.simulator import _painting as painting
-from bot.horde.simulator import _queue as queue
-from bot.horde.simulator._faults import FaultPlan
-from bot.horde.simulator._records import (
+from horde_simulator import _kudos as kudos
+from horde_simulator import _painting as painting
+from horde_simulator import _queue as queue
+from horde_simulator._faults import FaultPlan
+from horde_simulator._records import (
     Generation,
     GenRequest,
     Interrogation,
@@ -34,8 +34,8 @@ from bot.horde.simulator._records import (
     seed_to_int,
     things_per_job,
 )
-from bot.horde.simulator._styles import make_styles
-from bot.horde.simulator.config import Knobs, SimulatorConfig, SimUser, anonymous_user
+from horde_simulator._styles import make_styles
+from horde_simulator.config import Knobs, SimulatorConfig, SimUser, anonymous_user
 
 VERSION = "5.1.5"
 STILL_CLOCK_GRACE_S = 5.0

@@ -13,7 +13,7 @@ import PIL.Image
 import pytest
 from test_simulator_faults import ALICE, call, http_fixture  # noqa: F401 - the fixture http
 
-from bot.horde.simulator import Knobs, RateLimits, Simulator, SimulatorConfig, run_simulator
+from horde_simulator import Knobs, RateLimits, Simulator, SimulatorConfig, run_simulator
 
 INPAINTING = "Deliberate Inpainting"
 

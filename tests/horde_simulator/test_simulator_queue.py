@@ -1,4 +1,4 @@
-"""The queue as the real server reports it (bot/horde/simulator/_queue.py), on a manual clock.
+"""The queue as the real server reports it (horde_simulator/_queue.py), on a manual clock.
 
 tests/conformance holds the same rules against a real AI Horde; these pin them in the simulator.
 """
@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from test_simulator_faults import ALICE, BOB, call, clock_fixture, http_fixture  # noqa: F401 - the fixtures clock and http
 
-from bot.horde.simulator import (
+from horde_simulator import (
     Knobs,
     ManualClock,
     RateLimits,

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import PIL.Image
 
-from bot.horde.simulator import _errors as err
+from horde_simulator import _errors as err
 
 PAINTING: Final = frozenset({"inpainting", "outpainting"})
 REFERENCE_INPAINTING_MODELS: Final = frozenset(

@@ -9,7 +9,7 @@ from typing import Any
 
 from PIL import Image
 
-from bot.horde.simulator import _images
+from horde_simulator import _images
 
 _WORDS = (
     "the", "a", "quiet", "horde", "of", "workers", "painted", "under", "silver", "lanterns", "while",

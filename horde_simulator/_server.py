@@ -12,14 +12,14 @@ from types import TracebackType
 
 from aiohttp import web
 
-from bot.horde.simulator._app import SimulatorApp
-from bot.horde.simulator._counters import Counters
-from bot.horde.simulator._ratelimit import RateLimiter
-from bot.horde.simulator._state import State
-from bot.horde.simulator._workers import WorkerPool
-from bot.horde.simulator.config import SimulatorConfig
+from horde_simulator._app import SimulatorApp
+from horde_simulator._counters import Counters
+from horde_simulator._ratelimit import RateLimiter
+from horde_simulator._state import State
+from horde_simulator._workers import WorkerPool
+from horde_simulator.config import SimulatorConfig
 
-log = logging.getLogger("bot.horde.simulator")
+log = logging.getLogger("horde_simulator")
 
 
 @dataclass(frozen=True)

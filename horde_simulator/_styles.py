@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.horde.simulator._records import SimStyle
+from horde_simulator._records import SimStyle
 
 
 def make_styles(new_id: Callable[[], str], started: float) -> list[SimStyle]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from bot.horde.simulator import _forms
-from bot.horde.simulator._content import R2_PLACEHOLDER
-from bot.horde.simulator._records import GenRequest, Interrogation, Kind, SimStyle, SimWorker
-from bot.horde.simulator._state import VERSION, State
-from bot.horde.simulator._teams import worker_team
-from bot.horde.simulator.config import SimUser
+from horde_simulator import _forms
+from horde_simulator._content import R2_PLACEHOLDER
+from horde_simulator._records import GenRequest, Interrogation, Kind, SimStyle, SimWorker
+from horde_simulator._state import VERSION, State
+from horde_simulator._teams import worker_team
+from horde_simulator.config import SimUser
 
 IMAGE_NO_WORKER_MESSAGE = (
     "Warning: No available workers can fulfill this request. It will expire in 20 minutes unless a worker "

@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bot.horde.simulator.config import SimUser
+from horde_simulator.config import SimUser
 
 Kind = Literal["image", "text"]
 RequestEnd = Literal["open", "finished", "faulted", "cancelled", "expired"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.horde.simulator import _errors as err
+from horde_simulator import _errors as err
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Route = tuple[str, str, Handler, str]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.horde.simulator._errors import bad_request
-from bot.horde.simulator._state import State
-from bot.horde.simulator.config import SimUser
+from horde_simulator._errors import bad_request
+from horde_simulator._state import State
+from horde_simulator.config import SimUser
 
 
 def transfer_kudos(

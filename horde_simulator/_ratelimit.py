@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bot.horde.simulator.config import Limit, RateLimits
+from horde_simulator.config import Limit, RateLimits
 
 # (rule name in RateLimits, what the bucket is keyed on), in the server's declaration order.
 #  "path":  client IP + method + full path, so every request id gets its own bucket

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.horde.simulator._counters import Counters
-from bot.horde.simulator._ratelimit import RateLimiter
-from bot.horde.simulator._state import State
-from bot.horde.simulator._web import PlainError, Route, json_body, json_response
-from bot.horde.simulator.config import SimUser
+from horde_simulator._counters import Counters
+from horde_simulator._ratelimit import RateLimiter
+from horde_simulator._state import State
+from horde_simulator._web import PlainError, Route, json_body, json_response
+from horde_simulator.config import SimUser
 
 
 class ControlRoutes:

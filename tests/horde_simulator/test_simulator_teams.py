@@ -28,8 +28,8 @@ from bot.horde import (
     TeamDetailsResponse,
 )
 from bot.horde.consts import WORKER_TYPE
-from bot.horde.simulator import Simulator
-from bot.horde.simulator._teams import form_team
+from horde_simulator import Simulator
+from horde_simulator._teams import form_team
 
 SWAGGER = json.loads(
     (Path(__file__).resolve().parents[1] / "fixtures" / "horde" / "swagger.json").read_text()

@@ -17,14 +17,14 @@ In process::
         sim.state.faults.script("generate_check", Fault.http(503, retry_after=1), times=2)
         sim.counters.calls("generate_check", id=gen_id)
 
-Out of process: ``python -m bot.horde.simulator --port 8765`` (see ``__main__``).
+Out of process: ``python -m horde_simulator --port 8765`` (see ``__main__``).
 """
 
-from bot.horde.simulator._counters import Counters
-from bot.horde.simulator._faults import Fault, FaultPlan
-from bot.horde.simulator._server import Simulator, SimulatorThread, run_simulator
-from bot.horde.simulator._state import State
-from bot.horde.simulator.config import (
+from horde_simulator._counters import Counters
+from horde_simulator._faults import Fault, FaultPlan
+from horde_simulator._server import Simulator, SimulatorThread, run_simulator
+from horde_simulator._state import State
+from horde_simulator.config import (
     Knobs,
     ManualClock,
     RateLimits,
