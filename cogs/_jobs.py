@@ -36,7 +36,7 @@ from bot.services.member_settings import MemberSettingsService
 from bot.services.models_cache import ModelsCache
 from bot.services.policy import GenerationContext, Origin, can_manage_job
 from bot.services.settings.config import GuildConfig
-from bot.services.styles import AppliedStyle, StyleKind, StylesCache, check_style_allowed
+from bot.services.styles import NO_STYLE, AppliedStyle, StyleKind, StylesCache, check_style_allowed
 from bot.storage import JobKind, JobRecord
 from bot.tree import report_interaction_error
 
@@ -58,8 +58,6 @@ IN_YOUR_DMS: Final = "📬 Working on it in your DMs: {url}"
 ALCHEMY_COG: Final = "Alchemy"
 """The cog that runs alchemy on an image (:class:`ImageOperations`), for /imagine's Upscale."""
 CANCEL: Final = "cancel"
-NO_STYLE: Final = "none"
-"""Typed as a style: no style, not even the server's default."""
 CANCEL_LOOK: Final = ("Cancel", discord.ButtonStyle.danger, "✖️")
 
 _Params = TypeVar("_Params", bound=BaseModel)

@@ -17,7 +17,13 @@ from bot.horde.consts import KNOWN_IMAGE_SAMPLERS
 from bot.services.delivery.limits import fit_embed
 from bot.services.formatting import clip
 from bot.services.image.request import AspectPreset
-from bot.services.member_settings import MAX_MODEL_CHARS, MemberSettings, MemberSettingsService, check_here
+from bot.services.member_settings import (
+    MAX_MODEL_CHARS,
+    MAX_STYLE_CHARS,
+    MemberSettings,
+    MemberSettingsService,
+    check_here,
+)
 from bot.services.settings.config import GuildConfig
 from bot.tree import report_interaction_error
 
@@ -39,6 +45,7 @@ PANEL_HELP: Final = (
 MODEL_ID: Final = "member-settings:model"
 STEPS_ID: Final = "member-settings:steps"
 NEGATIVE_ID: Final = "member-settings:negative"
+STYLE_ID: Final = "member-settings:style"
 
 
 def panel_embed(settings: MemberSettings, config: GuildConfig) -> discord.Embed:
@@ -61,6 +68,9 @@ def panel_embed(settings: MemberSettings, config: GuildConfig) -> discord.Embed:
         name="Sampler", value=shown(settings.sampler and settings.sampler.value, server.sampler.value)
     )
     embed.add_field(name="Count", value=shown(settings.n, server.n))
+    embed.add_field(
+        name="Style", value=discord.utils.escape_markdown(shown(settings.style, config.style or "none"))
+    )
     embed.add_field(name="Private results", value="yes" if settings.private else "no")
     embed.add_field(name="Results by DM", value="yes" if settings.dm else "no")
     negative = settings.negative_prompt
@@ -182,7 +192,7 @@ class SettingsPanel(discord.ui.View):
         picked = self._picked("delivery")
         await self.change(interaction, private="private" in picked, dm="dm" in picked)
 
-    @discord.ui.button(label="Model, steps, negative prompt…", emoji="✏️", row=4)
+    @discord.ui.button(label="Model, steps, style, negative prompt…", emoji="✏️", row=4)
     async def _edit_text(
         self, interaction: discord.Interaction[Any], _: discord.ui.Button[SettingsPanel]
     ) -> None:
@@ -223,6 +233,12 @@ class TextSettingsModal(discord.ui.Modal, title="Your defaults"):
     steps: discord.ui.TextInput[TextSettingsModal] = discord.ui.TextInput(
         label=f"Steps (1–{MAX_STEPS})", custom_id=STEPS_ID, required=False, max_length=3
     )
+    style: discord.ui.TextInput[TextSettingsModal] = discord.ui.TextInput(
+        label="Style (an AI Horde style; none: no style)",
+        custom_id=STYLE_ID,
+        required=False,
+        max_length=MAX_STYLE_CHARS,
+    )
     negative: discord.ui.TextInput[TextSettingsModal] = discord.ui.TextInput(
         label="Negative prompt",
         style=discord.TextStyle.paragraph,
@@ -237,6 +253,7 @@ class TextSettingsModal(discord.ui.Modal, title="Your defaults"):
         settings = panel.settings
         self.model.default = settings.model
         self.steps.default = str(settings.steps) if settings.steps is not None else None
+        self.style.default = settings.style
         self.negative.default = (settings.negative_prompt or "")[:MAX_MODAL_TEXT] or None
 
     async def on_submit(self, interaction: discord.Interaction, /) -> None:
@@ -247,6 +264,7 @@ class TextSettingsModal(discord.ui.Modal, title="Your defaults"):
             interaction,
             model=self.model.value.strip() or None,
             steps=int(steps_text) if steps_text else None,
+            style=self.style.value.strip() or None,
             negative_prompt=self.negative.value.strip() or None,
         )
 

@@ -21,11 +21,13 @@ from bot.generation_limits import MAX_N, MAX_PROMPT_CHARS, MAX_SIDE, MAX_STEPS, 
 from bot.horde.consts import KNOWN_IMAGE_SAMPLERS
 from bot.services.image.request import AspectPreset, ImagineOptions
 from bot.services.settings.config import GuildConfig
+from bot.services.styles import NO_STYLE
 from bot.storage import Storage
 
 log = logging.getLogger(__name__)
 
 MAX_MODEL_CHARS: Final = 100
+MAX_STYLE_CHARS: Final = 100
 CHANGE_THEM: Final = "These come from your /settings: change them with `/settings show`, or give the option."
 
 
@@ -43,6 +45,8 @@ class MemberSettings(BaseModel):
     sampler: KNOWN_IMAGE_SAMPLERS | None = None
     negative_prompt: str | None = Field(default=None, min_length=1, max_length=MAX_PROMPT_CHARS)
     n: int | None = Field(default=None, ge=1, le=MAX_N)
+    style: str | None = Field(default=None, min_length=1, max_length=MAX_STYLE_CHARS)
+    """An AI Horde style by name (``none``: no style, not even the server's default)."""
     private: bool = False
     """Results shown only to the member (an ephemeral reply), wherever the server shows them publicly."""
     dm: bool = False
@@ -111,6 +115,7 @@ _LIMITS: Final = {
     "negative_prompt": f"a negative prompt of at most {MAX_PROMPT_CHARS} characters",
     "n": f"a count between 1 and {MAX_N}",
     "sampler": "one of the listed samplers",
+    "style": f"a style name of at most {MAX_STYLE_CHARS} characters",
 }
 
 
@@ -123,6 +128,9 @@ def conflicts(member: MemberSettings, config: GuildConfig) -> list[str]:
         model in config.blocked_models or (config.allowed_models and model not in config.allowed_models)
     ):
         lines.append(f"Your default model “{model}” isn't allowed on this server.")
+    style = member.style
+    if style is not None and style.strip().casefold() != NO_STYLE and not config.style_allowed(style):
+        lines.append(f"Your default style “{style}” isn't allowed on this server.")
     if member.steps is not None and member.steps > limits.max_steps:
         lines.append(f"Your default of {member.steps} steps is above this server's {limits.max_steps}.")
     if member.n is not None and member.n > limits.max_n:

@@ -47,6 +47,9 @@ UNKNOWN_STYLE: Final = "The AI Horde has no {kind} style called “{name}”. St
 STYLE_NOT_ALLOWED: Final = "The style “{name}” isn't allowed on this server."
 
 
+NO_STYLE: Final = "none"
+"""Typed as a style: no style, not even the server's default."""
+
 class AppliedStyle(BaseModel):
     """A style as it is applied and journalled: its name, prompt template, models and params."""
 

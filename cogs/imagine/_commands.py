@@ -32,7 +32,7 @@ from bot.services.image.request import (
 )
 from bot.services.image.rerun import edited_request, rerun_request, same_seed_reruns
 from bot.services.image.source import SourceImage, check_source_attachment, prepare_source_image
-from bot.services.member_settings import MemberSettingsService, imagine_options
+from bot.services.member_settings import MemberSettings, MemberSettingsService, check_here, imagine_options
 from bot.services.models_cache import ModelsCache
 from bot.services.policy import GenerationContext, Origin
 from bot.services.settings.config import GuildConfig
@@ -155,6 +155,9 @@ class Imagine(PerImageActions, commands.Cog, name=COG_NAME):
         advanced: bool = False,
     ) -> None:
         config = await self.bot.guild_settings.get(interaction.guild_id)
+        member = await MemberSettingsService(self.bot.storage).get(interaction.user.id)
+        if not style and member.style:
+            check_here(MemberSettings(style=member.style), config)  # named as the member's default
         options = ImagineOptions(
             prompt=prompt,
             negative_prompt=negative_prompt,
@@ -175,9 +178,9 @@ class Imagine(PerImageActions, commands.Cog, name=COG_NAME):
             tis=textual_inversions,
             tiling=tiling,
             denoising_strength=strength,
-            style=await find_style(self.styles, "image", style or config.style, config),
+            # The command's style, else the member's default, else the server's.
+            style=await find_style(self.styles, "image", style or member.style or config.style, config),
         )
-        member = await MemberSettingsService(self.bot.storage).get(interaction.user.id)
         options = imagine_options(options, member, config)
         # Everything that can be checked without downloading is checked before answering publicly.
         if source_image is not None:

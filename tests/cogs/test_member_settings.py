@@ -18,7 +18,7 @@ from test_imagine_support import (  # noqa: F401 - fixtures are used by name
 from bot.services.jobs import JobsShuttingDownError
 from bot.services.member_settings import MemberSettings, MemberSettingsService
 from bot.storage import JobState
-from cogs.member_settings import MODEL_ID, NEGATIVE_ID, STEPS_ID
+from cogs.member_settings import MODEL_ID, NEGATIVE_ID, STEPS_ID, STYLE_ID
 
 if TYPE_CHECKING:
     from conftest import Server
@@ -45,7 +45,7 @@ def fields(message: simcord.ResponseMessage) -> dict[str, str]:
 
 
 async def fill_in(server: Server, member: simcord.MemberActor, **typed: str) -> simcord.InteractionResult:
-    shown = await member.click(await panel(server, member), label="Model, steps, negative prompt…")
+    shown = await member.click(await panel(server, member), label="Model, steps, style, negative prompt…")
     assert shown.modal is not None
     return await member.submit_modal(shown, typed)
 
@@ -119,6 +119,36 @@ async def test_a_default_the_server_now_refuses_is_named_and_nothing_starts(serv
 
     await server.alice.slash(server.channel, "imagine", prompt="a fox", steps=10)  # the option wins
     assert request_of(await only_job(server, server.alice))["params"]["steps"] == 10
+
+
+async def test_a_default_style_applies_over_the_servers_and_a_style_given_wins(server: Server) -> None:
+    await server.bot.guild_settings.set(server.guild.id, "style", "sim-photoreal", server.admin.id)
+    await fill_in(server, server.alice, **{STYLE_ID: "sim-sketch"})
+    assert await saved(server, server.alice) == MemberSettings(style="sim-sketch")
+    assert fields(await panel(server, server.alice))["Style"] == "sim-sketch"
+
+    await server.alice.slash(server.channel, "imagine", prompt="a fox")
+    assert request_of(await only_job(server, server.alice))["prompt"] == "pencil sketch of a fox"
+
+    await server.alice.slash(server.channel, "imagine", prompt="a hare", style="none")
+    jobs = await server.bot.storage.jobs.list_recent(server.alice.id)
+    assert {request_of(job)["prompt"] for job in jobs} == {"pencil sketch of a fox", "a hare"}
+
+
+async def test_a_default_style_the_server_blocks_is_named_and_not_saved(server: Server) -> None:
+    await MemberSettingsService(server.bot.storage).save(server.alice.id, MemberSettings(style="sim-sketch"))
+    await server.bot.guild_settings.set(server.guild.id, "blocked_styles", "sim-sketch", server.admin.id)
+
+    refused = await server.alice.slash(server.channel, "imagine", prompt="a fox")
+
+    assert refused.ephemeral
+    assert "Your default style “sim-sketch” isn't allowed on this server." in response_of(refused).content
+    assert await server.bot.storage.jobs.list_recent(server.alice.id) == []
+
+    refused = await fill_in(server, server.bob, **{STYLE_ID: "SIM-SKETCH"})
+    assert refused.ephemeral
+    assert "isn't allowed on this server" in response_of(refused).content
+    assert await saved(server, server.bob) == MemberSettings()
 
 
 async def test_a_default_above_the_servers_limit_is_not_saved(server: Server) -> None:
