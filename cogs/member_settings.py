@@ -16,7 +16,7 @@ from bot.generation_limits import MAX_N, MAX_STEPS
 from bot.horde.consts import KNOWN_IMAGE_SAMPLERS
 from bot.services.delivery.limits import fit_embed
 from bot.services.formatting import clip
-from bot.services.image.request import AspectPreset
+from bot.services.image.aspect import AspectPreset
 from bot.services.member_settings import (
     MAX_MODEL_CHARS,
     MAX_STYLE_CHARS,

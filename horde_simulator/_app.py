@@ -37,7 +37,18 @@ from horde_simulator._schema import (
 from horde_simulator._state import State
 from horde_simulator._teams import TeamRoutes
 from horde_simulator._users import transfer_kudos
-from horde_simulator._web import Handler, PlainError, Route, json_body, json_response, origin
+from horde_simulator._web import (
+    Handler,
+    PlainError,
+    Route,
+    as_int,
+    drop_connection,
+    html_not_found,
+    json_body,
+    json_response,
+    origin,
+    required_header,
+)
 from horde_simulator.config import Limit, SimUser
 
 log = logging.getLogger(__name__)
@@ -157,7 +168,7 @@ class SimulatorApp:
             return None
         if fault.kind == "drop":
             request[_DROPPED] = True
-            return await _drop_connection(request)
+            return await drop_connection(request)
         retry_after = fault.retry_after
         if fault.kind == "rate_limit":
             amount = int(fault.limit_text.split(" ", 1)[0]) if fault.limit_text[:1].isdigit() else 1
@@ -180,7 +191,7 @@ class SimulatorApp:
         state = self.state
         body = await json_body(request)
         _validate(body, IMAGE_REQUEST)
-        api_key = _required_header(request, "apikey", "The API Key corresponding to a registered user.")
+        api_key = required_header(request, "apikey", "The API Key corresponding to a registered user.")
         user = self._generation_user(request, api_key, body)
         build.apply_style(state, "image", body)
         if body["prompt"] == "":
@@ -256,7 +267,7 @@ class SimulatorApp:
         state = self.state
         body = await json_body(request)
         _validate(body, TEXT_REQUEST)
-        api_key = _required_header(request, "apikey", "The API Key corresponding to a registered user.")
+        api_key = required_header(request, "apikey", "The API Key corresponding to a registered user.")
         if "prompt" not in body:
             raise err.missing_parameter("prompt", "The prompt to generate from.", "the JSON body")
         user = self._generation_user(request, api_key, body)
@@ -299,7 +310,7 @@ class SimulatorApp:
         state = self.state
         body = await json_body(request)
         _validate(body, INTERROGATE_REQUEST)
-        api_key = _required_header(request, "apikey", "A User API key")
+        api_key = required_header(request, "apikey", "A User API key")
         if "source_image" not in body:
             raise err.missing_parameter("source_image", None, "the JSON body")
         if state.knobs.maintenance_mode:
@@ -438,12 +449,12 @@ class SimulatorApp:
 
     async def kudos_transfer(self, request: web.Request) -> web.Response:
         body = await json_body(request)
-        api_key = _required_header(request, "apikey", "The sending user's API key.")
+        api_key = required_header(request, "apikey", "The sending user's API key.")
         if "username" not in body:
             raise err.missing_parameter(
                 "username", "The user ID which will receive the kudos.", "the JSON body"
             )
-        amount = _as_int(body.get("amount", 100), "amount", "The amount of kudos to transfer.")
+        amount = as_int(body.get("amount", 100), "amount", "The amount of kudos to transfer.")
         user = self.state.user_by_key(api_key)
         if user is None:
             raise err.invalid_api_key()
@@ -467,43 +478,7 @@ def limiter_response(text: str, amount: int, reset_in: float) -> web.Response:
     return json_response({"message": text}, 429, verdict.headers())
 
 
-def html_not_found() -> web.Response:
-    """What the server answers for a URL it has no route for: Werkzeug's HTML page."""
-    return web.Response(status=404, text=err.NOT_FOUND_PAGE, content_type="text/html", charset="utf-8")
-
-
-async def _drop_connection(request: web.Request) -> web.StreamResponse:
-    """Send headers and a few bytes of a promised longer body, then hang up."""
-    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-    response.content_length = 4096
-    await response.prepare(request)
-    await response.write(b'{"finished": ')
-    if request.transport is not None:
-        request.transport.close()
-    return response
-
-
 def _validate(body: dict[str, Any], schema: Schema) -> None:
     errors = validate(body, schema)
     if errors:
         raise err.SchemaError(errors)
-
-
-def _required_header(request: web.Request, name: str, help_text: str) -> str:
-    value = request.headers.get(name)
-    if value is None:
-        raise err.missing_parameter(name, help_text, "the HTTP headers")
-    return value
-
-
-def _as_int(value: Any, name: str, help_text: str) -> int:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int | float):
-        return int(value)
-    try:
-        return int(str(value))
-    except ValueError as exc:
-        raise err.SchemaError(
-            {name: f"{help_text} invalid literal for int() with base 10: {value!r}"}
-        ) from exc

@@ -38,7 +38,10 @@ import bisect
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from horde_simulator._records import Generation, GenRequest
 
 DOUBLE_STEP_SAMPLERS = frozenset({"k_heun", "k_dpm_2", "k_dpm_2_a", "k_dpmpp_2s_a", "k_dpmpp_sde"})
 _MODEL_SIZE = re.compile(r"(\d+(?:\.\d+)?)B\b")
@@ -284,3 +287,17 @@ def form_kudos(form: str, tiles: int, post_processors: Sequence[str]) -> float:
     if form in post_processors:
         return float(tiles * 3)
     return 1.0
+
+
+def generation_cost(request: GenRequest, generation: Generation) -> float:
+    """What one delivered generation is charged (the horde tax is charged at submit)."""
+    if request.kind == "text":
+        return generation.kudos + 1
+    reward = 0.0 if generation.censorship is not None else generation.kudos
+    return image_burn(
+        reward,
+        request.params,
+        source_image=request.source_image,
+        slow_workers=request.slow_workers,
+        worker_blacklist=request.worker_blacklist,
+    )

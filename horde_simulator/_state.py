@@ -417,7 +417,7 @@ class State:
                 return False
             request.generations.append(generation)
             self._mark_finished(request)
-            self.charge(request, self._cost(request, generation))
+            self.charge(request, kudos.generation_cost(request, generation))
             worker = job.worker
             worker.requests_fulfilled += 1
             worker.kudos_rewards = round(worker.kudos_rewards + generation.kudos, 2)
@@ -453,18 +453,6 @@ class State:
             request.consumed = kudos.charged(before, amount)
             request.user.kudos = round(request.user.kudos - (request.consumed - before), 2)
 
-    def _cost(self, request: GenRequest, generation: Generation) -> float:
-        if request.kind == "text":
-            return generation.kudos + 1
-        reward = 0.0 if generation.censorship is not None else generation.kudos
-        return kudos.image_burn(
-            reward,
-            request.params,
-            source_image=request.source_image,
-            slow_workers=request.slow_workers,
-            worker_blacklist=request.worker_blacklist,
-        )
-
     def _mark_finished(self, request: GenRequest) -> None:
         if request.done and request.finished_at is None:
             request.finished_at = self.now()
@@ -477,19 +465,6 @@ class State:
             return (
                 self.knobs.job_fault_probability > 0 and self.rng.random() < self.knobs.job_fault_probability
             )
-
-    def censorship_for(self, request: GenRequest) -> str | None:
-        """``"csam"`` whatever the flags; ``"nsfw"`` only when the request is SFW and asks to censor."""
-        prompt = request.prompt.lower()
-        with self.lock:
-            if any(word and word.lower() in prompt for word in self.knobs.csam_words):
-                return "csam"
-            if request.nsfw or not request.censor_nsfw:
-                return None
-            if any(word and word.lower() in prompt for word in self.knobs.censor_words):
-                return "nsfw"
-            chance = self.knobs.censor_probability
-            return "nsfw" if chance > 0 and self.rng.random() < chance else None
 
     # -- cancelling -------------------------------------------------------------------------
 

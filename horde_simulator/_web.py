@@ -51,3 +51,39 @@ def query_int(value: str | None, name: str) -> int | None:
         return int(value)
     except ValueError as exc:
         raise err.SchemaError({name: f"invalid literal for int() with base 10: {value!r}"}) from exc
+
+
+def html_not_found() -> web.Response:
+    """What the server answers for a URL it has no route for: Werkzeug's HTML page."""
+    return web.Response(status=404, text=err.NOT_FOUND_PAGE, content_type="text/html", charset="utf-8")
+
+
+async def drop_connection(request: web.Request) -> web.StreamResponse:
+    """Send headers and a few bytes of a promised longer body, then hang up."""
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    response.content_length = 4096
+    await response.prepare(request)
+    await response.write(b'{"finished": ')
+    if request.transport is not None:
+        request.transport.close()
+    return response
+
+
+def required_header(request: web.Request, name: str, help_text: str) -> str:
+    value = request.headers.get(name)
+    if value is None:
+        raise err.missing_parameter(name, help_text, "the HTTP headers")
+    return value
+
+
+def as_int(value: Any, name: str, help_text: str) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float):
+        return int(value)
+    try:
+        return int(str(value))
+    except ValueError as exc:
+        raise err.SchemaError(
+            {name: f"{help_text} invalid literal for int() with base 10: {value!r}"}
+        ) from exc

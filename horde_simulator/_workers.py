@@ -111,7 +111,7 @@ class WorkerPool:
             self._deliver(job, *result)
 
     async def _make(self, job: Job) -> tuple[bytes | str | BaseException, str | None]:
-        censorship = self._state.censorship_for(job.request)
+        censorship = censorship_for(self._state, job.request)
         max_side = self._state.knobs.max_image_side
         try:
             made = await asyncio.to_thread(_make_output, job.request, job.seed, censorship, max_side)
@@ -198,3 +198,17 @@ def _make_form(source: bytes, form: str, max_side: int) -> tuple[dict[str, objec
 
 def _as_strings(value: object) -> list[str]:
     return [str(item) for item in value] if isinstance(value, list) else []
+
+
+def censorship_for(state: State, request: GenRequest) -> str | None:
+    """``"csam"`` whatever the flags; ``"nsfw"`` only when the request is SFW and asks to censor."""
+    prompt = request.prompt.lower()
+    with state.lock:
+        if any(word and word.lower() in prompt for word in state.knobs.csam_words):
+            return "csam"
+        if request.nsfw or not request.censor_nsfw:
+            return None
+        if any(word and word.lower() in prompt for word in state.knobs.censor_words):
+            return "nsfw"
+        chance = state.knobs.censor_probability
+        return "nsfw" if chance > 0 and state.rng.random() < chance else None

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from bot.errors import UserInputError
 from bot.generation_limits import MAX_N, MAX_PROMPT_CHARS, MAX_SIDE, MAX_STEPS, MIN_SIDE, SIDE_STEP
 from bot.horde.consts import KNOWN_IMAGE_SAMPLERS
-from bot.services.image.request import AspectPreset, ImagineOptions
+from bot.services.image.aspect import AspectPreset
+from bot.services.image.request import ImagineOptions
 from bot.services.settings.config import GuildConfig
 from bot.services.styles import NO_STYLE
 from bot.storage import Storage

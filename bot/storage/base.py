@@ -24,6 +24,10 @@ class SchemaError(StorageError):
     """The database schema cannot be used: too new for this code, or a migration failed."""
 
 
+class ConstraintError(StorageError):
+    """A write broke a constraint of the schema (a duplicate key, a failed CHECK)."""
+
+
 class NotFoundError(StorageError, LookupError):
     pass
 

@@ -42,11 +42,10 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from bot.horde import Wakeup
-from bot.storage.base import StorageError, utcnow
+from bot.storage.base import ConstraintError, StorageError, utcnow
 from bot.storage.postgres_migrations import MIGRATIONS
 from bot.storage.sql import (
     Clock,
-    ConstraintError,
     Database,
     Migration,
     Row,

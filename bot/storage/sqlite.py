@@ -21,14 +21,13 @@ from typing import Any, Final
 
 import aiosqlite
 
-from bot.storage.base import utcnow
+from bot.storage.base import ConstraintError, utcnow
+from bot.storage.encrypted_column import SQLEncryptedColumn
 from bot.storage.sql import (
     Clock,
-    ConstraintError,
     Database,
     Migration,
     Row,
-    SQLEncryptedColumn,
     SQLStorage,
     atomic,
     latest_version,

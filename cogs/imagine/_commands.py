@@ -19,11 +19,11 @@ from bot.horde import ActiveModel
 from bot.horde.consts import KNOWN_FACEFIXERS, KNOWN_IMAGE_SAMPLERS, KNOWN_UPSCALERS
 from bot.services.alchemy.request import UPSCALE_FORM
 from bot.services.estimates import estimate_image_cost
+from bot.services.image.aspect import AspectPreset
 from bot.services.image.render import render_details
 from bot.services.image.request import (
     MAX_SEED_LENGTH,
     MIN_DENOISING,
-    AspectPreset,
     ImagineOptions,
     ImagineParams,
     ImagineRequest,

@@ -10,9 +10,8 @@ and from a Horde style when one applies (``bot.services.styles``): what the memb
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -32,6 +31,7 @@ from bot.horde.consts import (
     TI_INJECT,
 )
 from bot.services.formatting import clip, has_visible_text
+from bot.services.image.aspect import AspectPreset, aspect_dimensions
 from bot.services.image.source import SourceImage
 from bot.services.policy import GenerationContext, Origin
 from bot.services.styles import (
@@ -49,50 +49,6 @@ MAX_NETWORK_STRENGTH: Final = 5.0
 MAX_SEED_LENGTH: Final = 256
 MAX_CLIP_SKIP: Final = 12
 MAX_SEED_VARIATION: Final = 1000
-
-
-class AspectPreset(StrEnum):
-    square = "square"
-    portrait = "portrait"
-    landscape = "landscape"
-    wide = "wide"
-    tall = "tall"
-
-    @property
-    def ratio(self) -> tuple[int, int]:
-        return _ASPECT_RATIOS[self]
-
-    @property
-    def label(self) -> str:
-        width, height = self.ratio
-        return f"{self.value} {width}:{height}"
-
-
-_ASPECT_RATIOS: Final[Mapping[AspectPreset, tuple[int, int]]] = {
-    AspectPreset.square: (1, 1),
-    AspectPreset.portrait: (2, 3),
-    AspectPreset.landscape: (3, 2),
-    AspectPreset.wide: (16, 9),
-    AspectPreset.tall: (9, 16),
-}
-
-
-def aspect_dimensions(preset: AspectPreset, pixel_budget: int, max_pixels: int) -> tuple[int, int]:
-    """Width and height with ``preset``'s ratio and about ``pixel_budget`` pixels, multiples of 64.
-
-    Never above ``max_pixels``: when rounding to the nearest multiple overshoots, both sides round down.
-    """
-    ratio_w, ratio_h = preset.ratio
-    exact_width = math.sqrt(min(pixel_budget, max_pixels) * ratio_w / ratio_h)
-    exact_height = exact_width * ratio_h / ratio_w
-    width, height = _snap(exact_width, round), _snap(exact_height, round)
-    if width * height > max_pixels:
-        width, height = _snap(exact_width, math.floor), _snap(exact_height, math.floor)
-    return width, height
-
-
-def _snap(value: float, rounding: Callable[[float], int]) -> int:
-    return min(MAX_SIDE, max(MIN_SIDE, rounding(value / SIDE_STEP) * SIDE_STEP))
 
 
 # -- LoRAs and textual inversions ------------------------------------------------------------------

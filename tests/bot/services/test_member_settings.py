@@ -9,7 +9,8 @@ import pytest
 
 from bot.config import GenerationDefaults
 from bot.errors import UserInputError
-from bot.services.image.request import AspectPreset, ImagineOptions
+from bot.services.image.aspect import AspectPreset
+from bot.services.image.request import ImagineOptions
 from bot.services.member_settings import MemberSettings, MemberSettingsService, conflicts, imagine_options
 from bot.services.settings.config import build_config
 from bot.storage import open_storage

@@ -10,8 +10,8 @@ from cryptography.fernet import Fernet
 
 from bot.crypto import DecryptionError, KeyBindingError, KeyRing, binding, is_bound_token
 from bot.storage import SQLiteStorage, SQLiteURL, UserRecord
+from bot.storage.base import ConstraintError
 from bot.storage.keys_at_rest import count_unbound, rotate_all
-from bot.storage.sql import ConstraintError
 from bot.storage.sqlite import SQLiteEncryptedColumn
 from bot.storage.sqlite_migrations import MIGRATIONS, Migration
 

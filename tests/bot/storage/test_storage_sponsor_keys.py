@@ -7,8 +7,9 @@ from cryptography.fernet import Fernet
 
 from bot.crypto import KeyRing, binding
 from bot.storage import GuildSponsorKeyRecord
+from bot.storage.guild_settings import SPONSOR_AUDIT_KEY
 from bot.storage.keys_at_rest import rotate_all
-from bot.storage.sql import SPONSOR_AUDIT_KEY, SQLStorage
+from bot.storage.sql import SQLStorage
 
 pytest_plugins = ("storage_fixtures",)
 

@@ -15,12 +15,11 @@ from bot.config import GenerationDefaults
 from bot.errors import UserInputError
 from bot.horde import ImageGenerateAsyncRequest
 from bot.horde.consts import KNOWN_FACEFIXERS, KNOWN_IMAGE_SAMPLERS, KNOWN_UPSCALERS
+from bot.services.image.aspect import AspectPreset, aspect_dimensions
 from bot.services.image.request import (
-    AspectPreset,
     ImagineOptions,
     ImagineParams,
     NamedStrength,
-    aspect_dimensions,
     build_request,
     parse_named_strengths,
 )

@@ -27,10 +27,10 @@ from bot.generation_limits import MAX_PROMPT_CHARS
 from bot.horde import AlchemyAsyncRequest, ImageGenerateAsyncRequest
 from bot.horde.consts import KNOWN_FACEFIXERS, KNOWN_IMAGE_SAMPLERS, KNOWN_UPSCALERS
 from bot.services.alchemy.request import alchemy_choices, build_alchemy_request
+from bot.services.image.aspect import AspectPreset
 from bot.services.image.request import (
     MAX_SEED_LENGTH,
     MIN_DENOISING,
-    AspectPreset,
     ImagineOptions,
     ImagineRequest,
     build_request,
