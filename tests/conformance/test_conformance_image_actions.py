@@ -39,26 +39,34 @@ class World:
         self.channel = guild.create_text_channel("general")
         self.alice = guild.add_member(env.create_user("alice"))
         self.bob = guild.add_member(env.create_user("bob"))
+        self.seen: set[str] = set()
 
-    async def newest(self, member: simcord.MemberActor) -> JobRecord:
-        return (await self.bot.storage.jobs.list_recent(member.id, limit=1))[0]
+    async def newest(self, member: simcord.MemberActor) -> JobRecord | None:
+        """The member's newest job not returned by :meth:`finished` before: a click's job may be
+        journalled only after the click returns, so the one before must not be taken for it."""
+        recent = await self.bot.storage.jobs.list_recent(member.id, limit=10)
+        return next((job for job in recent if job.id not in self.seen), None)
 
     async def finished(self, member: simcord.MemberActor, *, within_s: float = 90.0) -> tuple[JobRecord, Any]:
         """The member's newest job once it ended and its message: the bot's waits are on SimCord's
         virtual clock, moved on while the real server and its workers take real time."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s
+        job = None
         while loop.time() < deadline:
             job = await self.newest(member)
             if (
-                job.state in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+                job is not None
+                and job.state in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
                 and job.delivery == "delivered"
             ):
+                self.seen.add(job.id)
                 [message] = [m for m in self.channel.history(viewer=member) if m.id == job.message_id]
                 return job, message
             await self.env.advance_time(1.0)
             await asyncio.sleep(0.2)
-        raise AssertionError(f"job {job.id} still {job.state} after {within_s} s")
+        state = "not started" if job is None else job.state
+        raise AssertionError(f"the newest job is still {state} after {within_s} s")
 
 
 @pytest.fixture
