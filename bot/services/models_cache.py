@@ -58,12 +58,13 @@ class ListCache(Generic[T]):
         self._refresh: asyncio.Task[tuple[T, ...]] | None = None
         self._closed = False
 
-    async def items(self) -> tuple[T, ...]:
-        """The cached list, refreshed when older than the TTL.
+    async def items(self, *, max_age_s: float | None = None) -> tuple[T, ...]:
+        """The cached list, refreshed when older than the TTL (or ``max_age_s``, when shorter).
 
         Raises :class:`AIHordeRequestError` only when the Horde fails and nothing was ever cached.
         """
-        if self._models is not None and self._clock() - self._fetched_at < self._ttl_s:
+        ttl_s = self._ttl_s if max_age_s is None else min(self._ttl_s, max_age_s)
+        if self._models is not None and self._clock() - self._fetched_at < ttl_s:
             return self._models
         if self._closed:
             raise RuntimeError("the cache is closed")
@@ -104,8 +105,8 @@ class ListCache(Generic[T]):
 class ModelsCache(ListCache[ActiveModel]):
     what = "models"
 
-    async def models(self) -> tuple[ActiveModel, ...]:
-        return await self.items()
+    async def models(self, *, max_age_s: float | None = None) -> tuple[ActiveModel, ...]:
+        return await self.items(max_age_s=max_age_s)
 
     async def suggest(self, typed: str, *, limit: int = MAX_CHOICES) -> list[ModelChoice]:
         """The best matches for ``typed`` first, busiest models first among equals."""

@@ -56,6 +56,9 @@ MOVES: Final = {
     ImageAction.pan_up: Move.up,
     ImageAction.pan_down: Move.down,
 }
+FRESH_MODELS_S: Final = 5.0
+"""Before saying no worker serves an inpainting model, the list is fetched again unless it is at
+most this old (the Horde itself caches ``status/models`` for 2 s)."""
 STRENGTHS: Final = {ImageAction.vary: VARY_STRONG, ImageAction.vary_subtle: VARY_SUBTLE}
 
 BuildFromImage = Callable[[bytes], ImagineRequest]
@@ -156,10 +159,14 @@ class PerImageActions:
 
     async def _inpainting_model(self, like: str) -> str:
         try:
-            models = await self.models.models()
+            try:
+                return pick_inpainting_model(await self.models.models(), like)
+            except UserInputError:
+                # The cached list may predate the worker that serves one now: a member told "no
+                # worker" must not be told it from a list up to a minute old.
+                return pick_inpainting_model(await self.models.models(max_age_s=FRESH_MODELS_S), like)
         except AIHordeRequestError as exc:
             raise UserInputError(describe_horde_error(exc, anonymous=False)) from None
-        return pick_inpainting_model(models, like)
 
 
 async def _download(attachment: discord.Attachment) -> bytes:

@@ -191,6 +191,21 @@ async def test_zoom_out_without_an_inpainting_worker_says_so_plainly(
     assert len(horde_sim.state.requests) == before
 
 
+@pytest.mark.parametrize("horde_sim_config", [SimulatorConfig(knobs=Knobs(speed=0.05))])
+async def test_an_inpainting_worker_that_came_up_since_the_list_was_cached_is_found(
+    server: Server, horde_sim: Simulator
+) -> None:
+    upscaled = await _upscaled(server)
+    refused = await server.bob.click(upscaled, label="Zoom out 1.5×")
+    assert response_of(refused).content == NO_INPAINTING_WORKER
+    horde_sim.state.knobs.advertised_image_models += (INPAINTING,)
+    await server.env.advance_time(10)  # within the cache's minute, past the re-check's 5 s
+
+    await server.bob.click(upscaled, label="Zoom out 1.5×")
+
+    assert _sent(await _newest(server, server.bob))["models"] == [INPAINTING]
+
+
 async def test_the_buttons_of_an_old_result_work_after_a_restart(server: Server) -> None:
     message = await _imagine(server, count=2)
     await server.restart()

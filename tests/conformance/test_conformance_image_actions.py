@@ -90,6 +90,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         async with aiohttp.ClientSession() as http, real_side(http) as real:
             await real.start_worker(0.3)
             async with painter(real.base_url, keys["WORKER_KEY"], http):
+                await _until_listed(http, real.base_url, INPAINTING)
                 for member, key in ((world.alice, keys["ALICE_KEY"]), (world.bob, keys["BOB_KEY"])):
                     shown = await member.slash(world.channel, "login")
                     await member.submit_modal(shown, {APIKEY_INPUT_ID: key})
@@ -97,6 +98,19 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     finally:
         await bot.close()
         await env.shutdown()
+
+
+async def _until_listed(http: aiohttp.ClientSession, base_url: str, model: str) -> None:
+    """Until ``status/models`` lists ``model``: the real server recounts its workers' models every
+    10 s, so a worker's first pop shows there up to 10 s later (on a fast machine, after the click
+    that needs it)."""
+    for _ in range(60):
+        async with http.get(base_url + "v2/status/models", params={"type": "image"}) as response:
+            listed = await response.json() if response.status == 200 else []
+        if any(entry.get("name") == model and entry.get("count", 0) > 0 for entry in listed):
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"status/models never listed {model}")
 
 
 def _sent(job: JobRecord) -> dict[str, Any]:
