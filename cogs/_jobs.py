@@ -13,6 +13,7 @@ text (``delivery.open``) and starts the job (``bot.jobs.start_job``). A reaction
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ from bot.services.settings.config import GuildConfig
 from bot.services.styles import NO_STYLE, AppliedStyle, StyleKind, StylesCache, check_style_allowed
 from bot.storage import JobKind, JobRecord
 from bot.tree import report_interaction_error
+
+log = logging.getLogger(__name__)
 
 NO_MENTIONS: Final = discord.AllowedMentions.none()
 NOT_STARTED: Final = "This generation could not be started."
@@ -246,10 +249,16 @@ async def launch_in_dm(
         message = await channel.send(job.first_text(bot, key), allowed_mentions=NO_MENTIONS)
     except discord.Forbidden:
         return False
+    # Pointed there first: if the DMs close mid-job, the job comes back to this reply, and a late
+    # pointer must not overwrite it.
+    try:
+        await interaction.edit_original_response(content=IN_YOUR_DMS.format(url=message.jump_url))
+    except discord.HTTPException as exc:
+        log.warning("Could not point a private reply to the DMs: HTTP %s (code %s)", exc.status, exc.code)
     try:
         await _start(
             bot,
-            bot.delivery.in_channel(message),
+            bot.delivery.in_dm(message, interaction),
             job,
             key,
             user_id=interaction.user.id,
@@ -260,7 +269,6 @@ async def launch_in_dm(
         with contextlib.suppress(discord.HTTPException):
             await message.delete()
         raise
-    await interaction.edit_original_response(content=IN_YOUR_DMS.format(url=message.jump_url))
     return True
 
 

@@ -50,6 +50,7 @@ STYLE_NOT_ALLOWED: Final = "The style “{name}” isn't allowed on this server.
 NO_STYLE: Final = "none"
 """Typed as a style: no style, not even the server's default."""
 
+
 class AppliedStyle(BaseModel):
     """A style as it is applied and journalled: its name, prompt template, models and params."""
 

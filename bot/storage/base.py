@@ -211,6 +211,7 @@ class JobChanges(TypedDict, total=False):
     """The job fields :meth:`JobRepository.update` may change; ``updated_at`` is set by the storage."""
 
     state: JobState
+    channel_id: int
     message_id: int | None
     horde_id: str | None
     result_json: str | None

@@ -41,7 +41,6 @@ Clock: TypeAlias = Callable[[], datetime]
 Row: TypeAlias = dict[str, Any]
 
 
-
 # -- migrations ---------------------------------------------------------------------------------
 
 

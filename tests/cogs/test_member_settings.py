@@ -15,6 +15,7 @@ from test_imagine_support import (  # noqa: F401 - fixtures are used by name
     settings,
 )
 
+from bot.services.delivery.targets import MOVED_FROM_DMS
 from bot.services.jobs import JobsShuttingDownError
 from bot.services.member_settings import MemberSettings, MemberSettingsService
 from bot.storage import JobState
@@ -214,6 +215,28 @@ async def test_closed_dms_are_said_plainly_and_the_result_comes_privately(server
     [notice] = result.followups
     assert "I can't send you DMs" in notice.content
     assert (await only_job(server, server.alice)).state is JobState.DONE
+
+
+async def test_dms_closing_mid_job_bring_the_result_back_to_the_private_reply(server: Server) -> None:
+    await MemberSettingsService(server.bot.storage).save(server.alice.id, MemberSettings(dm=True))
+    dm_channel = server.alice.user.dm_channel
+    server.env.inject_error(  # the DM was sent; every later edit of it is refused
+        "PATCH", f"/channels/{dm_channel.id}/messages/*", status=403, code=50007, times=None
+    )
+
+    result = await server.alice.slash(server.channel, "imagine", prompt="a fox")
+
+    reply = response_of(result)
+    assert result.ephemeral
+    assert reply.content.startswith("✅ **Done**")
+    assert reply.content.endswith(MOVED_FROM_DMS)
+    assert len(reply.attachments) == 1
+    assert "Rerun" in [button.get("label") for row in reply.components for button in row["components"]]
+    job = await only_job(server, server.alice)
+    assert (job.state, job.delivery) == (JobState.DONE, "delivered")
+    # A restart goes on in the channel (a private reply can't be edited through it).
+    assert (job.channel_id, job.message_id) == (server.channel.id, None)
+    assert server.channel.history(viewer=server.bob) == []
 
 
 async def test_settings_reset_forgets_them(server: Server) -> None:

@@ -104,7 +104,7 @@ class MessageJobListener(JobListener):
         """Edit; ``False`` when Discord failed in a way a later edit may not. A 404 abandons the job
         (its message is gone). A 403 with files propagates (sent again without them); so does any
         error of a ``final`` edit, which :meth:`Delivery.must_deliver` tries again."""
-        before = self._target.message_id
+        before = (self._target.channel_id, self._target.message_id)
         if await edit_job_message(self._target, job, build, final=final) is None:
             return False
         await self._delivery.record_move(job, self._target, before)

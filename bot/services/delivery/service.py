@@ -30,6 +30,7 @@ from bot.services.delivery.targets import (
     MOVED_AFTER_TIMEOUT,
     NO_MENTIONS,
     ChannelTarget,
+    DirectMessageTarget,
     InteractionTarget,
     MessageTarget,
 )
@@ -142,6 +143,22 @@ class Delivery:
         target = ChannelTarget(self.client, message.channel.id, message.id)
         return JobMessage(target, message.channel.id, message.id)
 
+    def in_dm(self, message: discord.Message, interaction: discord.Interaction[Any]) -> JobMessage:
+        """A job shown in ``message``, in the member's DMs; ``interaction`` is the command's private
+        reply, pointing there, where the job moves if the DMs close mid-job."""
+        channel_id = interaction.channel_id if interaction.channel_id is not None else message.channel.id
+        fallback = ChannelTarget(
+            self.client,
+            channel_id,
+            None,
+            guild_id=interaction.guild_id,
+            user_id=interaction.user.id,
+            note=MOVED_AFTER_TIMEOUT,
+        )
+        dm = ChannelTarget(self.client, message.channel.id, message.id)
+        target = DirectMessageTarget(dm, InteractionTarget(interaction, fallback, fresh=True))
+        return JobMessage(target, message.channel.id, message.id)
+
     def resumed(self, job: JobRecord) -> ChannelTarget:
         """The message of a journalled job after a restart: its channel message, or (a private job:
         the token is gone) a new channel message that says why."""
@@ -168,12 +185,20 @@ class Delivery:
         :meth:`ChannelEditBudget.stop_waiting`)."""
         self.budget.stop_waiting()
 
-    async def record_move(self, job: JobRecord, target: MessageTarget, before: int | None) -> None:
-        """Journal the job's new channel message, so reactions and a restart find it."""
-        if target.message_id is None or target.message_id == before:
+    async def record_move(
+        self, job: JobRecord, target: MessageTarget, before: tuple[int, int | None]
+    ) -> None:
+        """Journal the job's new place, ``(channel, message)`` after ``before``, so reactions and a
+        restart find it. A private reply has no message id: only a move to another channel (out of
+        the member's DMs) is journalled then, and a restart goes on in a channel message there."""
+        channel_id, message_id = target.channel_id, target.message_id
+        if (channel_id, message_id) == before or (message_id is None and channel_id == before[0]):
             return
         try:
-            await self.storage.jobs.update(job.id, message_id=target.message_id)
+            if channel_id == before[0]:
+                await self.storage.jobs.update(job.id, message_id=message_id)
+            else:
+                await self.storage.jobs.update(job.id, channel_id=channel_id, message_id=message_id)
         except Exception:
             log.exception("Job %s: could not journal its new message", job.id)
 

@@ -6,6 +6,9 @@
 * :class:`InteractionTarget` — a private (ephemeral) reply, which only the interaction's webhook can
   edit, for 15 minutes. Shortly before the token expires (or when Discord already refuses it), the
   job moves to a new channel message that says why, and the private reply points there.
+* :class:`DirectMessageTarget` — a message in the member's DMs (their /settings ask for results
+  there). When Discord refuses the DM mid-job (the member closed their DMs or blocked the bot),
+  the job moves to the command's private reply, and from there as a private reply does.
 
 The token is deliberately not journalled: it is a bearer credential for posting as the bot, and
 it would only buy a resumed job the rest of those 15 minutes. So a private job resumed after a
@@ -39,6 +42,7 @@ MOVED_AFTER_TIMEOUT: Final = (
 MOVED_AFTER_RESTART: Final = (
     "-# Posted in the channel: the bot restarted and can no longer update the private reply."
 )
+MOVED_FROM_DMS: Final = "-# Shown here: I can't send you DMs any more."
 MOVED_HERE: Final = (
     "This continues in the channel, because private replies can only be updated for 15 minutes: {url}"
 )
@@ -156,10 +160,13 @@ class InteractionTarget:
         fallback: ChannelTarget,
         *,
         margin_s: float = TOKEN_MARGIN_S,
+        fresh: bool = False,
     ) -> None:
         self._interaction: discord.Interaction[Any] | None = interaction
         self._expires_at = interaction.created_at.timestamp() + TOKEN_LIFETIME_S - margin_s
         self._fallback = fallback
+        self._fresh = fresh
+        """The reply shows nothing of the job yet (it points elsewhere): the next edit sends all."""
 
     def __repr__(self) -> str:
         return f"InteractionTarget(private={self.private}, fallback={self._fallback!r})"
@@ -181,7 +188,9 @@ class InteractionTarget:
         interaction = self._interaction
         if interaction is not None and discord.utils.utcnow().timestamp() < self._expires_at:
             try:
-                return await interaction.edit_original_response(**build(False))
+                edited = await interaction.edit_original_response(**build(self._fresh))
+                self._fresh = False
+                return edited
             except discord.HTTPException as exc:
                 if not _token_refused(exc):
                     raise
@@ -206,6 +215,48 @@ class InteractionTarget:
                     exc.code,
                 )
         return message
+
+
+class DirectMessageTarget:
+    """A message in the member's DMs, edited as a channel message; once Discord refuses the DM
+    (any 403: a DM has no permissions to lack, so the member closed their DMs or blocked the bot),
+    the job moves to ``fallback``, the command's private reply, with a line saying why."""
+
+    def __init__(self, dm: ChannelTarget, fallback: InteractionTarget) -> None:
+        self._dm = dm
+        self._fallback = fallback
+        self._moved = False
+
+    def __repr__(self) -> str:
+        return f"DirectMessageTarget(dm={self._dm!r}, moved={self._moved})"
+
+    @property
+    def _current(self) -> MessageTarget:
+        return self._fallback if self._moved else self._dm
+
+    @property
+    def channel_id(self) -> int:
+        return self._current.channel_id
+
+    @property
+    def message_id(self) -> int | None:
+        return self._current.message_id
+
+    async def edit(self, build: BuildFields) -> discord.Message:
+        if not self._moved:
+            try:
+                return await self._dm.edit(build)
+            except discord.Forbidden as exc:
+                log.info("DMs refused a job's message (code %s): it moves to the private reply", exc.code)
+                self._moved = True
+
+        def noted(fresh: bool) -> Fields:
+            fields = build(fresh)
+            if "content" in fields:
+                fields["content"] = _with_note(fields["content"] or "", MOVED_FROM_DMS)
+            return fields
+
+        return await self._fallback.edit(noted)
 
 
 def _token_refused(exc: discord.HTTPException) -> bool:

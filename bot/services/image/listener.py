@@ -198,7 +198,7 @@ class ImagineListener(JobListener):
                     fields["content"] = with_line(fields["content"], too_many_files(self._left_out()))
             return fields
 
-        before = self._target.message_id
+        before = (self._target.channel_id, self._target.message_id)
         try:
             message = await edit_job_message(self._target, job, build, final=final)
         except discord.Forbidden:
@@ -207,7 +207,7 @@ class ImagineListener(JobListener):
             message = await edit_job_message(self._target, job, build, final=final)
         if message is None:
             return
-        if self._target.message_id != before:
+        if (self._target.channel_id, self._target.message_id) != before:
             self._shown, self._attached = 0, []
             await self._delivery.record_move(job, self._target, before)
         if uploading:
