@@ -2,13 +2,17 @@
 
 The journal holds no image bytes, only where the result went and the Horde's ids. So a copy is
 taken, in order, from the job's channel message (its text, embeds and files, as members saw them),
-or, for an image job without one (a private reply, or a message since deleted), from the AI Horde
-by its request id (``horde_id``): the Horde keeps a finished request's images only for a while, so
-when neither has them the member is told plainly that they expired.
+or, without one (a private reply, or a message since deleted): a text from the journal, which
+holds the generated texts; captions and tags from the journal too, with an upscaled image from the
+AI Horde; an image job's images from the AI Horde by its request id (``horde_id``). The Horde keeps
+a finished request's images only for a while, so when neither has them the member is told plainly
+that they expired.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Final
@@ -16,13 +20,20 @@ from typing import Final
 import discord
 
 from bot.errors import UserInputError
-from bot.horde import AIHordeAPIAsyncSimpleClient, AIHordeError, RequestErrorResponse
+from bot.horde import AIHordeAPIAsyncSimpleClient, AIHordeError, ImageGeneration, RequestErrorResponse
+from bot.services.alchemy.job import image_url
+from bot.services.alchemy.listener import FILE_STEM as ALCHEMY_STEM
+from bot.services.alchemy.render import render_alchemy_result
+from bot.services.alchemy.request import AlchemyParams
 from bot.services.delivery.limits import fit_content
 from bot.services.image.job import delivered_image
 from bot.services.image.listener import image_file
 from bot.services.image.render import render_result
 from bot.services.image.request import ImagineParams
 from bot.services.jobs import DeliveredImage, JobOutcome
+from bot.services.text.listener import text_file
+from bot.services.text.render import render_text_result
+from bot.services.text.request import TextParams, text_result
 from bot.storage import JobRecord, JobState
 
 log = logging.getLogger(__name__)
@@ -35,6 +46,7 @@ EXPIRED: Final = (
     "I can't show this result any more: its message is gone (or was a private reply), and the "
     "AI Horde's copy of the images has expired (it keeps them only for a few minutes)."
 )
+UPSCALE_EXPIRED: Final = "-# The AI Horde's copy of the upscaled image has expired."
 HORDE_UNREACHABLE: Final = "I couldn't fetch this result's images from the AI Horde. Please try again later."
 COPY_NOTE: Final = "-# A copy of job `{job_id}`{where}."
 
@@ -68,7 +80,11 @@ class ResultCopies:
             found = await self._from_message(job, job.message_id)
             if found is not None:
                 return found
-        if job.kind == "image" and job.horde_id is not None:
+        if job.kind == "text":
+            return _text_from_journal(job)
+        if job.kind == "alchemy":
+            return await self._alchemy_copy(job)
+        if job.horde_id is not None:
             return await self._from_horde(job, job.horde_id)
         raise UserInputError(EXPIRED)
 
@@ -102,17 +118,86 @@ class ResultCopies:
             images.append(delivered_image(generation, len(images), data))
         if not images:
             raise UserInputError(EXPIRED, detail=f"job {job.id}: the Horde has no images left")
-        outcome = JobOutcome(
-            state=job.state,
-            images=tuple(images),
-            kudos=job.kudos or 0.0,
-            workers=tuple(sorted({image.worker_name for image in images if image.worker_name})),
-            error=job.error,
+        result = render_result(
+            ImagineParams.from_json(job.params_json), _outcome(job, images), anonymous=False
         )
-        result = render_result(ImagineParams.from_json(job.params_json), outcome, anonymous=False)
         files = [image_file(image) for image in images]
         content = fit_content(f"{result.content}\n{_note(job, None)}")
         return ResultCopy(content=content, embeds=[result.embed], files=files)
+
+    async def _alchemy_copy(self, job: JobRecord) -> ResultCopy:
+        """Captions and tags from the journal; an upscaled image from the Horde while it has it."""
+        images = await self._alchemy_images(job)
+        files = [
+            discord.File(io.BytesIO(image.data), filename=image.filename(ALCHEMY_STEM)) for image in images
+        ]
+        content, embed = render_alchemy_result(
+            AlchemyParams.from_json(job.params_json),
+            _outcome(job, images),
+            job.result_json,
+            image_filenames=[file.filename for file in files if file.filename],
+            anonymous=False,
+        )
+        if _journalled_images(job) and not images:
+            content = f"{content}\n{UPSCALE_EXPIRED}"
+        if not files and embed is None:
+            raise UserInputError(EXPIRED, detail=f"job {job.id}: nothing left to show")
+        embeds = [embed] if embed is not None else []
+        return ResultCopy(content=fit_content(f"{content}\n{_note(job, None)}"), embeds=embeds, files=files)
+
+    async def _alchemy_images(self, job: JobRecord) -> list[DeliveredImage]:
+        if not _journalled_images(job) or job.horde_id is None:
+            return []
+        status = await self._horde.horde_client_session.get_alchemy_status(job.horde_id)
+        if isinstance(status, RequestErrorResponse):
+            log.info("Job %s: the Horde has no alchemy status any more (%s)", job.id, status.message)
+            return []
+        images: list[DeliveredImage] = []
+        for form in status.forms:
+            url = image_url(form)
+            if url is None:
+                continue
+            generation = ImageGeneration.model_validate({"id": str(form.form), "img": url, "seed": "0"})
+            try:
+                data = await self._horde.download_image_bytes(generation)
+            except AIHordeError as exc:
+                log.info("Job %s: the upscaled image can't be downloaded any more: %s", job.id, exc)
+                continue
+            images.append(delivered_image(generation, len(images), data))
+        return images
+
+
+def _text_from_journal(job: JobRecord) -> ResultCopy:
+    """The journal holds the generated text: a copy never expires."""
+    result = text_result(job.result_json)
+    if result is None:
+        raise UserInputError(NO_RESULT.format(state=job.state.value))
+    rendered = render_text_result(
+        TextParams.from_json(job.params_json), _outcome(job, []), result, anonymous=False
+    )
+    files = [text_file(rendered.attachment)] if rendered.attachment else []
+    embeds = [rendered.embed] if rendered.embed is not None else []
+    return ResultCopy(
+        content=fit_content(f"{rendered.content}\n{_note(job, None)}"), embeds=embeds, files=files
+    )
+
+
+def _outcome(job: JobRecord, images: list[DeliveredImage]) -> JobOutcome:
+    return JobOutcome(
+        state=job.state,
+        images=tuple(images),
+        kudos=job.kudos or 0.0,
+        workers=tuple(sorted({image.worker_name for image in images if image.worker_name})),
+        error=job.error,
+    )
+
+
+def _journalled_images(job: JobRecord) -> bool:
+    try:
+        images = json.loads(job.result_json or "{}").get("images")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(images, list) and bool(images)
 
 
 def _note(job: JobRecord, link: str | None) -> str:

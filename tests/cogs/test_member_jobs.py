@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from typing import TYPE_CHECKING
 
+import PIL.Image
 import pytest
 import simcord
+from test_alchemy import png
 from test_imagine_support import (  # noqa: F401 - fixtures are used by name
     custom_ids,
     only_job,
@@ -141,6 +144,39 @@ async def test_expired_horde_images_are_said_plainly(server: Server, horde_sim: 
 
     assert shown.ephemeral
     assert response_of(shown).content == EXPIRED
+
+
+async def test_a_private_text_is_shown_again_from_the_journal(server: Server, horde_sim: Simulator) -> None:
+    await MemberSettingsService(server.bot.storage).save(server.alice.id, MemberSettings(private=True))
+    written = response_of(await server.alice.slash(server.channel, "write", prompt="Once upon a time"))
+    job = await only_job(server, server.alice)
+    horde_sim.state.requests.clear()  # the Horde forgot it: the journal still has the text
+
+    shown = await server.alice.slash(server.channel, "jobs show", job=job.id)
+
+    assert shown.ephemeral
+    copy = response_of(shown)
+    assert copy.content.startswith("**Once upon a time**\n-# any text model\n✅ **Done**")
+    assert copy.embeds[0].description == written.embeds[0].description
+    assert f"write:continue:{job.id}" in custom_ids(copy)
+
+
+async def test_a_private_caption_and_upscale_are_shown_again(server: Server, horde_sim: Simulator) -> None:
+    await MemberSettingsService(server.bot.storage).save(server.alice.id, MemberSettings(private=True))
+    for operation in ("caption", "RealESRGAN_x4plus"):
+        await server.alice.slash(server.channel, "alchemy", image=("cat.png", png()), operation=operation)
+    upscale, caption = await server.bot.storage.jobs.list_recent(server.alice.id, limit=2)
+
+    shown_caption = response_of(await server.alice.slash(server.channel, "jobs show", job=caption.id))
+    shown_upscale = response_of(await server.alice.slash(server.channel, "jobs show", job=upscale.id))
+    horde_sim.state.interrogations.clear()  # the Horde forgot the upscale
+    forgotten = response_of(await server.alice.slash(server.channel, "jobs show", job=upscale.id))
+
+    assert shown_caption.embeds[0].description == "a landscape red image, 64x48 pixels"
+    [attachment] = shown_upscale.attachments
+    with PIL.Image.open(io.BytesIO(await attachment.read())) as image:
+        assert image.size == (256, 192)
+    assert forgotten.content == EXPIRED
 
 
 # -- ✉️ --------------------------------------------------------------------------------------------

@@ -133,7 +133,7 @@ class AlchemyRun:
         delivered: list[DeliveredImage] = []
         for form in status.forms:
             name = str(form.form)
-            url = _image_url(form)
+            url = image_url(form)
             if url is None or name in self._seen:
                 continue
             self._seen.add(name)
@@ -178,7 +178,8 @@ def progress_of(status: AlchemyStatusResponse, n: int) -> BaseGenerationProgress
     )
 
 
-def _image_url(form: AlchemyFormStatus) -> str | None:
+def image_url(form: AlchemyFormStatus) -> str | None:
+    """Where a finished post-processing form's image is (an R2 link), else ``None``."""
     name = str(form.form)
     if not form.done or name not in IMAGE_FORMS or form.result is None:
         return None
