@@ -127,15 +127,9 @@ class Delivery:
             raise BotError(DISCORD_TROUBLE.format(status=status), detail=str(exc)) from exc
         channel_id = interaction.channel_id if interaction.channel_id is not None else message.channel.id
         if private:
-            fallback = ChannelTarget(
-                self.client,
-                channel_id,
-                None,
-                guild_id=interaction.guild_id,
-                user_id=interaction.user.id,
-                note=MOVED_AFTER_TIMEOUT,
+            return JobMessage(
+                InteractionTarget(interaction, self._moved_out(interaction, channel_id)), channel_id, None
             )
-            return JobMessage(InteractionTarget(interaction, fallback), channel_id, None)
         return JobMessage(ChannelTarget(self.client, channel_id, message.id), channel_id, message.id)
 
     def in_channel(self, message: discord.Message) -> JobMessage:
@@ -146,8 +140,16 @@ class Delivery:
     def in_dm(self, message: discord.Message, interaction: discord.Interaction[Any]) -> JobMessage:
         """A job shown in ``message``, in the member's DMs; ``interaction`` is the command's private
         reply, pointing there, where the job moves if the DMs close mid-job."""
+        dm = ChannelTarget(self.client, message.channel.id, message.id)
+        # The command's channel (a DM job always comes from a server's).
         channel_id = interaction.channel_id if interaction.channel_id is not None else message.channel.id
-        fallback = ChannelTarget(
+        reply = InteractionTarget(interaction, self._moved_out(interaction, channel_id), fresh=True)
+        return JobMessage(DirectMessageTarget(dm, reply), message.channel.id, message.id)
+
+    def _moved_out(self, interaction: discord.Interaction[Any], channel_id: int) -> ChannelTarget:
+        """Where a private reply goes on before its token expires: a new message in the command's
+        channel, for the member and saying why."""
+        return ChannelTarget(
             self.client,
             channel_id,
             None,
@@ -155,9 +157,6 @@ class Delivery:
             user_id=interaction.user.id,
             note=MOVED_AFTER_TIMEOUT,
         )
-        dm = ChannelTarget(self.client, message.channel.id, message.id)
-        target = DirectMessageTarget(dm, InteractionTarget(interaction, fallback, fresh=True))
-        return JobMessage(target, message.channel.id, message.id)
 
     def resumed(self, job: JobRecord) -> ChannelTarget:
         """The message of a journalled job after a restart: its channel message, or (a private job:
