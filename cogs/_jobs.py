@@ -303,7 +303,9 @@ async def launch_in_channel(
     if config.visibility_in(channel_id if isinstance(channel_id, int) else None) == "private":
         raise UserInputError(PRIVATE_CHANNEL)
     message = await channel.send(job.first_text(bot, key), allowed_mentions=NO_MENTIONS)
-    return await _start(bot, bot.delivery.in_channel(message), job, key, user_id=user_id, guild_id=guild_id)
+    return await _start(
+        bot, bot.delivery.in_channel(message, user_id), job, key, user_id=user_id, guild_id=guild_id
+    )
 
 
 async def _start(

@@ -18,6 +18,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import discord
 import PIL.Image
 import pytest
 import simcord
@@ -29,7 +30,13 @@ from bot.horde import AIHordeAPIAsyncManualClient, ImageGenerateAsyncResponse, P
 from bot.services.delivery.budget import ChannelEditBudget
 from bot.services.delivery.listener import NO_FILES
 from bot.services.delivery.service import DISCORD_TROUBLE
-from bot.services.delivery.targets import MOVED_AFTER_RESTART, MOVED_AFTER_TIMEOUT, MOVED_HERE
+from bot.services.delivery.targets import (
+    MOVED_AFTER_RESTART,
+    MOVED_AFTER_TIMEOUT,
+    MOVED_HERE,
+    MOVED_TO_DMS,
+    RESULT_REFUSED,
+)
 from bot.services.image.render import NO_ATTACH_PERMISSION
 from bot.services.image.request import ImagineOptions, build_request
 from bot.storage import DeliveryState, JobRecord, JobState
@@ -194,6 +201,75 @@ async def test_without_attach_files_the_result_comes_as_text_saying_so(
     assert message.attachments == []
     assert "Missing permission to attach files" in caplog.text
     assert (await only_job(server, server.alice)).state is JobState.DONE
+
+
+# -- 403: the bot may no longer post in the channel -------------------------------------------------
+
+
+def take_send_messages(server: Server) -> None:
+    """A moderator takes the bot's Send Messages in the channel: the channel update reaches the
+    bot's cache, and (SimCord leaves the bot's own edits unchecked) Discord refuses its edits."""
+    from simcord.backend.models.channel import Overwrite
+    from simcord.enums import OverwriteType
+
+    me = server.guild.me
+    assert me is not None
+    deny = discord.Permissions(send_messages=True).value
+    overwrite = Overwrite(target_id=me.id, type=OverwriteType.MEMBER, allow=0, deny=deny)
+    server.env.backend.set_overwrite(server.channel.id, overwrite)
+    server.env.inject_error(
+        "PATCH",
+        f"/channels/{server.channel.id}/messages/*",
+        status=403,
+        code=50013,
+        message="Missing Permissions",
+        times=None,
+    )
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+async def test_a_channel_the_bot_may_no_longer_post_in_sends_the_result_by_dm(
+    server: Server, horde_sim: Simulator, kind: str
+) -> None:
+    _, job = await start(server, kind)
+    take_send_messages(server)
+
+    await let_it_finish(server, horde_sim)
+    ended = await until_delivered(server, job)
+
+    dm = server.alice.user.dm_channel.last_message
+    assert dm is not None
+    assert "✅ **Done**" in dm.content
+    assert dm.content.endswith(MOVED_TO_DMS.format(channel=server.channel.id))
+    assert len(dm.attachments) == (0 if kind == "text" else 1)
+    assert bool(dm.components) == (kind != "alchemy")  # its buttons (/alchemy's result has none)
+    assert (ended.channel_id, ended.message_id) == (dm.channel.id, dm.id)  # a restart goes on there
+
+
+async def test_a_result_refused_in_the_channel_and_the_dms_is_not_journalled_as_delivered(
+    server: Server, horde_sim: Simulator
+) -> None:
+    _, job = await start(server, "image")
+    take_send_messages(server)
+    server.env.inject_error(
+        "POST", f"/channels/{server.alice.user.dm_channel.id}/messages", status=403, code=50007, times=None
+    )
+
+    await let_it_finish(server, horde_sim)
+
+    ended = await until_delivered(server, job, state=DeliveryState.FAILED)
+    assert ended.delivery_error == RESULT_REFUSED  # /jobs show still brings it back
+
+
+async def until_delivered(
+    server: Server, job: JobRecord, *, state: DeliveryState = DeliveryState.DELIVERED
+) -> JobRecord:
+    for _ in range(300):
+        record = await server.bot.storage.jobs.get(job.id)
+        if record is not None and record.delivery == state:
+            return record
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"job {job.id}: its delivery is not {state}: {record}")
 
 
 # -- 429 on edits ----------------------------------------------------------------------------------

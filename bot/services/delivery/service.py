@@ -33,6 +33,7 @@ from bot.services.delivery.targets import (
     DirectMessageTarget,
     InteractionTarget,
     MessageTarget,
+    PublicTarget,
 )
 from bot.services.jobs import CancelReason, DeliveryDeferred, JobAbandoned, JobOutcome
 from bot.storage import JobRecord
@@ -130,12 +131,16 @@ class Delivery:
             return JobMessage(
                 InteractionTarget(interaction, self._moved_out(interaction, channel_id)), channel_id, None
             )
-        return JobMessage(ChannelTarget(self.client, channel_id, message.id), channel_id, message.id)
+        return JobMessage(self._public(channel_id, message.id, interaction.user.id), channel_id, message.id)
 
-    def in_channel(self, message: discord.Message) -> JobMessage:
-        """A job shown in ``message``, a channel message the bot posted."""
-        target = ChannelTarget(self.client, message.channel.id, message.id)
-        return JobMessage(target, message.channel.id, message.id)
+    def in_channel(self, message: discord.Message, user_id: int) -> JobMessage:
+        """A job of ``user_id`` shown in ``message``, a channel message the bot posted."""
+        return JobMessage(
+            self._public(message.channel.id, message.id, user_id), message.channel.id, message.id
+        )
+
+    def _public(self, channel_id: int, message_id: int, user_id: int) -> PublicTarget:
+        return PublicTarget(self.client, ChannelTarget(self.client, channel_id, message_id), user_id)
 
     def in_dm(self, message: discord.Message, interaction: discord.Interaction[Any]) -> JobMessage:
         """A job shown in ``message``, in the member's DMs; ``interaction`` is the command's private
@@ -158,11 +163,11 @@ class Delivery:
             note=MOVED_AFTER_TIMEOUT,
         )
 
-    def resumed(self, job: JobRecord) -> ChannelTarget:
+    def resumed(self, job: JobRecord) -> MessageTarget:
         """The message of a journalled job after a restart: its channel message, or (a private job:
         the token is gone) a new channel message that says why."""
         if job.message_id is not None:
-            return ChannelTarget(self.client, job.channel_id, job.message_id)
+            return self._public(job.channel_id, job.message_id, job.user_id)
         return ChannelTarget(
             self.client,
             job.channel_id,

@@ -6,6 +6,9 @@
 * :class:`InteractionTarget` — a private (ephemeral) reply, which only the interaction's webhook can
   edit, for 15 minutes. Shortly before the token expires (or when Discord already refuses it), the
   job moves to a new channel message that says why, and the private reply points there.
+* :class:`PublicTarget` — a channel message for a member. When Discord refuses it and the bot may
+  no longer post in the channel (its permissions were taken away mid-job, or before a restart),
+  the job moves to a new message in the member's DMs that says why.
 * :class:`DirectMessageTarget` — a message in the member's DMs (their /settings ask for results
   there). When Discord refuses the DM mid-job (the member closed their DMs or blocked the bot),
   the job moves to the command's private reply, and from there as a private reply does.
@@ -25,7 +28,7 @@ from typing import Any, Final, Protocol
 import discord
 
 from bot.services.delivery.limits import fit_fields
-from bot.services.jobs import JobAbandoned
+from bot.services.jobs import DeliveryFailed, JobAbandoned
 from bot.storage import JobRecord
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,10 @@ MOVED_AFTER_RESTART: Final = (
     "-# Posted in the channel: the bot restarted and can no longer update the private reply."
 )
 MOVED_FROM_DMS: Final = "-# Shown here: I can't send you DMs any more."
+MOVED_TO_DMS: Final = "-# Sent to your DMs: I can't post in <#{channel}> any more."
+RESULT_REFUSED: Final = (
+    "Discord refused the result's message: no permission to post it there, nor to DM the member"
+)
 MOVED_HERE: Final = (
     "This continues in the channel, because private replies can only be updated for 15 minutes: {url}"
 )
@@ -259,6 +266,65 @@ class DirectMessageTarget:
         return await self._fallback.edit(noted)
 
 
+class PublicTarget:
+    """``channel``'s message, for ``user_id``; once Discord refuses an edit (403) and the bot's
+    cached permissions say it may not post there any more (no View Channel or Send Messages), the
+    job moves to a new message in the member's DMs (every file, its buttons) with a line saying
+    why. Any other 403 (no Attach Files, say) propagates as before."""
+
+    def __init__(self, client: discord.Client, channel: ChannelTarget, user_id: int) -> None:
+        self._client = client
+        self._channel = channel
+        self._user_id = user_id
+        self._dm: ChannelTarget | None = None
+
+    def __repr__(self) -> str:
+        return f"PublicTarget(channel={self._channel!r}, dm={self._dm!r})"
+
+    @property
+    def _current(self) -> ChannelTarget:
+        return self._dm if self._dm is not None else self._channel
+
+    @property
+    def channel_id(self) -> int:
+        return self._current.channel_id
+
+    @property
+    def message_id(self) -> int | None:
+        return self._current.message_id
+
+    async def edit(self, build: BuildFields) -> discord.Message:
+        if self._dm is None:
+            try:
+                return await self._channel.edit(build)
+            except discord.Forbidden:
+                if self._may_post():
+                    raise
+            user = self._client.get_user(self._user_id) or await self._client.fetch_user(self._user_id)
+            dm = await user.create_dm()
+            log.info(
+                "No permission to post in channel %s: a job moves to its member's DMs",
+                self._channel.channel_id,
+            )
+            self._dm = ChannelTarget(
+                self._client, dm.id, None, note=MOVED_TO_DMS.format(channel=self._channel.channel_id)
+            )
+        return await self._dm.edit(build)
+
+    def _may_post(self) -> bool:
+        """What the cache says; a channel it doesn't know (or a DM) counts as one the bot may post in."""
+        channel = self._client.get_channel(self._channel.channel_id)
+        if not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+            return True
+        permissions = channel.permissions_for(channel.guild.me)
+        send = (
+            permissions.send_messages_in_threads
+            if isinstance(channel, discord.Thread)
+            else permissions.send_messages
+        )
+        return permissions.view_channel and send
+
+
 def _token_refused(exc: discord.HTTPException) -> bool:
     return exc.code in (UNKNOWN_WEBHOOK, INVALID_WEBHOOK_TOKEN) or exc.status == 401
 
@@ -270,7 +336,8 @@ async def edit_job_message(
 
     A 404 abandons the job (its message is gone). A 403 while attaching files propagates (the caller
     sends again without them); so does any error of a ``final`` edit, which
-    :meth:`Delivery.must_deliver` tries again.
+    :meth:`Delivery.must_deliver` tries again, but a 403 without files, which raises
+    :class:`DeliveryFailed`: a result refused everywhere is journalled as not delivered.
     """
     had_files = False
 
@@ -290,6 +357,8 @@ async def edit_job_message(
         if had_files:
             raise
         log.warning("Not allowed to edit the message of job %s", job.id)
+        if final:
+            raise DeliveryFailed(RESULT_REFUSED) from None
         return None
     except discord.HTTPException as exc:
         if final:
