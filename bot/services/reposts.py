@@ -25,7 +25,7 @@ from bot.services.alchemy.job import image_url
 from bot.services.alchemy.listener import FILE_STEM as ALCHEMY_STEM
 from bot.services.alchemy.render import render_alchemy_result
 from bot.services.alchemy.request import AlchemyParams
-from bot.services.delivery.limits import fit_content
+from bot.services.delivery.limits import MAX_FILES, files_left_out, fit_content, fit_uploads
 from bot.services.image.job import delivered_image
 from bot.services.image.listener import image_file
 from bot.services.image.render import render_result
@@ -38,8 +38,6 @@ from bot.storage import JobRecord, JobState
 
 log = logging.getLogger(__name__)
 
-MAX_FILES: Final = 10
-"""Discord allows this many files on one message."""
 NOT_FINISHED: Final = "This generation is still running: its own message shows its progress."
 NO_RESULT: Final = "This generation ended without a result to show ({state})."
 EXPIRED: Final = (
@@ -121,15 +119,17 @@ class ResultCopies:
         result = render_result(
             ImagineParams.from_json(job.params_json), _outcome(job, images), anonymous=False
         )
-        files = [image_file(image) for image in images]
-        content = fit_content(f"{result.content}\n{_note(job, None)}")
+        kept, left_out = _within_limits(images)
+        files = [image_file(image) for image in kept]
+        content = fit_content("\n".join([result.content, *left_out, _note(job, None)]))
         return ResultCopy(content=content, embeds=[result.embed], files=files)
 
     async def _alchemy_copy(self, job: JobRecord) -> ResultCopy:
         """Captions and tags from the journal; an upscaled image from the Horde while it has it."""
         images = await self._alchemy_images(job)
+        kept, left_out = _within_limits(images)
         files = [
-            discord.File(io.BytesIO(image.data), filename=image.filename(ALCHEMY_STEM)) for image in images
+            discord.File(io.BytesIO(image.data), filename=image.filename(ALCHEMY_STEM)) for image in kept
         ]
         content, embed = render_alchemy_result(
             AlchemyParams.from_json(job.params_json),
@@ -143,7 +143,8 @@ class ResultCopies:
         if not files and embed is None:
             raise UserInputError(EXPIRED, detail=f"job {job.id}: nothing left to show")
         embeds = [embed] if embed is not None else []
-        return ResultCopy(content=fit_content(f"{content}\n{_note(job, None)}"), embeds=embeds, files=files)
+        content = "\n".join([content, *left_out, _note(job, None)])
+        return ResultCopy(content=fit_content(content), embeds=embeds, files=files)
 
     async def _alchemy_images(self, job: JobRecord) -> list[DeliveredImage]:
         if not _journalled_images(job) or job.horde_id is None:
@@ -180,6 +181,13 @@ def _text_from_journal(job: JobRecord) -> ResultCopy:
     return ResultCopy(
         content=fit_content(f"{rendered.content}\n{_note(job, None)}"), embeds=embeds, files=files
     )
+
+
+def _within_limits(images: list[DeliveredImage]) -> tuple[list[DeliveredImage], list[str]]:
+    """The images one message carries, and the line naming those it can't (none: no line)."""
+    fitting = fit_uploads([len(image.data) for image in images])
+    left = [number for number in range(1, len(images) + 1) if number - 1 not in fitting]
+    return [images[index] for index in fitting], [files_left_out(left)] if left else []
 
 
 def _outcome(job: JobRecord, images: list[DeliveredImage]) -> JobOutcome:

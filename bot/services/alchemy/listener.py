@@ -11,9 +11,10 @@ import discord
 
 from bot.services.alchemy.render import render_alchemy_progress, render_alchemy_result
 from bot.services.alchemy.request import AlchemyParams
+from bot.services.delivery.limits import files_left_out, fit_uploads
 from bot.services.delivery.listener import MessageJobListener
 from bot.services.delivery.service import Delivery, JobViews
-from bot.services.delivery.targets import Fields, MessageTarget
+from bot.services.delivery.targets import Fields, MessageTarget, with_line
 from bot.services.jobs import DeliveredImage, JobOutcome
 from bot.storage import JobRecord
 
@@ -31,7 +32,8 @@ def alchemy_listener(
     bar_width = delivery.progress.bar_width
 
     def finish(job: JobRecord, outcome: JobOutcome) -> Fields:
-        files = [_file(image) for image in outcome.images]
+        fitting = fit_uploads([len(image.data) for image in outcome.images])
+        files = [_file(outcome.images[index]) for index in fitting]
         content, embed = render_alchemy_result(
             params,
             outcome,
@@ -39,6 +41,8 @@ def alchemy_listener(
             image_filenames=[file.filename for file in files],
             anonymous=anonymous,
         )
+        if left := [number for number in range(1, len(outcome.images) + 1) if number - 1 not in fitting]:
+            content = with_line(content, files_left_out(left))
         return {"content": content, "embed": embed, "attachments": files, "view": views.result(job.id)}
 
     return MessageJobListener(

@@ -3,11 +3,14 @@
 Discord refuses (HTTP 400) a message whose content is over 2,000 characters or whose embed breaks
 any of its limits, the 6,000 characters of an embed's text in all included: a refused result is a
 lost result. Every job message edit goes through :func:`fit_fields` (``targets.edit_job_message``);
-what is posted elsewhere from user-controlled text (Details) through :func:`fit_embed`.
+what is posted elsewhere from user-controlled text (Details) through :func:`fit_embed`. Files
+too: at most :data:`MAX_FILES` and :data:`UPLOAD_BYTES` per message (:func:`fit_uploads`); over
+them Discord refuses the edit (HTTP 413) and the whole result with it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 import discord
@@ -23,6 +26,11 @@ EMBED_FIELD_NAME: Final = 256
 EMBED_FIELD_VALUE: Final = 1024
 EMBED_FOOTER: Final = 2048
 EMBED_AUTHOR: Final = 256
+MAX_FILES: Final = 10
+"""Discord allows this many files on one message."""
+UPLOAD_BYTES: Final = discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+"""The files one message may carry, in bytes, in any channel (10 MiB; a boosted server takes
+more, a DM no more)."""
 
 
 def fit_content(content: str) -> str:
@@ -87,3 +95,28 @@ def fit_fields(fields: dict[str, Any]) -> dict[str, Any]:
         if isinstance(item, discord.Embed):
             fit_embed(item)
     return fields
+
+
+def fit_uploads(sizes: Sequence[int], *, limit: int = UPLOAD_BYTES, max_files: int = MAX_FILES) -> list[int]:
+    """The indexes of the files (of ``sizes`` bytes, in order) one message carries: each that fits
+    in what is left of ``limit``, at most ``max_files``. Files that come later never change what
+    was chosen before them, so a message that gains files keeps the ones it has."""
+    chosen: list[int] = []
+    total = 0
+    for index, size in enumerate(sizes):
+        if len(chosen) == max_files:
+            break
+        if total + size <= limit:
+            chosen.append(index)
+            total += size
+    return chosen
+
+
+def files_left_out(numbers: Sequence[int], *, noun: str = "image") -> str:
+    """The line saying which files (their 1-based ``numbers``) a message could not carry, and why."""
+    names = ", ".join(f"#{number}" for number in numbers)
+    many = len(numbers) != 1
+    return (
+        f"⚠️ Discord takes at most {MAX_FILES} files and {UPLOAD_BYTES // (1024 * 1024)} MB per message, "
+        f"so {noun}{'s' if many else ''} {names} {'are' if many else 'is'} not attached."
+    )

@@ -17,6 +17,7 @@ import discord
 
 from bot.clock import monotonic
 from bot.services.delivery.budget import EditThrottle
+from bot.services.delivery.limits import MAX_FILES, files_left_out, fit_uploads
 from bot.services.delivery.service import Delivery
 from bot.services.delivery.targets import NO_MENTIONS, Fields, MessageTarget, edit_job_message, with_line
 from bot.services.image.render import NO_ATTACH_PERMISSION, render_progress, render_result
@@ -26,16 +27,9 @@ from bot.storage import JobRecord
 
 log = logging.getLogger(__name__)
 
-MAX_ATTACHMENTS: Final = 10
-"""Discord allows this many files on one message."""
+MAX_ATTACHMENTS: Final = MAX_FILES
 FILE_STEM: Final = "imagine"
-
-
-def too_many_files(count: int) -> str:
-    return (
-        f"⚠️ Discord shows at most {MAX_ATTACHMENTS} files per message, so {count} "
-        f"image{'s are' if count != 1 else ' is'} not attached; Details lists every seed."
-    )
+SEEDS_IN_DETAILS: Final = "Details lists every seed."
 
 
 class ImageViews(Protocol):
@@ -135,21 +129,29 @@ class ImagineListener(JobListener):
                 self._seen.add(image.generation_id)
                 self._images.append(image)
 
+    def _attachable(self) -> list[DeliveredImage]:
+        """The images the message carries, in order: within Discord's files and bytes per message."""
+        return [self._images[index] for index in fit_uploads([len(image.data) for image in self._images])]
+
     def _attached_numbers(self) -> list[int]:
         """The numbers (#1 …) of the images the result message carries, for their buttons."""
         if not self._can_attach:
             return []
-        return sorted(image.index + 1 for image in self._images[:MAX_ATTACHMENTS])
+        return sorted(image.index + 1 for image in self._attachable())
 
-    def _left_out(self) -> int:
-        return max(0, len(self._images) - MAX_ATTACHMENTS) if self._can_attach else 0
+    def _left_out_note(self) -> str | None:
+        if not self._can_attach:
+            return None
+        attached = {image.generation_id for image in self._attachable()}
+        left = [image.index + 1 for image in self._images if image.generation_id not in attached]
+        return f"{files_left_out(left)} {SEEDS_IN_DETAILS}" if left else None
 
     def _notes(self) -> list[str]:
         notes = []
         if not self._can_attach:
             notes.append(NO_ATTACH_PERMISSION)
-        if self._left_out():
-            notes.append(too_many_files(self._left_out()))
+        if left_out := self._left_out_note():
+            notes.append(left_out)
         return notes
 
     def _progress_text(self) -> str:
@@ -177,9 +179,10 @@ class ImagineListener(JobListener):
         from a ``final`` one (:meth:`Delivery.must_deliver` tries again)."""
         shown = (content, len(self._seen))
         uploading: list[DeliveredImage] = []
+        showing = 0
 
         def build(fresh: bool) -> Fields:
-            nonlocal uploading
+            nonlocal uploading, showing
             # A fresh message starts with nothing attached: every image goes up again.
             attached = [] if fresh else self._attached
             already = 0 if fresh else self._shown
@@ -191,11 +194,13 @@ class ImagineListener(JobListener):
                 fields["view"] = fresh_view if fresh and fresh_view is not None else view
             uploading = []
             if self._can_attach:
-                uploading = self._images[already:MAX_ATTACHMENTS]
+                attachable = self._attachable()
+                uploading = attachable[already:]
+                showing = len(attachable)
                 if uploading:
                     fields["attachments"] = [*attached, *(image_file(image) for image in uploading)]
-                if self._left_out():
-                    fields["content"] = with_line(fields["content"], too_many_files(self._left_out()))
+                if left_out := self._left_out_note():
+                    fields["content"] = with_line(fields["content"], left_out)
             return fields
 
         before = (self._target.channel_id, self._target.message_id)
@@ -212,7 +217,7 @@ class ImagineListener(JobListener):
             await self._delivery.record_move(job, self._target, before)
         if uploading:
             self._attached = list(message.attachments)
-            self._shown = min(len(self._images), MAX_ATTACHMENTS)
+            self._shown = showing
         self._has_view = True
         self._throttle.sent(shown)
 

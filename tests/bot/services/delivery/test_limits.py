@@ -215,3 +215,27 @@ def test_fitting_an_embed_keeps_what_fits_as_it_is() -> None:
     assert embed.fields[0].value == "v" * 1023 + "…"
     small = discord.Embed(title="t", description="short")
     assert (fit_embed(small).title, small.description, small.fields) == ("t", "short", [])
+
+
+@PROPERTY_SETTINGS
+@given(
+    sizes=st.lists(st.integers(0, 3 * limits.UPLOAD_BYTES), max_size=14),
+    more=st.lists(st.integers(0, limits.UPLOAD_BYTES), max_size=4),
+)
+def test_the_files_chosen_fit_a_message_and_later_files_never_change_them(
+    sizes: list[int], more: list[int]
+) -> None:
+    chosen = limits.fit_uploads(sizes)
+
+    assert sum(sizes[index] for index in chosen) <= limits.UPLOAD_BYTES
+    assert len(chosen) <= limits.MAX_FILES
+    assert chosen == sorted(chosen)
+    # Nothing left out would still have fitted where it came (greedy in order).
+    for index in set(range(len(sizes))) - set(chosen):
+        before = [i for i in chosen if i < index]
+        assert (
+            len(before) == limits.MAX_FILES
+            or sum(sizes[i] for i in before) + sizes[index] > limits.UPLOAD_BYTES
+        )
+    # A message that gains files keeps the ones it carries.
+    assert limits.fit_uploads([*sizes, *more])[: len(chosen)] == chosen

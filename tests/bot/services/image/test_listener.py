@@ -226,7 +226,24 @@ async def test_more_images_than_a_message_holds_are_left_out_with_a_note() -> No
     await watcher.on_finished(JOB, outcome(images))
 
     assert len(message.attachments) == MAX_ATTACHMENTS
-    assert "so 2 images are not attached; Details lists every seed." in message.edits[-1]["content"]
+    assert "so images #11, #12 are not attached. Details lists every seed." in message.edits[-1]["content"]
+
+
+async def test_images_over_discords_bytes_per_message_are_left_out_with_a_note() -> None:
+    # 6 MiB, 6 MiB, 1 MiB: the second would take the message over 10 MiB (a 413 would lose all).
+    message, clock = FakeMessage(), FakeClock()
+    watcher = listener(message, clock)
+    sizes = (6, 6, 1)
+    images = tuple(
+        dataclasses.replace(image(index), data=bytes(mib * 1024 * 1024)) for index, mib in enumerate(sizes)
+    )
+
+    await watcher.on_finished(JOB, outcome(images))
+
+    assert message.attachments == ["imagine_1_100.webp", "imagine_3_102.webp"]
+    assert "so image #2 is not attached. Details lists every seed." in message.edits[-1]["content"]
+    buttons = [getattr(item, "item", item).label for item in message.edits[-1]["view"].children]
+    assert [label for label in buttons if label.startswith("U")] == ["U1", "U3"]
 
 
 async def test_a_deleted_message_abandons_the_job() -> None:
