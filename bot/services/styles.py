@@ -12,6 +12,7 @@ the negative prompt), the style's first model and its params are the defaults.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
@@ -41,6 +42,8 @@ __all__ = ["AppliedStyle", "StylesCache", "image_style_prompt", "text_style_prom
 StyleKind = Literal["image", "text"]
 
 STYLE_PAGES: Final = 4
+LIST_WAIT_S: Final = 1.0
+"""How long finding a style waits for the styles list before asking for the style by name."""
 """Pages (25 styles each, most used first) the autocomplete offers: the popular styles. Any other
 style still works by its exact name (looked up on its own)."""
 UNKNOWN_STYLE: Final = "The AI Horde has no {kind} style called “{name}”. Start typing to see the styles."
@@ -128,8 +131,11 @@ class StylesCache:
         :class:`UserInputError`; the Horde failing: :class:`AIHordeRequestError`."""
         wanted = name.strip()
         try:
-            cached = await self._lists[kind].items()
-        except AIHordeRequestError:
+            # The list may take several pages of requests to fetch, and the command runs before
+            # its interaction is answered (3 s): past LIST_WAIT_S the style is asked by name (one
+            # request) while the list goes on loading for the next callers.
+            cached = await asyncio.wait_for(self._lists[kind].items(), LIST_WAIT_S)
+        except (AIHordeRequestError, TimeoutError):
             cached = ()
         for style in cached:
             if style.name == wanted:

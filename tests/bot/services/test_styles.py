@@ -7,8 +7,8 @@ import pytest
 
 from bot.errors import UserInputError
 from bot.horde import AIHordeAPIAsyncClientSession, AIHordeAPIAsyncSimpleClient
-from bot.services.styles import StylesCache, image_style_prompt, text_style_prompt
-from horde_simulator import Simulator
+from bot.services.styles import LIST_WAIT_S, StylesCache, image_style_prompt, text_style_prompt
+from horde_simulator import Fault, Simulator
 from horde_simulator._records import SimStyle
 
 
@@ -38,6 +38,22 @@ async def test_finding_styles_by_name_uses_the_cached_list_then_asks_by_name(hor
     assert [(choice.name, choice.value) for choice in suggested] == [
         ("sim-sketch — Deliberate", "sim-sketch")
     ]
+
+
+async def test_a_slow_styles_list_is_not_waited_for_the_style_is_asked_by_name(horde_sim: Simulator) -> None:
+    # The list may take pages of requests; a command must answer its interaction within 3 s.
+    horde_sim.state.faults.script("styles_image", Fault.delay(LIST_WAIT_S + 2), times=1)
+    async with AIHordeAPIAsyncClientSession(base_url=horde_sim.base_url) as session:
+        cache = StylesCache(AIHordeAPIAsyncSimpleClient(session), ttl_s=60)
+        sketch = await cache.find("image", "sim-sketch")
+        asked = horde_sim.counters.calls("style_image_by_name")
+        listed = await cache.suggest("image", "ske")  # the list went on loading meanwhile
+        await cache.close()
+
+    assert sketch.name == "sim-sketch"
+    assert asked == 1
+    assert [choice.value for choice in listed] == ["sim-sketch"]
+    assert horde_sim.counters.calls("styles_image") == 1
 
 
 @pytest.mark.parametrize(
