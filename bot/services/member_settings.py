@@ -93,11 +93,13 @@ class MemberSettings(BaseModel):
             height=options.height if sized else self.height,
         )
 
-    def used_by(self, options: ImagineOptions) -> MemberSettings:
-        """Only the defaults a command with ``options`` takes (the ones it gave win)."""
+    def used_by(self, options: ImagineOptions, *, style_given: bool) -> MemberSettings:
+        """Only the defaults a command with ``options`` takes (the ones it gave win); its style is
+        looked up after these checks, so whether it gave one is said apart."""
         sized = options.aspect is not None or options.width is not None or options.height is not None
         return MemberSettings(
             model=None if options.model else self.model,
+            style=None if style_given else self.style,
             sampler=None if options.sampler else self.sampler,
             steps=None if options.steps is not None else self.steps,
             negative_prompt=None if options.negative_prompt is not None else self.negative_prompt,
@@ -155,10 +157,13 @@ def check_here(member: MemberSettings, config: GuildConfig) -> None:
         raise UserInputError("\n".join([*lines, CHANGE_THEM]), detail="member defaults refused by the server")
 
 
-def imagine_options(options: ImagineOptions, member: MemberSettings, config: GuildConfig) -> ImagineOptions:
+def imagine_options(
+    options: ImagineOptions, member: MemberSettings, config: GuildConfig, *, style_given: bool
+) -> ImagineOptions:
     """What /imagine runs with: ``options``, then the member's defaults (refused where this server
-    refuses them), with the server's negative-prompt prefix in front."""
-    check_here(member.used_by(options), config)
+    refuses them, the default style too unless the command gave one), with the server's
+    negative-prompt prefix in front."""
+    check_here(member.used_by(options, style_given=style_given), config)
     filled = member.fill(options)
     return dataclasses.replace(filled, negative_prompt=config.negative_prompt_for(filled.negative_prompt))
 

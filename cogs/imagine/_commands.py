@@ -32,7 +32,7 @@ from bot.services.image.request import (
 )
 from bot.services.image.rerun import edited_request, rerun_request, same_seed_reruns
 from bot.services.image.source import SourceImage, check_source_attachment, prepare_source_image
-from bot.services.member_settings import MemberSettings, MemberSettingsService, check_here, imagine_options
+from bot.services.member_settings import MemberSettingsService, imagine_options
 from bot.services.models_cache import ModelsCache
 from bot.services.policy import GenerationContext, Origin
 from bot.services.settings.config import GuildConfig
@@ -156,8 +156,6 @@ class Imagine(PerImageActions, commands.Cog, name=COG_NAME):
     ) -> None:
         config = await self.bot.guild_settings.get(interaction.guild_id)
         member = await MemberSettingsService(self.bot.storage).get(interaction.user.id)
-        if not style and member.style:
-            check_here(MemberSettings(style=member.style), config)  # named as the member's default
         options = ImagineOptions(
             prompt=prompt,
             negative_prompt=negative_prompt,
@@ -178,10 +176,11 @@ class Imagine(PerImageActions, commands.Cog, name=COG_NAME):
             tis=textual_inversions,
             tiling=tiling,
             denoising_strength=strength,
-            # The command's style, else the member's default, else the server's.
-            style=await find_style(self.styles, "image", style or member.style or config.style, config),
         )
-        options = imagine_options(options, member, config)
+        options = imagine_options(options, member, config, style_given=bool(style))
+        # The command's style, else the member's default, else the server's.
+        chosen = style or member.style or config.style
+        options = replace(options, style=await find_style(self.styles, "image", chosen, config))
         # Everything that can be checked without downloading is checked before answering publicly.
         if source_image is not None:
             check_source_attachment(source_image.filename, source_image.content_type, source_image.size)

@@ -21,9 +21,11 @@ SERVER = build_config(None, GenerationDefaults(), {"max_steps": "40", "negative_
 def test_an_option_given_beats_the_members_default_which_beats_the_servers() -> None:
     member = MemberSettings(steps=20, n=2, negative_prompt="blur", aspect=AspectPreset.wide)
 
-    given = imagine_options(ImagineOptions(prompt="a fox", steps=10, width=512, height=512), member, SERVER)
-    defaulted = imagine_options(ImagineOptions(prompt="a fox"), member, SERVER)
-    plain = imagine_options(ImagineOptions(prompt="a fox"), MemberSettings(), SERVER)
+    given = imagine_options(
+        ImagineOptions(prompt="a fox", steps=10, width=512, height=512), member, SERVER, style_given=False
+    )
+    defaulted = imagine_options(ImagineOptions(prompt="a fox"), member, SERVER, style_given=False)
+    plain = imagine_options(ImagineOptions(prompt="a fox"), MemberSettings(), SERVER, style_given=False)
 
     assert (given.steps, given.n, given.aspect, given.width) == (10, 2, None, 512)
     assert (defaulted.steps, defaulted.aspect, defaulted.negative_prompt) == (
@@ -38,9 +40,22 @@ def test_only_the_defaults_a_command_takes_are_checked_against_the_server() -> N
     member = MemberSettings(steps=50)
 
     with pytest.raises(UserInputError) as refused:
-        imagine_options(ImagineOptions(prompt="a fox"), member, SERVER)
+        imagine_options(ImagineOptions(prompt="a fox"), member, SERVER, style_given=False)
     assert "Your default of 50 steps is above this server's 40." in refused.value.user_message
-    assert imagine_options(ImagineOptions(prompt="a fox", steps=30), member, SERVER).steps == 30
+    assert (
+        imagine_options(ImagineOptions(prompt="a fox", steps=30), member, SERVER, style_given=False).steps
+        == 30
+    )
+
+
+def test_a_blocked_default_style_is_refused_only_when_the_command_gives_none() -> None:
+    strict = build_config(None, GenerationDefaults(), {"blocked_styles": "gloomy"})
+    member = MemberSettings(style="Gloomy")
+
+    with pytest.raises(UserInputError) as refused:
+        imagine_options(ImagineOptions(prompt="a fox"), member, strict, style_given=False)
+    assert "Your default style “Gloomy” isn't allowed on this server." in refused.value.user_message
+    assert imagine_options(ImagineOptions(prompt="a fox"), member, strict, style_given=True).prompt == "a fox"
 
 
 def test_conflicts_name_the_model_count_and_size_a_server_refuses() -> None:
