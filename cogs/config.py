@@ -17,6 +17,7 @@ from discord.ext import commands
 
 from bot.app import HordeBot
 from bot.services.delivery.limits import EMBED_DESCRIPTION, EMBED_FIELD_VALUE
+from bot.services.delivery.targets import may_post_in
 from bot.services.formatting import clip
 from bot.services.settings.registry import SettingGroup, SettingValueError, get_setting, setting_names
 from bot.services.settings.service import SettingChange, ShownSetting
@@ -52,16 +53,6 @@ def _log_channel_in(guild: discord.Guild | None, channel_id: int) -> PostableCha
     """The channel ``channel_id`` if it is one of ``guild``'s own channels that take messages."""
     channel = guild.get_channel_or_thread(channel_id) if guild is not None else None
     return channel if isinstance(channel, PostableChannel) else None
-
-
-def _can_post(channel: PostableChannel) -> bool:
-    permissions = channel.permissions_for(channel.guild.me)
-    may_send = (
-        permissions.send_messages_in_threads
-        if isinstance(channel, discord.Thread)
-        else permissions.send_messages
-    )
-    return permissions.view_channel and may_send
 
 
 def _group_lines(shown: list[ShownSetting], group: SettingGroup, *, detailed: bool) -> str:
@@ -233,7 +224,7 @@ def _check_log_channel(guild: discord.Guild | None, value: str) -> None:
     channel = _log_channel_in(guild, channel_id)
     if channel is None:
         raise SettingValueError(LOG_CHANNEL_NOT_HERE)
-    if not _can_post(channel):
+    if not may_post_in(channel):
         raise SettingValueError(LOG_CHANNEL_NO_ACCESS.format(channel=channel.mention))
 
 

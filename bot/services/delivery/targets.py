@@ -224,7 +224,23 @@ class InteractionTarget:
         return message
 
 
-class DirectMessageTarget:
+class _MovingTarget:
+    """A target that may move to another one: its ids are those of where the job is now."""
+
+    @property
+    def _current(self) -> MessageTarget:
+        raise NotImplementedError
+
+    @property
+    def channel_id(self) -> int:
+        return self._current.channel_id
+
+    @property
+    def message_id(self) -> int | None:
+        return self._current.message_id
+
+
+class DirectMessageTarget(_MovingTarget):
     """A message in the member's DMs, edited as a channel message; once Discord refuses the DM
     (any 403: a DM has no permissions to lack, so the member closed their DMs or blocked the bot),
     the job moves to ``fallback``, the command's private reply, with a line saying why."""
@@ -240,14 +256,6 @@ class DirectMessageTarget:
     @property
     def _current(self) -> MessageTarget:
         return self._fallback if self._moved else self._dm
-
-    @property
-    def channel_id(self) -> int:
-        return self._current.channel_id
-
-    @property
-    def message_id(self) -> int | None:
-        return self._current.message_id
 
     async def edit(self, build: BuildFields) -> discord.Message:
         if not self._moved:
@@ -266,7 +274,7 @@ class DirectMessageTarget:
         return await self._fallback.edit(noted)
 
 
-class PublicTarget:
+class PublicTarget(_MovingTarget):
     """``channel``'s message, for ``user_id``; once Discord refuses an edit (403) and the bot's
     cached permissions say it may not post there any more (no View Channel or Send Messages), the
     job moves to a new message in the member's DMs (every file, its buttons) with a line saying
@@ -282,16 +290,8 @@ class PublicTarget:
         return f"PublicTarget(channel={self._channel!r}, dm={self._dm!r})"
 
     @property
-    def _current(self) -> ChannelTarget:
+    def _current(self) -> MessageTarget:
         return self._dm if self._dm is not None else self._channel
-
-    @property
-    def channel_id(self) -> int:
-        return self._current.channel_id
-
-    @property
-    def message_id(self) -> int | None:
-        return self._current.message_id
 
     async def edit(self, build: BuildFields) -> discord.Message:
         if self._dm is None:
@@ -316,13 +316,18 @@ class PublicTarget:
         channel = self._client.get_channel(self._channel.channel_id)
         if not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
             return True
-        permissions = channel.permissions_for(channel.guild.me)
-        send = (
-            permissions.send_messages_in_threads
-            if isinstance(channel, discord.Thread)
-            else permissions.send_messages
-        )
-        return permissions.view_channel and send
+        return may_post_in(channel)
+
+
+def may_post_in(channel: discord.abc.GuildChannel | discord.Thread) -> bool:
+    """Whether the bot's cached permissions let it see ``channel`` and send messages there."""
+    permissions = channel.permissions_for(channel.guild.me)
+    send = (
+        permissions.send_messages_in_threads
+        if isinstance(channel, discord.Thread)
+        else permissions.send_messages
+    )
+    return permissions.view_channel and send
 
 
 def _token_refused(exc: discord.HTTPException) -> bool:
