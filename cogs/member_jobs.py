@@ -22,9 +22,9 @@ from bot.errors import BotError, UserInputError
 from bot.services.controls import DM_COPY_EMOJI
 from bot.services.delivery.limits import fit_embed
 from bot.services.image.reactions import action_for
-from bot.services.job_list import NO_JOBS, choice_name, overview
+from bot.services.job_list import NO_JOBS, choice_name, overview, running_of
 from bot.services.reposts import ResultCopies, ResultCopy
-from bot.storage import JobRecord
+from bot.storage import JobRecord, JobState
 from bot.tree import report_interaction_error
 from cogs._jobs import NO_MENTIONS, cancel_job, is_age_restricted
 
@@ -97,7 +97,9 @@ class MemberJobs(
     async def list_jobs(self, interaction: discord.Interaction) -> None:
         recent = await self.bot.storage.jobs.list_recent(interaction.user.id, RECENT_READ)
         active = {job.record.id: job for job in self.bot.jobs.active_jobs(user_id=interaction.user.id)}
-        shown = overview(recent, active, now=discord.utils.utcnow())
+        waiting = [job.id for job in running_of(recent) if job.state is JobState.PENDING]
+        places = await self.bot.storage.submit_queue.places(waiting)
+        shown = overview(recent, active, now=discord.utils.utcnow(), places=places)
         parts = []
         if shown.lines_running:
             parts.append("\n".join([RUNNING_HEADER, *shown.lines_running]))

@@ -52,22 +52,40 @@ class JobsOverview:
     lines_finished: list[str]
 
 
-def overview(recent: Sequence[JobRecord], active: Mapping[str, ActiveJob], *, now: datetime) -> JobsOverview:
-    """``recent``: the member's jobs, newest first; ``active``: those this process runs, by id."""
-    running = [job for job in recent if not job.state.is_terminal][:RUNNING_SHOWN]
+def running_of(recent: Sequence[JobRecord]) -> list[JobRecord]:
+    """The running jobs ``/jobs`` lists, of the member's ``recent`` ones (newest first)."""
+    return [job for job in recent if not job.state.is_terminal][:RUNNING_SHOWN]
+
+
+def overview(
+    recent: Sequence[JobRecord],
+    active: Mapping[str, ActiveJob],
+    *,
+    now: datetime,
+    places: Mapping[str, int] | None = None,
+) -> JobsOverview:
+    """``recent``: the member's jobs, newest first; ``active``: those this process runs, by id;
+    ``places``: the place in the bot's own queue of those still waiting for their turn, whichever
+    process runs them."""
+    running = running_of(recent)
     finished = [job for job in recent if job.state.is_terminal][:FINISHED_SHOWN]
+    places = places or {}
     return JobsOverview(
         running=running,
         finished=finished,
-        lines_running=[_running_line(job, active.get(job.id), now=now) for job in running],
+        lines_running=[
+            _running_line(job, active.get(job.id), now=now, place=places.get(job.id)) for job in running
+        ],
         lines_finished=[_finished_line(job) for job in finished],
     )
 
 
-def _running_line(job: JobRecord, active: ActiveJob | None, *, now: datetime) -> str:
+def _running_line(job: JobRecord, active: ActiveJob | None, *, now: datetime, place: int | None) -> str:
     progress = active.progress if active is not None else None
     if active is not None and active.cancelling:
         where = "cancelling"
+    elif place is not None and job.state is JobState.PENDING:
+        where = f"#{place} in the bot's queue"
     elif progress is None:
         where = "sent to the AI Horde" if job.state is JobState.SUBMITTED else "starting"
     elif progress.state == "queued":

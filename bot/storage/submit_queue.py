@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -95,6 +95,8 @@ class SubmitQueue(Protocol):
 
     async def positions(self, owner: str) -> dict[str, int]: ...
 
+    async def places(self, job_ids: Collection[str]) -> dict[str, int]: ...
+
     async def leave(self, owner: str) -> None: ...
 
 
@@ -141,15 +143,21 @@ class SQLSubmitQueue:
     async def positions(self, owner: str) -> dict[str, int]:
         """Each of ``owner``'s tickets and its place (1 = next) in the fair order of the whole bot,
         if the queue were served from now on with no more tickets coming."""
+        return {job_id: place for place, (job_id, its_owner) in await self._ordered() if its_owner == owner}
+
+    async def places(self, job_ids: Collection[str]) -> dict[str, int]:
+        """The place of each of ``job_ids`` still waiting, whichever process queued it (/jobs)."""
+        wanted = set(job_ids)
+        if not wanted:
+            return {}
+        return {job_id: place for place, (job_id, _) in await self._ordered() if job_id in wanted}
+
+    async def _ordered(self) -> list[tuple[int, tuple[str, str]]]:
         rows = await self._db.fetch(
             "SELECT t.job_id, t.owner, t.member, t.grp, t.seq, "
             f"g.last_served AS g_last, m.last_served AS m_last {_FAIR_ORDER}"
         )
-        return {
-            job_id: place
-            for place, (job_id, its_owner) in enumerate(fair_order(rows), 1)
-            if its_owner == owner
-        }
+        return list(enumerate(fair_order(rows), 1))
 
     async def leave(self, owner: str) -> None:
         """A process that stops: its tickets go (its jobs are journalled as they end)."""

@@ -51,6 +51,9 @@ async def test_places_follow_the_fair_order_of_the_whole_bot(storage: SQLStorage
     await queue.enqueue("other", owner="q", user_id=2, guild_id=5)
     assert await queue.positions("p") == {"dm-0": 1, "dm-1": 3, "dm-2": 4}
     assert await queue.positions("q") == {"other": 2}
+    # /jobs asks by job, whichever process queued it.
+    assert await queue.places(["dm-1", "other", "gone"]) == {"dm-1": 3, "other": 2}
+    assert await queue.places([]) == {}
 
 
 async def test_the_budget_holds_every_window_for_all_owners_together(storage: SQLStorage[Any]) -> None:
