@@ -11,8 +11,6 @@ that they expired.
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Final
@@ -22,15 +20,15 @@ import discord
 from bot.errors import UserInputError
 from bot.horde import AIHordeAPIAsyncSimpleClient, AIHordeError, ImageGeneration, RequestErrorResponse
 from bot.services.alchemy.job import image_url
-from bot.services.alchemy.listener import FILE_STEM as ALCHEMY_STEM
+from bot.services.alchemy.listener import alchemy_file
 from bot.services.alchemy.render import render_alchemy_result
 from bot.services.alchemy.request import AlchemyParams
-from bot.services.delivery.limits import MAX_FILES, files_left_out, fit_content, fit_uploads
+from bot.services.delivery.limits import MAX_FILES, files_left_out, fit_content, split_images
 from bot.services.image.job import delivered_image
 from bot.services.image.listener import image_file
 from bot.services.image.render import render_result
 from bot.services.image.request import ImagineParams
-from bot.services.jobs import DeliveredImage, JobOutcome
+from bot.services.jobs import DeliveredImage, JobOutcome, had_images
 from bot.services.text.listener import text_file
 from bot.services.text.render import render_text_result
 from bot.services.text.request import TextParams, text_result
@@ -119,18 +117,16 @@ class ResultCopies:
         result = render_result(
             ImagineParams.from_json(job.params_json), _outcome(job, images), anonymous=False
         )
-        kept, left_out = _within_limits(images)
+        kept, left = split_images(images)
         files = [image_file(image) for image in kept]
-        content = fit_content("\n".join([result.content, *left_out, _note(job, None)]))
+        content = fit_content("\n".join([result.content, *_left_out(left), _note(job, None)]))
         return ResultCopy(content=content, embeds=[result.embed], files=files)
 
     async def _alchemy_copy(self, job: JobRecord) -> ResultCopy:
         """Captions and tags from the journal; an upscaled image from the Horde while it has it."""
         images = await self._alchemy_images(job)
-        kept, left_out = _within_limits(images)
-        files = [
-            discord.File(io.BytesIO(image.data), filename=image.filename(ALCHEMY_STEM)) for image in kept
-        ]
+        kept, left = split_images(images)
+        files = [alchemy_file(image) for image in kept]
         content, embed = render_alchemy_result(
             AlchemyParams.from_json(job.params_json),
             _outcome(job, images),
@@ -138,16 +134,16 @@ class ResultCopies:
             image_filenames=[file.filename for file in files if file.filename],
             anonymous=False,
         )
-        if _journalled_images(job) and not images:
+        if had_images(job.result_json) and not images:
             content = f"{content}\n{UPSCALE_EXPIRED}"
         if not files and embed is None:
             raise UserInputError(EXPIRED, detail=f"job {job.id}: nothing left to show")
         embeds = [embed] if embed is not None else []
-        content = "\n".join([content, *left_out, _note(job, None)])
+        content = "\n".join([content, *_left_out(left), _note(job, None)])
         return ResultCopy(content=fit_content(content), embeds=embeds, files=files)
 
     async def _alchemy_images(self, job: JobRecord) -> list[DeliveredImage]:
-        if not _journalled_images(job) or job.horde_id is None:
+        if not had_images(job.result_json) or job.horde_id is None:
             return []
         status = await self._horde.horde_client_session.get_alchemy_status(job.horde_id)
         if isinstance(status, RequestErrorResponse):
@@ -183,11 +179,8 @@ def _text_from_journal(job: JobRecord) -> ResultCopy:
     )
 
 
-def _within_limits(images: list[DeliveredImage]) -> tuple[list[DeliveredImage], list[str]]:
-    """The images one message carries, and the line naming those it can't (none: no line)."""
-    fitting = fit_uploads([len(image.data) for image in images])
-    left = [number for number in range(1, len(images) + 1) if number - 1 not in fitting]
-    return [images[index] for index in fitting], [files_left_out(left)] if left else []
+def _left_out(numbers: list[int]) -> list[str]:
+    return [files_left_out(numbers)] if numbers else []
 
 
 def _outcome(job: JobRecord, images: list[DeliveredImage]) -> JobOutcome:
@@ -198,14 +191,6 @@ def _outcome(job: JobRecord, images: list[DeliveredImage]) -> JobOutcome:
         workers=tuple(sorted({image.worker_name for image in images if image.worker_name})),
         error=job.error,
     )
-
-
-def _journalled_images(job: JobRecord) -> bool:
-    try:
-        images = json.loads(job.result_json or "{}").get("images")
-    except (ValueError, AttributeError):
-        return False
-    return isinstance(images, list) and bool(images)
 
 
 def _note(job: JobRecord, link: str | None) -> str:

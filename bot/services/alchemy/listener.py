@@ -11,7 +11,7 @@ import discord
 
 from bot.services.alchemy.render import render_alchemy_progress, render_alchemy_result
 from bot.services.alchemy.request import AlchemyParams
-from bot.services.delivery.limits import files_left_out, fit_uploads
+from bot.services.delivery.limits import files_left_out, split_images
 from bot.services.delivery.listener import MessageJobListener
 from bot.services.delivery.service import Delivery, JobViews
 from bot.services.delivery.targets import Fields, MessageTarget, with_line
@@ -21,7 +21,7 @@ from bot.storage import JobRecord
 FILE_STEM: Final = "alchemy"
 
 
-def _file(image: DeliveredImage) -> discord.File:
+def alchemy_file(image: DeliveredImage) -> discord.File:
     return discord.File(io.BytesIO(image.data), filename=image.filename(FILE_STEM))
 
 
@@ -32,8 +32,8 @@ def alchemy_listener(
     bar_width = delivery.progress.bar_width
 
     def finish(job: JobRecord, outcome: JobOutcome) -> Fields:
-        fitting = fit_uploads([len(image.data) for image in outcome.images])
-        files = [_file(outcome.images[index]) for index in fitting]
+        kept, left = split_images(outcome.images)
+        files = [alchemy_file(image) for image in kept]
         content, embed = render_alchemy_result(
             params,
             outcome,
@@ -41,7 +41,7 @@ def alchemy_listener(
             image_filenames=[file.filename for file in files],
             anonymous=anonymous,
         )
-        if left := [number for number in range(1, len(outcome.images) + 1) if number - 1 not in fitting]:
+        if left:
             content = with_line(content, files_left_out(left))
         return {"content": content, "embed": embed, "attachments": files, "view": views.result(job.id)}
 

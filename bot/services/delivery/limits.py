@@ -11,11 +11,14 @@ them Discord refuses the edit (HTTP 413) and the whole result with it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import discord
 
 from bot.services.formatting import clip
+
+if TYPE_CHECKING:
+    from bot.services.jobs import DeliveredImage
 
 CONTENT: Final = 2000
 EMBED_TOTAL: Final = 6000
@@ -110,6 +113,15 @@ def fit_uploads(sizes: Sequence[int], *, limit: int = UPLOAD_BYTES, max_files: i
             chosen.append(index)
             total += size
     return chosen
+
+
+def split_images(images: Sequence[DeliveredImage]) -> tuple[list[DeliveredImage], list[int]]:
+    """The images one message carries (:func:`fit_uploads`, in order), and the numbers (#1 …) of
+    those it can't."""
+    fitting = set(fit_uploads([len(image.data) for image in images]))
+    kept = [image for position, image in enumerate(images) if position in fitting]
+    left = [image.index + 1 for position, image in enumerate(images) if position not in fitting]
+    return kept, left
 
 
 def files_left_out(numbers: Sequence[int], *, noun: str = "image") -> str:

@@ -17,7 +17,7 @@ import discord
 
 from bot.clock import monotonic
 from bot.services.delivery.budget import EditThrottle
-from bot.services.delivery.limits import MAX_FILES, files_left_out, fit_uploads
+from bot.services.delivery.limits import MAX_FILES, files_left_out, split_images
 from bot.services.delivery.service import Delivery
 from bot.services.delivery.targets import NO_MENTIONS, Fields, MessageTarget, edit_job_message, with_line
 from bot.services.image.render import NO_ATTACH_PERMISSION, render_progress, render_result
@@ -131,7 +131,7 @@ class ImagineListener(JobListener):
 
     def _attachable(self) -> list[DeliveredImage]:
         """The images the message carries, in order: within Discord's files and bytes per message."""
-        return [self._images[index] for index in fit_uploads([len(image.data) for image in self._images])]
+        return split_images(self._images)[0]
 
     def _attached_numbers(self) -> list[int]:
         """The numbers (#1 …) of the images the result message carries, for their buttons."""
@@ -142,8 +142,7 @@ class ImagineListener(JobListener):
     def _left_out_note(self) -> str | None:
         if not self._can_attach:
             return None
-        attached = {image.generation_id for image in self._attachable()}
-        left = [image.index + 1 for image in self._images if image.generation_id not in attached]
+        _, left = split_images(self._images)
         return f"{files_left_out(left)} {SEEDS_IN_DETAILS}" if left else None
 
     def _notes(self) -> list[str]:

@@ -3,6 +3,7 @@ job of the kinds it is handed. Its contract is in docs/ARCHITECTURE.md (*Generat
 no Discord here: the Discord side implements a :class:`JobListener` per job."""
 
 from bot.services.jobs.downloads import ImageDeliverySettings
+from bot.services.jobs.ends import had_images
 from bot.services.jobs.engine import JobManager, JobPlacement
 from bot.services.jobs.kinds import JobContext, JobKindHandler, JobRun, RunEnd
 from bot.services.jobs.messages import describe_horde_error
@@ -42,4 +43,5 @@ __all__ = [
     "ProgressState",
     "RunEnd",
     "describe_horde_error",
+    "had_images",
 ]

@@ -147,7 +147,7 @@ async def recovered_outcome(run: JobRun | None, record: JobRecord, *, now: datet
     them (a later try may succeed)."""
     images: tuple[DeliveredImage, ...] = ()
     notes = list(_journalled_notes(record.result_json))
-    if run is not None and record.horde_id is not None and _had_images(record.result_json):
+    if run is not None and record.horde_id is not None and had_images(record.result_json):
         try:
             images = tuple(await run.recover())
         except AIHordeRequestExpiredError:
@@ -180,6 +180,7 @@ def _journalled_notes(result_json: str | None) -> tuple[str, ...]:
     return tuple(note for note in notes if isinstance(note, str)) if isinstance(notes, list) else ()
 
 
-def _had_images(result_json: str | None) -> bool:
+def had_images(result_json: str | None) -> bool:
+    """Whether a journalled job's ``result_json`` lists images (their bytes are never journalled)."""
     images = _result(result_json).get("images")
     return isinstance(images, list) and bool(images)
